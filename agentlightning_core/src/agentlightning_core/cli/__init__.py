@@ -1,0 +1,62 @@
+"""The ``agl`` command line. Each subcommand lives in a module of this package that defines
+``add_parser(subparsers)``; the parser's ``handler`` default runs it and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+_COMMAND_MODULES = ("plugins",)
+
+
+def _version_text() -> str:
+    from agentlightning_core import __version__
+    from agentlightning_core.plugins import plugin_infos
+
+    lines = [f"agl (agentlightning-core) {__version__}"]
+    dists = sorted({(p.distribution, p.version) for p in plugin_infos().values() if not p.builtin})
+    lines += [f"  plugin {name} {version}" for name, version in dists]
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and installed plugins")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(_version_text())
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agl", description="Agent Lightning command line.")
+    parser.add_argument("--version", action=_VersionAction)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"agentlightning_core.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args))
+    except Exception as exc:  # the CLI reports errors as one line, not a traceback
+        if args.verbose:
+            raise
+        print(f"agl: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,5 @@
+import sys
+
+from agentlightning_core.cli import main
+
+sys.exit(main())

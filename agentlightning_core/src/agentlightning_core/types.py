@@ -1,0 +1,241 @@
+"""Core data types of the control plane: rollouts, attempts, workers, triplets."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+from typing import Any, Literal, TypeVar
+
+import attrs
+
+from agentlightning_core.codec import JsonModel
+
+__all__ = [
+    "TERMINAL_ATTEMPT_STATUSES",
+    "TERMINAL_ROLLOUT_STATUSES",
+    "Attempt",
+    "AttemptStatus",
+    "AttemptedRollout",
+    "Rollout",
+    "RolloutConfig",
+    "RolloutMode",
+    "RolloutStatus",
+    "Triplet",
+    "Worker",
+    "WorkerStatus",
+]
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+class RolloutStatus(enum.StrEnum):
+    """Lifecycle of a rollout (a task run)."""
+
+    QUEUING = "queuing"
+    PREPARING = "preparing"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REQUEUING = "requeuing"
+
+
+class AttemptStatus(enum.StrEnum):
+    """Lifecycle of one attempt (one execution of a rollout by a worker)."""
+
+    PREPARING = "preparing"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    UNRESPONSIVE = "unresponsive"
+
+
+class WorkerStatus(enum.StrEnum):
+    IDLE = "idle"
+    BUSY = "busy"
+    UNKNOWN = "unknown"
+
+
+TERMINAL_ROLLOUT_STATUSES = frozenset(
+    {RolloutStatus.SUCCEEDED, RolloutStatus.FAILED, RolloutStatus.CANCELLED}
+)
+TERMINAL_ATTEMPT_STATUSES = frozenset(
+    {AttemptStatus.SUCCEEDED, AttemptStatus.FAILED, AttemptStatus.TIMEOUT, AttemptStatus.UNRESPONSIVE}
+)
+
+RolloutMode = Literal["train", "val", "test"]
+_MODES = ("train", "val", "test")
+
+
+def to_enum(cls: type[E], value: Any, what: str) -> E:
+    """``cls(value)`` with an error that names the value and lists the valid ones."""
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in cls)
+        raise ValueError(f"Invalid {what} {value!r}; expected one of: {allowed}") from None
+
+
+def _rollout_status(value: Any) -> RolloutStatus:
+    return to_enum(RolloutStatus, value, "rollout status")
+
+
+def _attempt_status(value: Any) -> AttemptStatus:
+    return to_enum(AttemptStatus, value, "attempt status")
+
+
+def _worker_status(value: Any) -> WorkerStatus:
+    return to_enum(WorkerStatus, value, "worker status")
+
+
+def _retry_condition(value: Iterable[Any]) -> list[AttemptStatus]:
+    if isinstance(value, str):
+        raise TypeError(f"retry_condition must be a list of attempt statuses, got the string {value!r}")
+    return [to_enum(AttemptStatus, v, "attempt status in retry_condition") for v in value]
+
+
+def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"{type(instance).__name__}.{attribute.name} must be a positive number of seconds or None, got {value!r}"
+        )
+
+
+def _mode(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value not in _MODES:
+        raise ValueError(f"Invalid rollout mode {value!r}; expected one of: train, val, test (or None)")
+
+
+def _non_empty_str(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(
+            f"{type(instance).__name__}.{attribute.name} must be a non-empty string, got {value!r}"
+        )
+
+
+def _at_least_one(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be an integer >= 1, got {value!r}")
+
+
+@attrs.define(slots=True)
+class RolloutConfig(JsonModel):
+    """Retry and time-out policy of a rollout.
+
+    A failed/timed-out/unresponsive latest attempt whose status is in ``retry_condition``
+    requeues the rollout while fewer than ``max_attempts`` attempts were made.
+    """
+
+    timeout_seconds: float | None = attrs.field(default=None, validator=_positive_or_none)
+    unresponsive_seconds: float | None = attrs.field(default=None, validator=_positive_or_none)
+    max_attempts: int = attrs.field(default=1, validator=_at_least_one)
+    retry_condition: list[AttemptStatus] = attrs.field(factory=list, converter=_retry_condition)
+
+
+@attrs.define(slots=True)
+class Rollout(JsonModel):
+    """A task to run: its input, mode, resources and current status."""
+
+    rollout_id: str = attrs.field(validator=_non_empty_str)
+    input: Any
+    start_time: float
+    end_time: float | None = None
+    mode: RolloutMode | None = attrs.field(default=None, validator=_mode)
+    resources_id: str | None = None
+    status: RolloutStatus = attrs.field(default=RolloutStatus.QUEUING, converter=_rollout_status)
+    config: RolloutConfig = attrs.field(factory=RolloutConfig)
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_ROLLOUT_STATUSES
+
+
+@attrs.define(slots=True)
+class Attempt(JsonModel):
+    """One execution of a rollout by a worker."""
+
+    rollout_id: str = attrs.field(validator=_non_empty_str)
+    attempt_id: str = attrs.field(validator=_non_empty_str)
+    sequence_id: int = attrs.field(validator=_at_least_one)
+    start_time: float
+    end_time: float | None = None
+    status: AttemptStatus = attrs.field(default=AttemptStatus.PREPARING, converter=_attempt_status)
+    worker_id: str | None = None
+    last_heartbeat_time: float | None = None
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_ATTEMPT_STATUSES
+
+
+@attrs.define(slots=True)
+class AttemptedRollout(JsonModel):
+    """A rollout together with the attempt a worker is about to run (what dequeue returns)."""
+
+    rollout: Rollout
+    attempt: Attempt
+
+    @property
+    def rollout_id(self) -> str:
+        return self.rollout.rollout_id
+
+    @property
+    def attempt_id(self) -> str:
+        return self.attempt.attempt_id
+
+    @property
+    def input(self) -> Any:
+        return self.rollout.input
+
+    @property
+    def resources_id(self) -> str | None:
+        return self.rollout.resources_id
+
+    @property
+    def mode(self) -> RolloutMode | None:
+        return self.rollout.mode
+
+
+@attrs.define(slots=True)
+class Worker(JsonModel):
+    """A runner process as seen by the store (liveness and what it is doing)."""
+
+    worker_id: str = attrs.field(validator=_non_empty_str)
+    status: WorkerStatus = attrs.field(default=WorkerStatus.UNKNOWN, converter=_worker_status)
+    heartbeat_stats: dict[str, Any] | None = None
+    last_heartbeat_time: float | None = None
+    last_dequeue_time: float | None = None
+    last_busy_time: float | None = None
+    last_idle_time: float | None = None
+    current_rollout_id: str | None = None
+    current_attempt_id: str | None = None
+
+
+def _finite_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"Triplet.reward must be a finite number or None, got {value!r}")
+
+
+@attrs.define(slots=True)
+class Triplet(JsonModel):
+    """One learning sample: what the model saw, what it answered and the reward it earned."""
+
+    prompt: Any
+    response: Any
+    reward: float | None = attrs.field(default=None, validator=_finite_or_none)
+    metadata: dict[str, Any] = attrs.field(factory=dict)
