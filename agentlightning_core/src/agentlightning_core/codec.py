@@ -119,6 +119,7 @@ def _union_decoder(args: list[Any], where: str) -> Decoder:
 
 def _all_subclasses(cls: type) -> list[type]:
     out: list[type] = []
+    sub: type
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_all_subclasses(sub))
