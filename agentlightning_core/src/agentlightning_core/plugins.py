@@ -242,8 +242,8 @@ def get_registry() -> Mapping[str, Mapping[str, Registration]]:
         registry: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
         for kind in KINDS.values():
             caller = getattr(pm.hook, kind.hook)
-            # Oldest registration first, so the duplicate error names the earlier plugin first.
-            for impl in reversed(caller.get_hookimpls()):
+            # get_hookimpls() lists plugins in registration order: a duplicate names the earlier first.
+            for impl in caller.get_hookimpls():
                 info = _plugin_info.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "?", "?", False)
                 impl.function(register=_registrar(registry[kind.name], kind, info))
         _registry = registry
