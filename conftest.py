@@ -1,3 +1,5 @@
+"""Shared pytest configuration of the monorepo: async tests run on asyncio."""
+
 import pytest
 
 
