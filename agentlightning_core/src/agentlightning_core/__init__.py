@@ -56,6 +56,8 @@ _LAZY: dict[str, str] = {
     "EnqueueRequest": "store.base",
     "UNSET": "store.base",
     "InMemoryLightningStore": "store.memory",
+    "LightningStoreServer": "remote.server",
+    "LightningStoreClient": "remote.client",
     # components
     "Adapter": "adapter.base",
     "TraceAdapter": "adapter.base",
@@ -63,6 +65,36 @@ _LAZY: dict[str, str] = {
     "Tracer": "tracer.base",
     "Runner": "runner.base",
     "ExecutionStrategy": "execution.base",
+    # runtime
+    "LitAgent": "litagent.base",
+    "rollout": "litagent.decorators",
+    "llm_rollout": "litagent.decorators",
+    "prompt_rollout": "litagent.decorators",
+    "LitAgentRunner": "runner.agent",
+    "StepResult": "runner.base",
+    "FastAlgorithm": "algorithm.fast",
+    "algo": "algorithm.decorator",
+    "Trainer": "trainer.trainer",
+    "Hook": "hooks",
+    "SharedMemoryExecutionStrategy": "execution.shm",
+    # tracing, emitters, adapters
+    "OtelTracer": "tracer.otel",
+    "NoOpTracer": "tracer.noop",
+    "LightningSpanProcessor": "tracer.processor",
+    "emit_reward": "emitter.reward",
+    "emit_message": "emitter.events",
+    "emit_object": "emitter.events",
+    "emit_exception": "emitter.events",
+    "emit_annotation": "emitter.events",
+    "operation": "emitter.operation",
+    "get_reward_value": "emitter.reward",
+    "find_reward_spans": "emitter.reward",
+    "find_final_reward": "emitter.reward",
+    "BadTraceError": "adapter.base",
+    "TracerTraceToTriplet": "adapter.triplet",
+    "LlmProxyTraceToTriplet": "adapter.triplet",
+    "TraceToMessages": "adapter.messages",
+    "TraceTree": "adapter.tree",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]
@@ -82,8 +114,21 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from agentlightning_core.adapter.base import Adapter, TraceAdapter
+    from agentlightning_core.adapter.base import Adapter, BadTraceError, TraceAdapter
+    from agentlightning_core.adapter.messages import TraceToMessages
+    from agentlightning_core.adapter.tree import TraceTree
+    from agentlightning_core.adapter.triplet import LlmProxyTraceToTriplet, TracerTraceToTriplet
     from agentlightning_core.algorithm.base import Algorithm
+    from agentlightning_core.algorithm.decorator import algo
+    from agentlightning_core.algorithm.fast import FastAlgorithm
+    from agentlightning_core.emitter.events import emit_annotation, emit_exception, emit_message, emit_object
+    from agentlightning_core.emitter.operation import operation
+    from agentlightning_core.emitter.reward import (
+        emit_reward,
+        find_final_reward,
+        find_reward_spans,
+        get_reward_value,
+    )
     from agentlightning_core.errors import (
         AgentLightningError,
         AttemptNotFoundError,
@@ -98,13 +143,24 @@ if TYPE_CHECKING:
         WorkerNotFoundError,
     )
     from agentlightning_core.execution.base import ExecutionStrategy
+    from agentlightning_core.execution.shm import SharedMemoryExecutionStrategy
+    from agentlightning_core.hooks import Hook
+    from agentlightning_core.litagent.base import LitAgent
+    from agentlightning_core.litagent.decorators import llm_rollout, prompt_rollout, rollout
     from agentlightning_core.plugins import component_names, get_plugin_manager, resolve_component
+    from agentlightning_core.remote.client import LightningStoreClient
+    from agentlightning_core.remote.server import LightningStoreServer
     from agentlightning_core.resources import LLM, NamedResources, PromptTemplate, ProxyLLM, ResourcesUpdate
-    from agentlightning_core.runner.base import Runner
+    from agentlightning_core.runner.agent import LitAgentRunner
+    from agentlightning_core.runner.base import Runner, StepResult
     from agentlightning_core.spans import Span, SpanEvent, SpanLink, SpanStatus
     from agentlightning_core.store.base import UNSET, EnqueueRequest, LightningStore, PaginatedResult
     from agentlightning_core.store.memory import InMemoryLightningStore
     from agentlightning_core.tracer.base import Tracer
+    from agentlightning_core.tracer.noop import NoOpTracer
+    from agentlightning_core.tracer.otel import OtelTracer
+    from agentlightning_core.tracer.processor import LightningSpanProcessor
+    from agentlightning_core.trainer.trainer import Trainer
     from agentlightning_core.types import (
         Attempt,
         AttemptedRollout,

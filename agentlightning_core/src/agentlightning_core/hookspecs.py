@@ -3,7 +3,8 @@
 A plugin is a module (or object) with functions decorated by ``agentlightning_core.hookimpl``
 and named after the hooks below. Distributions expose plugins through the ``agentlightning``
 entry-point group. Hooks are always called with keyword arguments; they evolve by adding
-arguments, never by renaming them.
+arguments, never by renaming them. (Specs are not declared keyword-only: pluggy matches
+arguments by the names of positional parameters.)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from agentlightning_core.litagent.base import LitAgent
     from agentlightning_core.runner.base import Runner
     from agentlightning_core.spans import Span
     from agentlightning_core.tracer.base import Tracer
@@ -87,9 +89,12 @@ def register_runners(register: Register) -> None:
 
 
 @hookspec
-def on_rollout_start(*, rollout: AttemptedRollout, runner: Runner[Any], tracer: Tracer) -> None:
+def on_rollout_start(
+    agent: LitAgent[Any], rollout: AttemptedRollout, runner: Runner[Any], tracer: Tracer
+) -> None:
     """Called by a runner right before it runs the agent on a rollout.
 
+    :param agent: The agent being run.
     :param rollout: The rollout with the attempt about to run.
     :param runner: The runner executing it.
     :param tracer: The tracer that will record the attempt.
@@ -98,11 +103,16 @@ def on_rollout_start(*, rollout: AttemptedRollout, runner: Runner[Any], tracer: 
 
 @hookspec
 def on_rollout_end(
-    *, rollout: AttemptedRollout, spans: Sequence[Span], runner: Runner[Any], tracer: Tracer
+    agent: LitAgent[Any],
+    rollout: AttemptedRollout,
+    spans: Sequence[Span],
+    runner: Runner[Any],
+    tracer: Tracer,
 ) -> None:
     """Called by a runner after the agent returned (or raised) and its spans were stored.
 
-    :param rollout: The rollout whose attempt just ended.
+    :param agent: The agent being run.
+    :param rollout: The rollout whose attempt just ended; ``rollout.attempt`` has its final status.
     :param spans: Every span recorded for the attempt, in sequence order.
     :param runner: The runner that executed it.
     :param tracer: The tracer that recorded it.
@@ -110,9 +120,12 @@ def on_rollout_end(
 
 
 @hookspec
-def on_trace_start(*, rollout: AttemptedRollout, runner: Runner[Any], tracer: Tracer) -> None:
+def on_trace_start(
+    agent: LitAgent[Any], rollout: AttemptedRollout, runner: Runner[Any], tracer: Tracer
+) -> None:
     """Called when the tracer's trace context for an attempt opens.
 
+    :param agent: The agent being run.
     :param rollout: The rollout being traced.
     :param runner: The runner executing it.
     :param tracer: The tracer whose context just opened.
@@ -121,10 +134,15 @@ def on_trace_start(*, rollout: AttemptedRollout, runner: Runner[Any], tracer: Tr
 
 @hookspec
 def on_trace_end(
-    *, rollout: AttemptedRollout, spans: Sequence[Span], runner: Runner[Any], tracer: Tracer
+    agent: LitAgent[Any],
+    rollout: AttemptedRollout,
+    spans: Sequence[Span],
+    runner: Runner[Any],
+    tracer: Tracer,
 ) -> None:
     """Called when the tracer's trace context for an attempt closes.
 
+    :param agent: The agent being run.
     :param rollout: The rollout being traced.
     :param spans: The spans the tracer captured inside the context.
     :param runner: The runner executing it.

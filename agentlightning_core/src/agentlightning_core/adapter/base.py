@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
+import attrs
+
+from agentlightning_core.errors import AgentLightningError
 from agentlightning_core.spans import Span
 
-__all__ = ["Adapter", "TraceAdapter"]
+__all__ = ["Adapter", "AdapterStats", "BadDataPolicy", "BadTraceError", "TraceAdapter"]
+
+logger = logging.getLogger(__name__)
+
+BadDataPolicy = Literal["raise", "drop"]
+_POLICIES = ("raise", "drop")
+
+
+class BadTraceError(AgentLightningError, ValueError):
+    """A trace an adapter cannot turn into learning data (no LLM call, no reward, ...)."""
+
+
+@attrs.define
+class AdapterStats:
+    """What an adapter produced and what it dropped, by reason (``drop_counts``)."""
+
+    traces: int = 0
+    outputs: int = 0
+    drop_counts: dict[str, int] = attrs.field(factory=dict)
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drop_counts.values())
+
+    def reset(self) -> None:
+        self.traces = self.outputs = 0
+        self.drop_counts.clear()
+
 
 T_from = TypeVar("T_from")
 T_to = TypeVar("T_to")
@@ -26,4 +57,31 @@ class Adapter(ABC, Generic[T_from, T_to]):
 
 
 class TraceAdapter(Adapter[Sequence[Span], T_to], Generic[T_to]):
-    """An adapter from the spans of one rollout attempt."""
+    """An adapter from the spans of one rollout attempt.
+
+    Bad data (a trace without LLM calls, an LLM call without prompt or response, a rollout
+    without reward) is handled by ``on_bad_data``: ``"raise"`` (default) raises
+    :class:`BadTraceError`; ``"drop"`` skips it, logs a warning and counts it in
+    ``stats.drop_counts`` under the reason.
+    """
+
+    def __init__(self, *, on_bad_data: BadDataPolicy = "raise") -> None:
+        if on_bad_data not in _POLICIES:
+            raise ValueError(f"on_bad_data must be 'raise' or 'drop', got {on_bad_data!r}")
+        self.on_bad_data: BadDataPolicy = on_bad_data
+        self.stats = AdapterStats()
+
+    def bad_data(self, reason: str, message: str) -> None:
+        """Report bad data: raise under the ``raise`` policy, else count and log it."""
+        if self.on_bad_data == "raise":
+            raise BadTraceError(
+                f"{message} (reason: {reason}). Pass on_bad_data='drop' to skip such data and count it instead."
+            )
+        self.skip(reason, message, level=logging.WARNING)
+
+    def skip(self, reason: str, message: str, *, level: int = logging.INFO) -> None:
+        """Count and log data skipped whatever the policy (e.g. an LLM call that failed)."""
+        self.stats.drop_counts[reason] = self.stats.drop_counts.get(reason, 0) + 1
+        logger.log(
+            level, "%s: dropped (%s; %d so far)", type(self).__name__, message, self.stats.drop_counts[reason]
+        )

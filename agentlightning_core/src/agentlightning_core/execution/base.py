@@ -1,16 +1,61 @@
-"""The execution strategy contract: how the algorithm and runners are run together."""
+"""The execution strategy contract: how the algorithm and its runners are run together.
+
+The trainer hands a strategy two *bundles* — coroutine functions that already know their
+agent, tracer, hooks and algorithm — plus the store and the number of runners. A strategy
+only decides where each bundle runs (tasks of one event loop, other processes, other
+machines) and how they are stopped:
+
+- ``await algorithm(store, stop)`` runs the algorithm to completion;
+- ``await runner(store, worker_index, stop)`` works the queue until ``stop`` is set or its
+  own ``max_rollouts`` budget is spent.
+
+When the algorithm returns the strategy sets ``stop`` so runners finish their current
+rollout and return. ``stop`` is anything with ``is_set()``/``set()``: a
+:class:`threading.Event` in one process, a ``multiprocessing`` event across processes.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["ExecutionStrategy"]
+if TYPE_CHECKING:
+    from agentlightning_core.store.base import LightningStore
+
+__all__ = ["AlgorithmBundle", "ExecutionStrategy", "RunnerBundle", "StopSignal"]
+
+
+class StopSignal(Protocol):
+    """A flag shared by the algorithm and runners (``threading.Event`` satisfies it)."""
+
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
+
+
+AlgorithmBundle = Callable[["LightningStore", StopSignal], Awaitable[None]]
+"""``await algorithm(store, stop)``: run the algorithm until it is done."""
+
+RunnerBundle = Callable[["LightningStore", int, StopSignal], Awaitable[None]]
+"""``await runner(store, worker_index, stop)``: execute rollouts until ``stop`` is set."""
 
 
 class ExecutionStrategy(ABC):
     """Runs an algorithm and its runners (in one process, across processes, ...)."""
 
     @abstractmethod
-    def execute(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the algorithm and runners to completion."""
+    def execute(
+        self,
+        algorithm: AlgorithmBundle,
+        runner: RunnerBundle,
+        store: LightningStore,
+        *,
+        n_runners: int = 1,
+    ) -> None:
+        """Run the algorithm and ``n_runners`` runners to completion; blocks until done.
+
+        The strategy owns the store's lifecycle (``async with store``) where the store lives.
+        An exception in the algorithm or any runner stops everything and is re-raised here;
+        so is ``KeyboardInterrupt`` once runners have left the store consistent.
+        """

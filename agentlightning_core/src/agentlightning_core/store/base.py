@@ -232,7 +232,10 @@ class LightningStore(ABC):
 
     @abstractmethod
     async def add_span(self, span: Span) -> Span | None:
-        """Store a span (a heartbeat for its attempt). A duplicate returns None and stores nothing."""
+        """Store a span (a heartbeat for its attempt). A duplicate returns None and stores nothing.
+
+        A span with ``sequence_id == 0`` gets the rollout's next sequence id from the store.
+        """
 
     @abstractmethod
     async def add_many_spans(self, spans: Sequence[Span]) -> list[Span]:

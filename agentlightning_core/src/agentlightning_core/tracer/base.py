@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentlightning_core.spans import Span
@@ -11,7 +14,20 @@ from agentlightning_core.spans import Span
 if TYPE_CHECKING:
     from agentlightning_core.store.base import LightningStore
 
-__all__ = ["TraceContext", "Tracer"]
+__all__ = ["SpanHandle", "TraceContext", "Tracer", "active_tracer", "use_tracer"]
+
+
+class SpanHandle(Protocol):
+    """What :meth:`Tracer.create_span` yields: an open span that accepts attributes.
+
+    OpenTelemetry SDK spans satisfy it.
+    """
+
+    def set_attribute(self, key: str, value: Any) -> None: ...
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None: ...
+
+    def record_exception(self, exception: BaseException) -> None: ...
 
 
 class TraceContext(
@@ -56,11 +72,46 @@ class Tracer(ABC):
         """The spans recorded by the most recently closed trace context, in sequence order."""
 
     @abstractmethod
-    def create_span(self, name: str, attributes: dict[str, Any] | None = None) -> AbstractContextManager[Any]:
+    def create_span(
+        self, name: str, attributes: Mapping[str, Any] | None = None
+    ) -> AbstractContextManager[SpanHandle]:
         """Start a child span of the current trace for the duration of the block."""
 
     def operation_context(
-        self, name: str, attributes: dict[str, Any] | None = None
-    ) -> AbstractContextManager[Any]:
+        self, name: str, attributes: Mapping[str, Any] | None = None
+    ) -> AbstractContextManager[SpanHandle]:
         """A span for a named operation of the agent (defaults to :meth:`create_span`)."""
         return self.create_span(name, attributes)
+
+
+_active: ContextVar[Tracer | None] = ContextVar("agentlightning_active_tracer", default=None)
+_open_lock = threading.Lock()
+_open: list[Tracer] = []
+
+
+def active_tracer() -> Tracer | None:
+    """The tracer whose trace context encloses the caller.
+
+    Looked up in the current context first; code running where the context was not
+    propagated (a plain ``threading.Thread``) gets the only open trace context of the
+    process, if exactly one is open. None otherwise.
+    """
+    tracer = _active.get()
+    if tracer is not None:
+        return tracer
+    with _open_lock:
+        return _open[0] if len(_open) == 1 else None
+
+
+@contextmanager
+def use_tracer(tracer: Tracer) -> Iterator[None]:
+    """Make ``tracer`` the active tracer for the block (tracers call this in ``trace_context``)."""
+    token = _active.set(tracer)
+    with _open_lock:
+        _open.append(tracer)
+    try:
+        yield
+    finally:
+        with _open_lock:
+            _open.remove(tracer)
+        _active.reset(token)

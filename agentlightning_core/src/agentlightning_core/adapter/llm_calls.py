@@ -1,0 +1,125 @@
+"""Finding LLM calls in a trace and reading their prompt, response and token ids."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from agentlightning_core import semconv
+from agentlightning_core.adapter.tree import TraceNode, TraceTree
+from agentlightning_core.spans import Span
+from agentlightning_core.tracer.genai import from_semconv_messages, loads_messages
+
+__all__ = ["DEFAULT_LLM_CALL_PATTERN", "LlmCall", "agent_name_of", "find_llm_calls"]
+
+DEFAULT_LLM_CALL_PATTERN = r"^chat(\s|$)|^openai\.chat"
+"""Span names of LLM calls: ``chat {model}`` (GenAI conventions) and ``openai.chat*``."""
+
+
+def agent_name_of(attributes: dict[str, Any]) -> str | None:
+    for key in semconv.AGENT_NAME_KEYS:
+        value = attributes.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _int_list(value: Any) -> list[int] | None:
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
+    return None
+
+
+@attrs.define
+class LlmCall:
+    """One LLM call read from its span; messages are in OpenAI chat format."""
+
+    span: Span
+    agent_name: str | None
+    prompt_messages: list[dict[str, Any]] | None
+    response_message: dict[str, Any] | None
+    tools: list[Any] | None
+    prompt_token_ids: list[int] | None
+    response_token_ids: list[int] | None
+
+    @classmethod
+    def from_span(cls, span: Span, agent_name: str | None = None) -> LlmCall:
+        attrs_ = span.attributes
+        prompt = loads_messages(attrs_.get(semconv.GEN_AI_INPUT_MESSAGES))
+        outputs = loads_messages(attrs_.get(semconv.GEN_AI_OUTPUT_MESSAGES))
+        response = from_semconv_messages(outputs[:1])[0] if outputs else None
+        tools_raw = attrs_.get(semconv.GEN_AI_TOOL_DEFINITIONS)
+        tools: list[Any] | None = None
+        if isinstance(tools_raw, str):
+            try:
+                decoded = json.loads(tools_raw)
+            except ValueError:
+                decoded = None
+            tools = decoded if isinstance(decoded, list) else None
+        return cls(
+            span=span,
+            agent_name=agent_name if agent_name is not None else agent_name_of(attrs_),
+            prompt_messages=from_semconv_messages(prompt) if prompt else None,
+            response_message=response,
+            tools=tools,
+            prompt_token_ids=_int_list(attrs_.get(semconv.LLM_PROMPT_TOKEN_IDS)),
+            response_token_ids=_int_list(attrs_.get(semconv.LLM_RESPONSE_TOKEN_IDS)),
+        )
+
+    @property
+    def failed(self) -> bool:
+        return self.span.status.status_code == "ERROR"
+
+    @property
+    def has_prompt(self) -> bool:
+        return bool(self.prompt_messages) or bool(self.prompt_token_ids)
+
+    @property
+    def has_response(self) -> bool:
+        return self.response_message is not None or bool(self.response_token_ids)
+
+    def metadata(self) -> dict[str, Any]:
+        a = self.span.attributes
+        return {
+            "span_id": self.span.span_id,
+            "sequence_id": self.span.sequence_id,
+            "rollout_id": self.span.rollout_id,
+            "attempt_id": self.span.attempt_id,
+            "agent_name": self.agent_name,
+            "model": a.get(semconv.GEN_AI_RESPONSE_MODEL, a.get(semconv.GEN_AI_REQUEST_MODEL)),
+            "response_id": a.get(semconv.GEN_AI_RESPONSE_ID),
+            "input_tokens": a.get(semconv.GEN_AI_USAGE_INPUT_TOKENS),
+            "output_tokens": a.get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS),
+        }
+
+
+def find_llm_calls(
+    spans: Sequence[Span],
+    *,
+    llm_call_match: re.Pattern[str],
+    agent_match: re.Pattern[str] | None = None,
+    repair_hierarchy: bool = True,
+) -> list[LlmCall]:
+    """LLM calls of a trace in start order: spans whose name matches ``llm_call_match``
+    (outermost only: an LLM span nested in another is the same call seen twice) and, with
+    ``agent_match``, whose nearest agent name (on the span or an ancestor) matches."""
+    tree = TraceTree.from_spans(spans, repair_hierarchy=repair_hierarchy)
+    found: list[LlmCall] = []
+    stack: list[tuple[TraceNode, str | None]] = [(tree.root, None)]
+    while stack:
+        node, agent = stack.pop()
+        if node.span is not None:
+            agent = agent_name_of(node.span.attributes) or agent
+            if llm_call_match.search(node.name):
+                if agent_match is None or (agent is not None and agent_match.search(agent)):
+                    found.append(LlmCall.from_span(node.span, agent))
+                continue
+        stack.extend((child, agent) for child in node.children)
+    found.sort(
+        key=lambda c: (c.span.start_time if c.span.start_time is not None else 0.0, c.span.sequence_id)
+    )
+    return found

@@ -1,0 +1,529 @@
+"""``LightningStoreClient``: a :class:`LightningStore` that talks to a store server over HTTP.
+
+- One pooled aiohttp session per client (created on first use, in that event loop).
+- Retries with exponential backoff and jitter on connection errors, timeouts, 408, 429 and
+  5xx (honouring ``Retry-After``); never on other 4xx, which raise the core's exception of
+  the server's error name (``RolloutNotFoundError`` for an unknown rollout, ``ValueError`` for
+  invalid values). Every write carries an ``Idempotency-Key`` that stays the same across its
+  retries, so a retried ``dequeue_rollout`` is answered, not run twice.
+- Span writes are batched: spans added while a request is in flight wait in a buffer and go
+  out together in the next ``add_span_groups`` request (up to ``max_span_batch`` spans), one
+  group per caller so one caller's refused span cannot fail another's. Every span call
+  returns once its spans are stored; any other call first waits for buffered spans, and
+  :meth:`aclose` sends whatever is left, so no span is lost or overtaken.
+- ``wait_for_rollouts`` is sent as a series of bounded waits (``wait_poll_seconds``) so no
+  request idles long enough to be cut by a proxy or the request timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from agentlightning_core.codec import to_json_value
+from agentlightning_core.errors import StoreUnavailableError
+from agentlightning_core.remote.protocol import IDEMPOTENCY_HEADER, OPERATIONS, STORE_PREFIX, exception_for_error
+from agentlightning_core.resources import NamedResources, ResourcesUpdate
+from agentlightning_core.spans import Span
+from agentlightning_core.store.base import UNSET, EnqueueRequest, LightningStore, PaginatedResult, SortOrder, Unset
+from agentlightning_core.types import (
+    Attempt,
+    AttemptedRollout,
+    AttemptStatus,
+    Rollout,
+    RolloutConfig,
+    RolloutMode,
+    RolloutStatus,
+    Worker,
+    WorkerStatus,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+    from opentelemetry.sdk.trace import ReadableSpan
+
+__all__ = ["RETRY_STATUSES", "LightningStoreClient"]
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+TOKEN_ENV = "AGL_SERVER_TOKEN"
+
+
+class LightningStoreClient(LightningStore):
+    """Store client of a :class:`~agentlightning_core.remote.server.LightningStoreServer`.
+
+    :param url: the server's base URL.
+    :param token: bearer token; None reads ``AGL_SERVER_TOKEN`` (unset: no token).
+    :param timeout: seconds one HTTP request may take (waits add their own duration).
+    :param max_retries: retries after the first try of a call, for retryable failures only.
+    :param backoff_seconds: first retry delay; doubles per retry up to ``max_backoff_seconds``.
+    :param max_span_batch: most spans per ``add_many_spans`` request.
+    :param connection_limit: most simultaneous connections to the server.
+    """
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:4747",
+        *,
+        token: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 8,
+        backoff_seconds: float = 0.1,
+        max_backoff_seconds: float = 5.0,
+        max_span_batch: int = 1000,
+        connection_limit: int = 100,
+        wait_poll_seconds: float = 30.0,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"LightningStoreClient url must start with http:// or https://, got {url!r}")
+        if max_retries < 0 or max_span_batch < 1 or timeout <= 0 or wait_poll_seconds <= 0:
+            raise ValueError(
+                "LightningStoreClient needs max_retries >= 0, max_span_batch >= 1, timeout > 0 and "
+                f"wait_poll_seconds > 0; got {max_retries=}, {max_span_batch=}, {timeout=}, {wait_poll_seconds=}"
+            )
+        self.url = url.rstrip("/")
+        self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.max_span_batch = max_span_batch
+        self.connection_limit = connection_limit
+        self.wait_poll_seconds = wait_poll_seconds
+        self.retries = 0
+        """How many retries this client made (for tests and monitoring)."""
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._span_buffer: list[tuple[list[Span], asyncio.Future[list[Span]]]] = []
+        self._span_flusher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the configuration only (a client can be sent to a runner process before use)."""
+        state = self.__dict__.copy()
+        for name in ("_session", "_loop", "_span_buffer", "_span_flusher", "_closed"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_runtime()
+
+    def __repr__(self) -> str:
+        return f"LightningStoreClient({self.url!r})"
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._get_session()
+
+    async def aclose(self) -> None:
+        """Send buffered spans, then close the connections. Idempotent."""
+        if self._closed:
+            return
+        try:
+            await self.flush()
+        finally:
+            self._closed = True
+            session, self._session = self._session, None
+            if session is not None:
+                await session.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed; create a new client")
+        if self._session is None:
+            import aiohttp
+
+            headers = {"Content-Type": "application/json"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.connection_limit),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            )
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                f"{self!r} was first used in another event loop; create one client per event loop (thread)"
+            )
+        return self._session
+
+    # --- requests -----------------------------------------------------------------------
+
+    async def _call(self, name: str, body: dict[str, Any], *, timeout: float | None = None) -> Any:
+        """Run store operation ``name`` (after buffered spans are stored) and decode its result."""
+        await self.flush()
+        op = OPERATIONS[name]
+        data = await self._request(name, body, idempotent=op.read_only, timeout=timeout)
+        return op.result.decode(data)
+
+    async def _request(
+        self, name: str, body: dict[str, Any], *, idempotent: bool, timeout: float | None = None
+    ) -> Any:
+        import aiohttp
+
+        session = self._get_session()
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        headers = None if idempotent else {IDEMPOTENCY_HEADER: f"{random.getrandbits(128):032x}"}
+        url = self.url + STORE_PREFIX + name
+        request_timeout = aiohttp.ClientTimeout(total=self.timeout + timeout) if timeout is not None else None
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                async with session.post(url, data=payload, headers=headers, timeout=request_timeout) as resp:
+                    status = resp.status
+                    raw = await resp.read()
+                    if status == 200:
+                        return json.loads(raw)
+                    failure = self._error(status, raw)
+                    if status not in RETRY_STATUSES:
+                        raise failure
+                    retry_after = _retry_after(resp.headers.get("Retry-After"))
+                    reason = f"HTTP {status}: {failure}"
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+                failure = exc
+                reason = f"{type(exc).__name__}: {exc}"
+            if attempt >= self.max_retries:
+                raise StoreUnavailableError(
+                    f"Store server {self.url} failed {name} after {attempt + 1} tries; last error: {reason}. "
+                    "Check that the server is running and reachable."
+                ) from failure
+            delay = min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt)
+            delay = max(delay * (0.5 + random.random() / 2), retry_after or 0.0)
+            attempt += 1
+            self.retries += 1
+            logger.debug("Retrying %s in %.2fs (try %d): %s", name, delay, attempt + 1, reason)
+            await asyncio.sleep(delay)
+
+    def _error(self, status: int, raw: bytes) -> Exception:
+        try:
+            body = json.loads(raw)
+            name, message = body.get("error"), body.get("message")
+        except (ValueError, AttributeError):
+            name, message = None, None
+        if not isinstance(message, str):
+            message = f"HTTP {status} from {self.url}: {raw[:200]!r}"
+        return exception_for_error(status, name if isinstance(name, str) else None, message)
+
+    # --- span batching ------------------------------------------------------------------
+
+    async def _store_spans(self, spans: Sequence[Span]) -> list[Span]:
+        """Buffer ``spans`` (in groups of at most ``max_span_batch``) and return those newly stored."""
+        if not spans:
+            return []
+        loop = asyncio.get_running_loop()
+        self._get_session()  # fail early when closed or in the wrong loop
+        futures: list[asyncio.Future[list[Span]]] = []
+        for i in range(0, len(spans), self.max_span_batch):
+            future: asyncio.Future[list[Span]] = loop.create_future()
+            self._span_buffer.append((list(spans[i : i + self.max_span_batch]), future))
+            futures.append(future)
+        if self._span_flusher is None or self._span_flusher.done():
+            self._span_flusher = loop.create_task(self._flush_spans())
+        results = await asyncio.gather(*futures)
+        return results[0] if len(results) == 1 else [s for r in results for s in r]
+
+    def _next_span_request(self) -> list[tuple[list[Span], asyncio.Future[list[Span]]]]:
+        taken = 0
+        count = 0
+        for group, _ in self._span_buffer:
+            if count and taken + len(group) > self.max_span_batch:
+                break
+            taken += len(group)
+            count += 1
+        request = self._span_buffer[:count]
+        del self._span_buffer[:count]
+        return request
+
+    async def _flush_spans(self) -> None:
+        while self._span_buffer:
+            request = self._next_span_request()
+            groups = [[s.to_dict() for s in group] for group, _ in request]
+            try:
+                answers = await self._request("add_span_groups", {"groups": groups}, idempotent=False)
+            except BaseException as exc:
+                for _, future in request:
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), answer in zip(request, answers, strict=True):
+                if future.done():
+                    continue
+                if "items" in answer:
+                    future.set_result([Span.from_dict(d) for d in answer["items"]])
+                else:
+                    future.set_exception(exception_for_error(answer["status"], answer["error"], answer["message"]))
+
+    async def flush(self) -> None:
+        """Wait until every buffered span was sent."""
+        while self._span_flusher is not None and not self._span_flusher.done():
+            await asyncio.shield(self._span_flusher)
+
+    # --- rollouts -----------------------------------------------------------------------
+
+    async def start_rollout(
+        self,
+        input: Any,
+        mode: RolloutMode | None = None,
+        resources_id: str | None = None,
+        config: RolloutConfig | None = None,
+        metadata: dict[str, Any] | None = None,
+        worker_id: str | None = None,
+    ) -> AttemptedRollout:
+        body = _body(
+            input=input, mode=mode, resources_id=resources_id, config=config, metadata=metadata, worker_id=worker_id
+        )
+        return await self._call("start_rollout", body)  # type: ignore[no-any-return]
+
+    async def enqueue_rollout(
+        self,
+        input: Any,
+        mode: RolloutMode | None = None,
+        resources_id: str | None = None,
+        config: RolloutConfig | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Rollout:
+        body = _body(input=input, mode=mode, resources_id=resources_id, config=config, metadata=metadata)
+        return await self._call("enqueue_rollout", body)  # type: ignore[no-any-return]
+
+    async def enqueue_many_rollouts(self, requests: Sequence[EnqueueRequest]) -> list[Rollout]:
+        return await self._call("enqueue_many_rollouts", {"requests": to_json_value(list(requests))})  # type: ignore[no-any-return]
+
+    async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
+        return await self._call("dequeue_rollout", _body(worker_id=worker_id))  # type: ignore[no-any-return]
+
+    async def dequeue_many_rollouts(self, limit: int, worker_id: str | None = None) -> list[AttemptedRollout]:
+        return await self._call("dequeue_many_rollouts", _body(limit=limit, worker_id=worker_id))  # type: ignore[no-any-return]
+
+    async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
+        return await self._call("start_attempt", _body(rollout_id=rollout_id, worker_id=worker_id))  # type: ignore[no-any-return]
+
+    async def query_rollouts(
+        self,
+        *,
+        status_in: Sequence[RolloutStatus | str] | None = None,
+        rollout_ids: Sequence[str] | None = None,
+        rollout_id_contains: str | None = None,
+        filter_logic: Literal["and", "or"] = "and",
+        sort_by: Literal["start_time", "end_time", "rollout_id", "status"] | None = None,
+        sort_order: SortOrder = "asc",
+        limit: int = -1,
+        offset: int = 0,
+    ) -> PaginatedResult[Rollout]:
+        body = _body(
+            status_in=status_in,
+            rollout_ids=rollout_ids,
+            rollout_id_contains=rollout_id_contains,
+            filter_logic=filter_logic,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            limit=limit,
+            offset=offset,
+        )
+        return await self._call("query_rollouts", body)  # type: ignore[no-any-return]
+
+    async def get_rollout_by_id(self, rollout_id: str) -> Rollout:
+        return await self._call("get_rollout_by_id", _body(rollout_id=rollout_id))  # type: ignore[no-any-return]
+
+    async def update_rollout(
+        self,
+        rollout_id: str,
+        *,
+        input: Any = UNSET,
+        mode: RolloutMode | Unset | None = UNSET,
+        resources_id: str | Unset | None = UNSET,
+        status: RolloutStatus | str | Unset = UNSET,
+        config: RolloutConfig | Unset = UNSET,
+        metadata: dict[str, Any] | Unset = UNSET,
+    ) -> Rollout:
+        body = _body(
+            rollout_id=rollout_id,
+            input=input,
+            mode=mode,
+            resources_id=resources_id,
+            status=status,
+            config=config,
+            metadata=metadata,
+        )
+        return await self._call("update_rollout", body)  # type: ignore[no-any-return]
+
+    async def wait_for_rollouts(self, rollout_ids: Sequence[str], timeout: float | None = None) -> list[Rollout]:
+        ids = list(rollout_ids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = self.wait_poll_seconds if deadline is None else max(0.0, deadline - time.monotonic())
+            chunk = min(remaining, self.wait_poll_seconds)
+            done: list[Rollout] = await self._call(
+                "wait_for_rollouts", {"rollout_ids": ids, "timeout": chunk}, timeout=chunk
+            )
+            if len(done) >= len(ids) or (deadline is not None and time.monotonic() >= deadline):
+                return done
+
+    # --- attempts -----------------------------------------------------------------------
+
+    async def query_attempts(
+        self,
+        rollout_id: str,
+        *,
+        sort_by: Literal["sequence_id", "start_time"] = "sequence_id",
+        sort_order: SortOrder = "asc",
+        limit: int = -1,
+        offset: int = 0,
+    ) -> PaginatedResult[Attempt]:
+        body = _body(rollout_id=rollout_id, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+        return await self._call("query_attempts", body)  # type: ignore[no-any-return]
+
+    async def get_latest_attempt(self, rollout_id: str) -> Attempt | None:
+        return await self._call("get_latest_attempt", _body(rollout_id=rollout_id))  # type: ignore[no-any-return]
+
+    async def update_attempt(
+        self,
+        rollout_id: str,
+        attempt_id: str | Literal["latest"],
+        *,
+        status: AttemptStatus | str | Unset = UNSET,
+        worker_id: str | Unset | None = UNSET,
+        last_heartbeat_time: float | Unset = UNSET,
+        metadata: dict[str, Any] | Unset = UNSET,
+    ) -> Attempt:
+        body = _body(
+            rollout_id=rollout_id,
+            attempt_id=attempt_id,
+            status=status,
+            worker_id=worker_id,
+            last_heartbeat_time=last_heartbeat_time,
+            metadata=metadata,
+        )
+        return await self._call("update_attempt", body)  # type: ignore[no-any-return]
+
+    # --- spans --------------------------------------------------------------------------
+
+    async def add_span(self, span: Span) -> Span | None:
+        stored = await self._store_spans([span])
+        return stored[0] if stored else None
+
+    async def add_many_spans(self, spans: Sequence[Span]) -> list[Span]:
+        return await self._store_spans(spans)
+
+    async def add_otel_span(
+        self, rollout_id: str, attempt_id: str, readable_span: ReadableSpan, sequence_id: int | None = None
+    ) -> Span | None:
+        span = Span.from_opentelemetry(
+            readable_span, rollout_id=rollout_id, attempt_id=attempt_id, sequence_id=sequence_id or 0
+        )
+        return await self.add_span(span)
+
+    async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        body = _body(rollout_id=rollout_id, attempt_id=attempt_id)
+        return await self._call("get_next_span_sequence_id", body)  # type: ignore[no-any-return]
+
+    async def query_spans(
+        self,
+        rollout_id: str,
+        attempt_id: str | Literal["latest"] | None = None,
+        *,
+        name: str | None = None,
+        trace_id: str | None = None,
+        parent_id: str | None = None,
+        sort_by: Literal["sequence_id", "start_time", "end_time"] = "sequence_id",
+        sort_order: SortOrder = "asc",
+        limit: int = -1,
+        offset: int = 0,
+    ) -> PaginatedResult[Span]:
+        body = _body(
+            rollout_id=rollout_id,
+            attempt_id=attempt_id,
+            name=name,
+            trace_id=trace_id,
+            parent_id=parent_id,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            limit=limit,
+            offset=offset,
+        )
+        return await self._call("query_spans", body)  # type: ignore[no-any-return]
+
+    # --- resources ----------------------------------------------------------------------
+
+    async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
+        return await self._call("add_resources", {"resources": to_json_value(resources)})  # type: ignore[no-any-return]
+
+    async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
+        body = {"resources_id": resources_id, "resources": to_json_value(resources)}
+        return await self._call("update_resources", body)  # type: ignore[no-any-return]
+
+    async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate:
+        return await self._call("get_resources_by_id", _body(resources_id=resources_id))  # type: ignore[no-any-return]
+
+    async def get_latest_resources(self) -> ResourcesUpdate | None:
+        return await self._call("get_latest_resources", {})  # type: ignore[no-any-return]
+
+    async def query_resources(
+        self,
+        *,
+        sort_by: Literal["create_time", "update_time", "resources_id"] = "update_time",
+        sort_order: SortOrder = "asc",
+        limit: int = -1,
+        offset: int = 0,
+    ) -> PaginatedResult[ResourcesUpdate]:
+        body = _body(sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+        return await self._call("query_resources", body)  # type: ignore[no-any-return]
+
+    # --- workers ------------------------------------------------------------------------
+
+    async def query_workers(
+        self,
+        *,
+        status_in: Sequence[WorkerStatus | str] | None = None,
+        limit: int = -1,
+        offset: int = 0,
+    ) -> PaginatedResult[Worker]:
+        return await self._call("query_workers", _body(status_in=status_in, limit=limit, offset=offset))  # type: ignore[no-any-return]
+
+    async def get_worker_by_id(self, worker_id: str) -> Worker:
+        return await self._call("get_worker_by_id", _body(worker_id=worker_id))  # type: ignore[no-any-return]
+
+    async def update_worker(
+        self,
+        worker_id: str,
+        *,
+        status: WorkerStatus | str | Unset = UNSET,
+        heartbeat_stats: dict[str, Any] | Unset | None = UNSET,
+    ) -> Worker:
+        body = _body(worker_id=worker_id, status=status, heartbeat_stats=heartbeat_stats)
+        return await self._call("update_worker", body)  # type: ignore[no-any-return]
+
+    # --- introspection ------------------------------------------------------------------
+
+    async def statistics(self) -> dict[str, Any]:
+        return await self._call("statistics", {})  # type: ignore[no-any-return]
+
+
+def _body(**kwargs: Any) -> dict[str, Any]:
+    """JSON body of keyword arguments; ``UNSET`` ones are left out (the server keeps them unset)."""
+    return {k: to_json_value(v) for k, v in kwargs.items() if v is not UNSET}
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return min(max(float(value), 0.0), 60.0)
+    except ValueError:
+        return None

@@ -1,0 +1,581 @@
+"""The wire protocol of the store over HTTP, shared by the server and the client.
+
+Every :class:`~agentlightning_core.store.base.LightningStore` method is one operation,
+``POST /v1/store/<method name>`` with a JSON object of its keyword arguments; the answer is
+the method's result as JSON (``null`` for None; pages as ``{"items", "total", "limit",
+"offset"}``). An absent optional field means the method's default (``UNSET`` for the
+``update_*`` methods). Errors are ``{"error": <name>, "message": <text>}`` with a 4xx/5xx
+status: see :func:`status_for_exception` and :func:`exception_for_error`.
+
+The table :data:`OPERATIONS` is the single description both sides and the OpenAPI document
+are built from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from agentlightning_core import errors
+from agentlightning_core.codec import to_json_value
+from agentlightning_core.resources import LLM, PromptTemplate, ProxyLLM, Resource, ResourcesUpdate
+from agentlightning_core.spans import Span
+from agentlightning_core.store.base import EnqueueRequest, PaginatedResult
+from agentlightning_core.types import (
+    Attempt,
+    AttemptedRollout,
+    AttemptStatus,
+    Rollout,
+    RolloutConfig,
+    RolloutStatus,
+    Worker,
+    WorkerStatus,
+)
+
+if TYPE_CHECKING:
+    from agentlightning_core.store.base import LightningStore
+
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "OPERATIONS",
+    "STORE_PREFIX",
+    "add_span_groups",
+    "Operation",
+    "Param",
+    "ResultType",
+    "decode_named_resources",
+    "error_body",
+    "exception_for_error",
+    "status_for_exception",
+]
+
+STORE_PREFIX = "/v1/store/"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""Clients send a fresh key per logical call (the same on every retry); the server answers a
+repeated key with the first answer instead of running the operation again."""
+
+Schema = dict[str, Any]
+
+
+def _ref(cls: type) -> Schema:
+    return {"$ref": f"#/components/schemas/{cls.__name__}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_STR: Schema = {"type": "string"}
+_OPT_STR: Schema = {"type": ["string", "null"]}
+_OBJECT: Schema = {"type": "object"}
+_LIMIT: Schema = {"type": "integer", "minimum": -1}
+_OFFSET: Schema = {"type": "integer", "minimum": 0}
+_ORDER: Schema = {"enum": ["asc", "desc"]}
+_MODE: Schema = {"enum": ["train", "val", "test", None]}
+# Status values are checked by the store, whose messages say more than a schema's could.
+_ROLLOUT_STATUS: Schema = {"type": "string", "description": "One of: " + ", ".join(RolloutStatus)}
+_ATTEMPT_STATUS: Schema = {"type": "string", "description": "One of: " + ", ".join(AttemptStatus)}
+_WORKER_STATUS: Schema = {"type": "string", "description": "One of: " + ", ".join(WorkerStatus)}
+_RESOURCE_CLASSES: dict[str, type[Resource]] = {
+    c.resource_type_tag: c for c in (LLM, ProxyLLM, PromptTemplate) if c.resource_type_tag
+}
+_NAMED_RESOURCES: Schema = {
+    "type": "object",
+    "additionalProperties": {"anyOf": [_ref(c) for c in _RESOURCE_CLASSES.values()]},
+}
+
+
+def decode_named_resources(data: Any) -> dict[str, Resource]:
+    """``{name: resource JSON}`` -> ``{name: LLM | ProxyLLM | PromptTemplate}`` by ``resource_type``."""
+    if not isinstance(data, dict):
+        raise TypeError(f"resources must be an object of name -> resource, got {type(data).__name__}")
+    out: dict[str, Resource] = {}
+    for name, value in data.items():
+        tag = value.get("resource_type") if isinstance(value, dict) else None
+        cls = _RESOURCE_CLASSES.get(tag)  # type: ignore[arg-type]
+        if cls is None:
+            raise ValueError(
+                f"resources[{name!r}].resource_type must be one of {sorted(_RESOURCE_CLASSES)}, got {tag!r}"
+            )
+        out[name] = cls.from_dict(value)
+    return out
+
+
+@attrs.frozen
+class Param:
+    """One keyword argument of an operation."""
+
+    name: str
+    schema: Schema
+    required: bool = False
+    decode: Callable[[Any], Any] | None = None
+    """JSON -> the value the store method takes (None: the JSON value itself)."""
+
+
+@attrs.frozen
+class ResultType:
+    """How an operation's result travels: ``model``, ``optional``, ``list``, ``page``, ``int`` or ``object``."""
+
+    kind: str
+    cls: type | None = None
+
+    def schema(self) -> Schema:
+        if self.kind == "span_groups":
+            return {
+                "type": "array",
+                "items": {
+                    "anyOf": [
+                        {
+                            "type": "object",
+                            "properties": {"items": {"type": "array", "items": _ref(Span)}},
+                            "required": ["items"],
+                        },
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": {"type": "integer"},
+                                "error": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                            "required": ["status", "error", "message"],
+                        },
+                    ]
+                },
+            }
+        if self.kind == "int":
+            return {"type": "integer"}
+        if self.kind == "object":
+            return {"type": "object"}
+        assert self.cls is not None
+        ref = _ref(self.cls)
+        if self.kind == "model":
+            return ref
+        if self.kind == "optional":
+            return _nullable(ref)
+        if self.kind == "list":
+            return {"type": "array", "items": ref}
+        return {
+            "type": "object",
+            "properties": {
+                "items": {"type": "array", "items": ref},
+                "total": {"type": "integer"},
+                "limit": {"type": "integer"},
+                "offset": {"type": "integer"},
+            },
+            "required": ["items", "total", "limit", "offset"],
+        }
+
+    def encode(self, value: Any) -> Any:
+        if self.kind == "span_groups":
+            return value
+        if self.kind == "page":
+            return {
+                "items": [item.to_dict() for item in value.items],
+                "total": value.total,
+                "limit": value.limit,
+                "offset": value.offset,
+            }
+        return to_json_value(value)
+
+    def decode(self, data: Any) -> Any:
+        cls: Any = self.cls
+        if self.kind == "model":
+            return cls.from_dict(data)
+        if self.kind == "optional":
+            return None if data is None else cls.from_dict(data)
+        if self.kind == "list":
+            return [cls.from_dict(d) for d in data]
+        if self.kind == "page":
+            return PaginatedResult(
+                items=[cls.from_dict(d) for d in data["items"]],
+                total=data["total"],
+                limit=data["limit"],
+                offset=data["offset"],
+            )
+        return data
+
+
+@attrs.frozen
+class Operation:
+    """A store method reachable as ``POST /v1/store/<name>``.
+
+    ``handler(store, **kwargs)`` runs operations that are not a store method of that name.
+    """
+
+    name: str
+    summary: str
+    params: tuple[Param, ...]
+    result: ResultType
+    read_only: bool = False
+    tag: str = "rollouts"
+    handler: Callable[..., Awaitable[Any]] | None = None
+
+    @property
+    def path(self) -> str:
+        return STORE_PREFIX + self.name
+
+    def body_schema(self) -> Schema:
+        schema: Schema = {
+            "type": "object",
+            "properties": {p.name: p.schema for p in self.params},
+            "additionalProperties": False,
+        }
+        required = [p.name for p in self.params if p.required]
+        if required:
+            schema["required"] = required
+        return schema
+
+
+def _config(data: Any) -> RolloutConfig | None:
+    return None if data is None else RolloutConfig.from_dict(data)
+
+
+def _requests(data: list[dict[str, Any]]) -> list[EnqueueRequest]:
+    return [EnqueueRequest.from_dict(d) for d in data]
+
+
+def _spans(data: list[dict[str, Any]]) -> list[Span]:
+    return [Span.from_dict(d) for d in data]
+
+
+def _span_groups(data: list[list[dict[str, Any]]]) -> list[list[Span]]:
+    return [_spans(group) for group in data]
+
+
+async def add_span_groups(store: LightningStore, groups: list[list[Span]]) -> list[dict[str, Any]]:
+    """``add_many_spans`` once per group, so one caller's refused spans do not fail another's.
+
+    The client coalesces the span writes of concurrent callers into one request this way.
+    Each group's answer is ``{"items": [newly stored spans]}`` or, when the store refuses it
+    (unknown id, invalid value), ``{"status", "error", "message"}``. Other errors fail the
+    whole request (5xx).
+    """
+    out: list[dict[str, Any]] = []
+    for group in groups:
+        try:
+            stored = await store.add_many_spans(group)
+        except (LookupError, ValueError, TypeError) as exc:
+            out.append({"status": status_for_exception(exc), **error_body(type(exc).__name__, str(exc))})
+        else:
+            out.append({"items": [span.to_dict() for span in stored]})
+    return out
+
+
+_ROLLOUT_ID = Param("rollout_id", _STR, required=True)
+_ATTEMPT_ID = Param("attempt_id", _STR, required=True)
+_WORKER_ID = Param("worker_id", _OPT_STR)
+_LIMIT_P = Param("limit", _LIMIT)
+_OFFSET_P = Param("offset", _OFFSET)
+_ORDER_P = Param("sort_order", _ORDER)
+_NEW_ROLLOUT = (
+    Param("input", {}, required=True),
+    Param("mode", _MODE),
+    Param("resources_id", _OPT_STR),
+    Param("config", _nullable(_ref(RolloutConfig)), decode=_config),
+    Param("metadata", {"type": ["object", "null"]}),
+)
+
+
+def _sort(*keys: str | None) -> Param:
+    return Param("sort_by", {"enum": list(keys)})
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        Operation(
+            "start_rollout",
+            "Create a rollout and its first attempt at once, bypassing the queue",
+            (*_NEW_ROLLOUT, _WORKER_ID),
+            ResultType("model", AttemptedRollout),
+        ),
+        Operation("enqueue_rollout", "Add a rollout to the queue", _NEW_ROLLOUT, ResultType("model", Rollout)),
+        Operation(
+            "enqueue_many_rollouts",
+            "Enqueue several rollouts in one call, in order",
+            (Param("requests", {"type": "array", "items": _ref(EnqueueRequest)}, True, _requests),),
+            ResultType("list", Rollout),
+        ),
+        Operation(
+            "dequeue_rollout",
+            "Take the oldest queued rollout and create its next attempt (null if the queue is empty)",
+            (_WORKER_ID,),
+            ResultType("optional", AttemptedRollout),
+        ),
+        Operation(
+            "dequeue_many_rollouts",
+            "Dequeue up to `limit` rollouts in FIFO order",
+            (Param("limit", {"type": "integer", "minimum": 0}, required=True), _WORKER_ID),
+            ResultType("list", AttemptedRollout),
+        ),
+        Operation(
+            "start_attempt",
+            "Create a new attempt for a rollout outside the queue",
+            (_ROLLOUT_ID, _WORKER_ID),
+            ResultType("model", AttemptedRollout),
+        ),
+        Operation(
+            "query_rollouts",
+            "Rollouts matching the filters, paged",
+            (
+                Param("status_in", {"type": ["array", "null"], "items": _ROLLOUT_STATUS}),
+                Param("rollout_ids", {"type": ["array", "null"], "items": _STR}),
+                Param("rollout_id_contains", _OPT_STR),
+                Param("filter_logic", {"enum": ["and", "or"]}),
+                _sort("start_time", "end_time", "rollout_id", "status", None),
+                _ORDER_P,
+                _LIMIT_P,
+                _OFFSET_P,
+            ),
+            ResultType("page", Rollout),
+            read_only=True,
+        ),
+        Operation(
+            "get_rollout_by_id",
+            "One rollout (404 if unknown)",
+            (_ROLLOUT_ID,),
+            ResultType("model", Rollout),
+            read_only=True,
+        ),
+        Operation(
+            "update_rollout",
+            "Change fields of a rollout; absent fields stay as they are",
+            (
+                _ROLLOUT_ID,
+                Param("input", {}),
+                Param("mode", _MODE),
+                Param("resources_id", _OPT_STR),
+                Param("status", _ROLLOUT_STATUS),
+                Param("config", _ref(RolloutConfig), decode=RolloutConfig.from_dict),
+                Param("metadata", _OBJECT),
+            ),
+            ResultType("model", Rollout),
+        ),
+        Operation(
+            "wait_for_rollouts",
+            "Wait until the rollouts are terminal or `timeout` seconds pass; returns the terminal ones",
+            (
+                Param("rollout_ids", {"type": "array", "items": _STR}, required=True),
+                Param("timeout", {"type": ["number", "null"], "minimum": 0}),
+            ),
+            ResultType("list", Rollout),
+            read_only=True,
+        ),
+        Operation(
+            "query_attempts",
+            "Attempts of a rollout, paged",
+            (_ROLLOUT_ID, _sort("sequence_id", "start_time"), _ORDER_P, _LIMIT_P, _OFFSET_P),
+            ResultType("page", Attempt),
+            read_only=True,
+            tag="attempts",
+        ),
+        Operation(
+            "get_latest_attempt",
+            "The attempt with the highest sequence id (null if none)",
+            (_ROLLOUT_ID,),
+            ResultType("optional", Attempt),
+            read_only=True,
+            tag="attempts",
+        ),
+        Operation(
+            "update_attempt",
+            "Change an attempt (`attempt_id` may be \"latest\"); a terminal status ends it",
+            (
+                _ROLLOUT_ID,
+                _ATTEMPT_ID,
+                Param("status", _ATTEMPT_STATUS),
+                Param("worker_id", _OPT_STR),
+                Param("last_heartbeat_time", {"type": "number"}),
+                Param("metadata", _OBJECT),
+            ),
+            ResultType("model", Attempt),
+            tag="attempts",
+        ),
+        Operation(
+            "add_span",
+            "Store a span (sequence_id 0 asks the store to allocate one); null for a duplicate",
+            (Param("span", _ref(Span), True, Span.from_dict),),
+            ResultType("optional", Span),
+            tag="spans",
+        ),
+        Operation(
+            "add_many_spans",
+            "Store several spans in one call; returns those newly stored",
+            (Param("spans", {"type": "array", "items": _ref(Span)}, True, _spans),),
+            ResultType("list", Span),
+            tag="spans",
+        ),
+        Operation(
+            "add_span_groups",
+            "Batch endpoint: add_many_spans once per group, answering each group on its own",
+            (
+                Param(
+                    "groups",
+                    {"type": "array", "items": {"type": "array", "items": _ref(Span)}},
+                    True,
+                    _span_groups,
+                ),
+            ),
+            ResultType("span_groups"),
+            tag="spans",
+            handler=add_span_groups,
+        ),
+        Operation(
+            "get_next_span_sequence_id",
+            "Allocate the next span sequence id of a rollout",
+            (_ROLLOUT_ID, _ATTEMPT_ID),
+            ResultType("int"),
+            tag="spans",
+        ),
+        Operation(
+            "query_spans",
+            "Spans of a rollout, optionally of one attempt (\"latest\" for the latest), paged",
+            (
+                _ROLLOUT_ID,
+                Param("attempt_id", _OPT_STR),
+                Param("name", _OPT_STR),
+                Param("trace_id", _OPT_STR),
+                Param("parent_id", _OPT_STR),
+                _sort("sequence_id", "start_time", "end_time"),
+                _ORDER_P,
+                _LIMIT_P,
+                _OFFSET_P,
+            ),
+            ResultType("page", Span),
+            read_only=True,
+            tag="spans",
+        ),
+        Operation(
+            "add_resources",
+            "Store a new resources snapshot under a fresh id",
+            (Param("resources", _NAMED_RESOURCES, True, decode_named_resources),),
+            ResultType("model", ResourcesUpdate),
+            tag="resources",
+        ),
+        Operation(
+            "update_resources",
+            "Create or replace the snapshot `resources_id`",
+            (
+                Param("resources_id", _STR, required=True),
+                Param("resources", _NAMED_RESOURCES, True, decode_named_resources),
+            ),
+            ResultType("model", ResourcesUpdate),
+            tag="resources",
+        ),
+        Operation(
+            "get_resources_by_id",
+            "One resources snapshot (404 if unknown)",
+            (Param("resources_id", _STR, required=True),),
+            ResultType("model", ResourcesUpdate),
+            read_only=True,
+            tag="resources",
+        ),
+        Operation(
+            "get_latest_resources",
+            "The most recent resources snapshot (null if none)",
+            (),
+            ResultType("optional", ResourcesUpdate),
+            read_only=True,
+            tag="resources",
+        ),
+        Operation(
+            "query_resources",
+            "All resources snapshots, paged",
+            (_sort("create_time", "update_time", "resources_id"), _ORDER_P, _LIMIT_P, _OFFSET_P),
+            ResultType("page", ResourcesUpdate),
+            read_only=True,
+            tag="resources",
+        ),
+        Operation(
+            "query_workers",
+            "Known workers, paged",
+            (
+                Param("status_in", {"type": ["array", "null"], "items": _WORKER_STATUS}),
+                _LIMIT_P,
+                _OFFSET_P,
+            ),
+            ResultType("page", Worker),
+            read_only=True,
+            tag="workers",
+        ),
+        Operation(
+            "get_worker_by_id",
+            "One worker (404 if unknown)",
+            (Param("worker_id", _STR, required=True),),
+            ResultType("model", Worker),
+            read_only=True,
+            tag="workers",
+        ),
+        Operation(
+            "update_worker",
+            "Record a worker heartbeat, creating the worker on first call",
+            (
+                Param("worker_id", _STR, required=True),
+                Param("status", _WORKER_STATUS),
+                Param("heartbeat_stats", {"type": ["object", "null"]}),
+            ),
+            ResultType("model", Worker),
+            tag="workers",
+        ),
+        Operation(
+            "statistics",
+            "Counts of rollouts by status, attempts, spans, resources, workers and span bytes",
+            (),
+            ResultType("object"),
+            read_only=True,
+            tag="statistics",
+        ),
+    )
+}
+
+
+# --- errors --------------------------------------------------------------------------
+
+
+def status_for_exception(exc: BaseException) -> int:
+    """HTTP status of an exception raised by the store (or by decoding the request)."""
+    if isinstance(exc, errors.SpansEvictedError):
+        return 410
+    if isinstance(exc, (errors.NotFoundError, LookupError)):
+        return 404
+    if isinstance(exc, (ValueError, TypeError)):
+        return 422
+    return 500
+
+
+def error_body(name: str, message: str) -> dict[str, str]:
+    return {"error": name, "message": message}
+
+
+_BUILTIN_ERRORS: dict[str, type[Exception]] = {
+    "ValueError": ValueError,
+    "TypeError": TypeError,
+    "KeyError": errors.NotFoundError,
+    "LookupError": LookupError,
+}
+_STATUS_ERRORS: dict[int, type[Exception]] = {
+    401: PermissionError,
+    403: PermissionError,
+    404: errors.NotFoundError,
+    410: errors.SpansEvictedError,
+}
+
+
+def exception_for_error(status: int, name: str | None, message: str) -> Exception:
+    """The exception a client raises for an error answer: the core's class of that name when
+    there is one, else one chosen by status (validation errors are ``ValueError``)."""
+    cls: type[Exception] | None = None
+    if name:
+        found = getattr(errors, name, None)
+        if isinstance(found, type) and issubclass(found, errors.AgentLightningError):
+            cls = found
+        else:
+            cls = _BUILTIN_ERRORS.get(name)
+    if cls is None:
+        if status >= 500:
+            cls = errors.StoreUnavailableError
+        else:
+            cls = _STATUS_ERRORS.get(status, ValueError)
+    return cls(message)

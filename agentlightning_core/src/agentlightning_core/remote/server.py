@@ -1,0 +1,220 @@
+"""``LightningStoreServer``: any store behind HTTP, served by uvicorn in the current event loop.
+
+Use it as an async context manager; the listening socket is bound before ``__aenter__``
+returns, so ``server.url`` is ready to hand to clients (``port=0`` picks a free port)::
+
+    async with store, LightningStoreServer(store, port=0) as server:
+        client = LightningStoreClient(server.url)
+
+The server does not start or close the store: its owner does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Generator
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+
+from agentlightning_core.remote.app import DEFAULT_MAX_BODY_BYTES, StoreApp
+from agentlightning_core.store.base import LightningStore
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "TOKEN_ENV", "LightningStoreServer", "run_server_until_signal"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4747
+TOKEN_ENV = "AGL_SERVER_TOKEN"
+
+
+class LightningStoreServer:
+    """Serve ``store`` over HTTP on ``host:port`` (127.0.0.1 unless told otherwise).
+
+    :param token: bearer token every request but ``GET /health`` must carry; None (default)
+        reads ``AGL_SERVER_TOKEN`` and, when that is unset too, serves without one.
+    :param max_body_bytes: larger request bodies get 413.
+    :param graceful_shutdown_seconds: how long in-flight requests may finish on close.
+    """
+
+    def __init__(
+        self,
+        store: LightningStore,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        token: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        graceful_shutdown_seconds: float = 5.0,
+        log_level: str = "warning",
+    ) -> None:
+        if token is None:
+            token = os.environ.get(TOKEN_ENV) or None
+        if host not in ("127.0.0.1", "localhost", "::1") and not token:
+            logger.warning(
+                "Store server on %s:%s has no token: anyone who can reach it can read and change the "
+                "store. Set one with token=... or %s.",
+                host,
+                port,
+                TOKEN_ENV,
+            )
+        self.store = store
+        self.host = host
+        self.port = port
+        self.token = token
+        self.app = StoreApp(store, token=token, max_body_bytes=max_body_bytes)
+        self.graceful_shutdown_seconds = graceful_shutdown_seconds
+        self.log_level = log_level
+        self._uvicorn: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL clients use, e.g. ``http://127.0.0.1:4747``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # IPPROTO_TCP: asyncio then sets TCP_NODELAY
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(2048)
+        except OSError as exc:
+            sock.close()
+            raise OSError(
+                exc.errno,
+                f"Cannot listen on {self.host}:{self.port}: {exc.strerror}. Pick another --port (0 for any free one) "
+                "or stop the process using it.",
+            ) from exc
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        return sock
+
+    def _make_uvicorn(self) -> Any:
+        import uvicorn
+
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_config=None,
+            log_level=self.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=self.graceful_shutdown_seconds,
+            server_header=False,
+        )
+
+        class _Server(uvicorn.Server):
+            ready: anyio.Event | None = None
+
+            @contextlib.contextmanager
+            def capture_signals(self) -> Generator[None, None, None]:
+                # Signals belong to the application embedding the server (agl store serve
+                # handles them itself), so uvicorn must not take SIGINT/SIGTERM over.
+                yield
+
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets=sockets)
+                if self.ready is not None:
+                    self.ready.set()
+
+        return _Server(config)
+
+    async def serve(self) -> None:
+        """Serve in the calling task until :meth:`request_shutdown` is called."""
+        await self._serve(None)
+
+    async def _serve(self, ready: anyio.Event | None) -> None:
+        if self._uvicorn is not None:
+            raise RuntimeError(f"The store server on {self.url} is already running")
+        sock = self._bind()
+        server = self._uvicorn = self._make_uvicorn()
+        server.ready = ready
+        try:
+            await server.serve([sock])
+        finally:
+            sock.close()
+            self._uvicorn = None
+
+    async def start(self) -> None:
+        """Bind and serve in a background task; returns once uvicorn answers requests.
+
+        uvicorn runs on asyncio only, so this does too. :meth:`aclose` may be called from any
+        task of the same loop.
+        """
+        if self._task is not None:
+            return
+        ready = anyio.Event()
+        task = asyncio.get_running_loop().create_task(self._serve(ready), name=f"agl-store-server-{self.port}")
+        ready_wait = asyncio.ensure_future(ready.wait())
+        await asyncio.wait({task, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
+        ready_wait.cancel()
+        if task.done():  # failed (or stopped) before it was ready
+            task.result()
+            raise RuntimeError(f"The store server on {self.host}:{self.port} stopped while starting")
+        self._task = task
+        logger.info("Store server listening on %s", self.url)
+
+    def request_shutdown(self) -> None:
+        """Ask uvicorn to stop gracefully; :meth:`serve` then returns."""
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+
+    async def aclose(self) -> None:
+        """Stop accepting connections, let in-flight requests finish, and return. Idempotent."""
+        task, self._task = self._task, None
+        self.request_shutdown()
+        if task is not None:
+            await task
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+def run_server_until_signal(
+    store: LightningStore,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    token: str | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """Open ``store``, serve it until SIGINT or SIGTERM, then close both (uvloop when installed).
+
+    ``announce(url)`` is called once the server answers requests.
+    """
+
+    async def main() -> None:
+        async with store, LightningStoreServer(store, host, port, token=token) as server:
+            if announce is not None:
+                announce(server.url)
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    logger.info("Received %s: stopping the store server", signal.Signals(signum).name)
+                    return
+
+    try:
+        import uvloop  # noqa: F401
+
+        options = {"use_uvloop": True}
+    except ImportError:
+        options = {}
+    anyio.run(main, backend="asyncio", backend_options=options)

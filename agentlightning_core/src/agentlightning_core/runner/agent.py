@@ -1,0 +1,295 @@
+""":class:`LitAgentRunner`: executes a :class:`LitAgent` on rollouts from the store.
+
+Per rollout: fetch its resources (``rollout.resources_id`` or the latest), open the
+tracer's trace context, call the agent, record its result (a number becomes a reward span,
+a list of spans is stored, None leaves the tracer's spans as the record), then store the
+attempt's final status. An exception of the agent becomes an exception span and a
+``failed`` attempt; it never stops the runner. Errors of the store itself do stop it.
+
+Idle runners poll the store with exponential back-off (1 ms doubling up to
+``poll_interval``): the store contract has no blocking dequeue, and the back-off keeps an
+idle runner at a few wake-ups per second while a busy one never sleeps.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import attrs
+
+from agentlightning_core.hooks import HookCaller
+from agentlightning_core.resources import NamedResources
+from agentlightning_core.runner.base import Runner, StepResult
+from agentlightning_core.spans import Span
+from agentlightning_core.types import AttemptedRollout, AttemptStatus, RolloutMode
+
+if TYPE_CHECKING:
+    from agentlightning_core.execution.base import StopSignal
+    from agentlightning_core.hooks import Hook
+    from agentlightning_core.litagent.base import LitAgent
+    from agentlightning_core.store.base import LightningStore
+    from agentlightning_core.tracer.base import Tracer
+
+__all__ = ["LitAgentRunner"]
+
+logger = logging.getLogger(__name__)
+
+T_task = TypeVar("T_task")
+
+_FIRST_BACKOFF = 0.001
+_CLEANUP_SECONDS = 5.0
+
+
+class LitAgentRunner(Runner[T_task]):
+    """Runs a :class:`LitAgent` on rollouts dequeued from the store.
+
+    :param tracer: the tracer recording each attempt (any tracer spec; default ``"otel"``).
+    :param max_rollouts: stop after this many rollouts (None: until stopped).
+    :param poll_interval: longest sleep between two dequeue tries of an idle runner.
+    :param heartbeat_interval: seconds between worker heartbeats (``store.update_worker``),
+        which also refresh the current attempt's heartbeat while the agent runs.
+    """
+
+    def __init__(
+        self,
+        tracer: Any = None,
+        *,
+        max_rollouts: int | None = None,
+        poll_interval: float = 0.05,
+        heartbeat_interval: float = 10.0,
+    ) -> None:
+        if max_rollouts is not None and (
+            isinstance(max_rollouts, bool) or not isinstance(max_rollouts, int) or max_rollouts < 1
+        ):
+            raise ValueError(f"max_rollouts must be a positive integer or None, got {max_rollouts!r}")
+        for name, value in (("poll_interval", poll_interval), ("heartbeat_interval", heartbeat_interval)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        from agentlightning_core.plugins import resolve_component
+        from agentlightning_core.tracer.base import Tracer
+
+        self.tracer: Tracer = resolve_component("tracer", "otel" if tracer is None else tracer, base=Tracer)
+        self.max_rollouts = max_rollouts
+        self.poll_interval = float(poll_interval)
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.stats: dict[str, int] = {"rollouts": 0, "succeeded": 0, "failed": 0}
+        self._hook_caller: HookCaller | None = None
+        self._current: AttemptedRollout | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._tracer_worker: str | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def init(self, agent: LitAgent[T_task], *, hooks: Sequence[Hook] = ()) -> None:
+        agent.check()
+        super().init(agent, hooks=hooks)
+        self._hook_caller = HookCaller(self.hooks)
+
+    def init_worker(self, worker_id: str, store: LightningStore) -> None:
+        super().init_worker(worker_id, store)
+        self.tracer.init_worker(worker_id, store)
+        self._tracer_worker = worker_id
+
+    def teardown_worker(self, worker_id: str) -> None:
+        if self._tracer_worker is not None:
+            self.tracer.teardown_worker(self._tracer_worker)
+            self._tracer_worker = None
+        super().teardown_worker(worker_id)
+
+    # --- the queue loop ----------------------------------------------------------------
+
+    async def iter(self, *, stop: StopSignal | None = None) -> None:
+        _, store, worker_id = self._bound()
+        stop = stop if stop is not None else threading.Event()
+        done = 0
+        await store.update_worker(worker_id, status="idle", heartbeat_stats=dict(self.stats))
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeat_loop, store, worker_id)
+                backoff = _FIRST_BACKOFF
+                while not stop.is_set() and (self.max_rollouts is None or done < self.max_rollouts):
+                    attempted = await store.dequeue_rollout(worker_id=worker_id)
+                    if attempted is None:
+                        await anyio.sleep(backoff)
+                        backoff = min(backoff * 2, self.poll_interval)
+                        continue
+                    backoff = _FIRST_BACKOFF
+                    await self._execute(attempted)
+                    done += 1
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.move_on_after(_CLEANUP_SECONDS, shield=True):
+                try:
+                    await store.update_worker(worker_id, status="idle", heartbeat_stats=dict(self.stats))
+                except Exception:  # don't mask the error that ended the loop
+                    logger.warning("Could not mark worker %s idle", worker_id, exc_info=True)
+        logger.debug("Runner %s stopped after %d rollouts", worker_id, done)
+
+    async def _heartbeat_loop(self, store: LightningStore, worker_id: str) -> None:
+        while True:
+            await anyio.sleep(self.heartbeat_interval)
+            await store.update_worker(worker_id, heartbeat_stats=dict(self.stats))
+            current = self._current
+            if current is not None:
+                try:
+                    await store.update_attempt(
+                        current.rollout_id, current.attempt_id, last_heartbeat_time=time.time()
+                    )
+                except Exception:  # the attempt may have ended or been evicted meanwhile
+                    logger.debug("Attempt heartbeat for %s failed", current.attempt_id, exc_info=True)
+
+    # --- one task outside the queue ----------------------------------------------------
+
+    async def step(
+        self, task: T_task, *, resources: NamedResources | None = None, mode: RolloutMode | None = None
+    ) -> StepResult:
+        _, store, worker_id = self._bound()
+        resources_id = (await store.add_resources(resources)).resources_id if resources is not None else None
+        attempted = await store.start_rollout(task, mode=mode, resources_id=resources_id, worker_id=worker_id)
+        result = await self._execute(attempted)
+        result.rollout = await store.get_rollout_by_id(attempted.rollout_id)
+        return result
+
+    # --- one attempt -------------------------------------------------------------------
+
+    async def _execute(self, attempted: AttemptedRollout) -> StepResult:
+        agent, store, _ = self._bound()
+        hooks = self._hook_caller or HookCaller(self.hooks)
+        tracer = self.tracer
+        rollout_id, attempt_id = attempted.rollout_id, attempted.attempt_id
+        common = {"agent": agent, "runner": self, "tracer": tracer}
+        self._current = attempted
+        error: BaseException | None = None
+        returned: list[Span] = []
+        try:
+            await hooks.fire("on_rollout_start", rollout=attempted, **common)
+            async with tracer.trace_context(
+                f"rollout {rollout_id}", store=store, rollout_id=rollout_id, attempt_id=attempt_id
+            ):
+                await hooks.fire("on_trace_start", rollout=attempted, **common)
+                try:
+                    resources = await self._resources(store, attempted)
+                    result = await self._call(agent, attempted, resources)
+                    returned = await self._record(store, attempted, result)
+                except Exception as exc:
+                    error = exc
+                    _emit_exception(exc)
+            traced = tracer.get_last_trace()
+            await hooks.fire("on_trace_end", rollout=attempted, spans=traced, **common)
+            status = AttemptStatus.FAILED if error is not None else AttemptStatus.SUCCEEDED
+            attempt = await store.update_attempt(rollout_id, attempt_id, status=status)
+        except anyio.get_cancelled_exc_class():
+            with anyio.move_on_after(_CLEANUP_SECONDS, shield=True):
+                await store.update_attempt(rollout_id, attempt_id, status=AttemptStatus.FAILED)
+            raise
+        finally:
+            self._current = None
+        if error is not None:
+            logger.info(
+                "Rollout %s attempt %s failed: %s: %s", rollout_id, attempt_id, type(error).__name__, error
+            )
+        spans = _merge(traced, returned)
+        self.stats["rollouts"] += 1
+        self.stats["failed" if error is not None else "succeeded"] += 1
+        finished = AttemptedRollout(rollout=attempted.rollout, attempt=attempt)
+        await hooks.fire("on_rollout_end", rollout=finished, spans=spans, **common)
+        return StepResult(
+            rollout=attempted.rollout, attempt=attempt, spans=spans, reward=_final_reward(spans), error=error
+        )
+
+    async def _resources(self, store: LightningStore, attempted: AttemptedRollout) -> NamedResources:
+        resources_id = attempted.resources_id
+        if resources_id is not None:
+            return (await store.get_resources_by_id(resources_id)).resources
+        latest = await store.get_latest_resources()
+        return latest.resources if latest is not None else {}
+
+    async def _call(
+        self, agent: LitAgent[T_task], attempted: AttemptedRollout, resources: NamedResources
+    ) -> Any:
+        method, is_async = agent.implementation(attempted.mode)
+        if is_async:
+            return await method(attempted.input, resources, attempted)
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(
+            functools.partial(method, attempted.input, resources, attempted),
+            limiter=self._limiter,
+            abandon_on_cancel=True,
+        )
+
+    async def _record(self, store: LightningStore, attempted: AttemptedRollout, result: Any) -> list[Span]:
+        """Turn the agent's return value into the attempt's record; returns spans stored here."""
+        if result is None:
+            return []
+        if isinstance(result, (int, float)) and not isinstance(result, bool):
+            _emit_reward(float(result))
+            return []
+        if isinstance(result, Sequence) and not isinstance(result, (str, bytes)):
+            return await _store_spans(store, attempted, result)
+        raise TypeError(
+            f"The agent returned {type(result).__name__} {result!r:.80}; return None (the tracer's "
+            f"spans are the record), a number (the final reward) or a list of spans"
+        )
+
+
+async def _store_spans(
+    store: LightningStore, attempted: AttemptedRollout, items: Sequence[Any]
+) -> list[Span]:
+    rollout_id, attempt_id = attempted.rollout_id, attempted.attempt_id
+    spans: list[Span] = []
+    otel: list[Any] = []
+    for item in items:
+        if isinstance(item, Span):
+            if item.rollout_id != rollout_id or item.attempt_id != attempt_id:
+                item = attrs.evolve(item, rollout_id=rollout_id, attempt_id=attempt_id, sequence_id=0)
+            spans.append(item)
+        elif hasattr(item, "context") and hasattr(item, "get_span_context"):
+            otel.append(item)
+        else:
+            raise TypeError(
+                f"The agent returned a list containing {type(item).__name__} {item!r:.80}; a returned list "
+                f"must hold agentlightning_core.Span or OpenTelemetry ReadableSpan objects"
+            )
+    stored = await store.add_many_spans(spans) if spans else []
+    for readable in otel:
+        span = await store.add_otel_span(rollout_id, attempt_id, readable)
+        if span is not None:
+            stored.append(span)
+    return stored
+
+
+def _merge(traced: list[Span], returned: list[Span]) -> list[Span]:
+    if not returned:
+        return traced
+    if not traced:
+        return returned
+    return sorted([*traced, *returned], key=lambda s: s.sequence_id)
+
+
+def _emit_reward(value: float) -> None:
+    from agentlightning_core.emitter import emit_reward
+
+    emit_reward(value)
+
+
+def _emit_exception(exc: BaseException) -> None:
+    from agentlightning_core.emitter import emit_exception
+
+    try:
+        emit_exception(exc)
+    except Exception:
+        logger.warning("Could not record the agent's exception as a span", exc_info=True)
+
+
+def _final_reward(spans: Sequence[Span]) -> float | None:
+    from agentlightning_core.emitter import find_final_reward
+
+    return find_final_reward(spans)

@@ -1,0 +1,280 @@
+"""State-transition rules shared by every store backend: pure functions, no I/O.
+
+A backend keeps its own data structures but asks these functions what a change means, so
+the in-memory store, the SQLite store and anything else agree on every transition:
+
+- ids: :func:`new_rollout_id` (``ro-<16 hex>``), :func:`new_attempt_id` (``at-<16 hex>``),
+  :func:`new_resources_id` (``rs-<16 hex>``);
+- status values given by callers: :func:`parse_rollout_status`, :func:`parse_attempt_status`
+  (``cancelled`` is a rollout status only, set through ``update_rollout``);
+- what the rollout becomes when its latest attempt changes: :func:`rollout_status_for_attempt`;
+- heartbeats (a span or an explicit heartbeat): :func:`attempt_status_after_heartbeat`;
+- the watchdog: :func:`watchdog_verdict`;
+- ``end_time`` of terminal statuses: :func:`end_time_for`;
+- queries: :func:`rollout_predicate`, :func:`span_predicate`, :func:`sort_items`,
+  :func:`check_paging`, :func:`paginate`.
+
+Span sequence ids of a rollout start at :data:`FIRST_SEQUENCE_ID` and only grow; a span added
+with ``sequence_id == 0`` asks the store to allocate one (:func:`next_sequence_id`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar
+
+from agentlightning_core.store.base import PaginatedResult
+from agentlightning_core.types import (
+    TERMINAL_ATTEMPT_STATUSES,
+    TERMINAL_ROLLOUT_STATUSES,
+    Attempt,
+    AttemptStatus,
+    Rollout,
+    RolloutConfig,
+    RolloutStatus,
+    to_enum,
+)
+
+__all__ = [
+    "ACTIVE_ATTEMPT_STATUSES",
+    "ATTEMPT_ID_PREFIX",
+    "FIRST_SEQUENCE_ID",
+    "QUEUED_ROLLOUT_STATUSES",
+    "RESOURCES_ID_PREFIX",
+    "ROLLOUT_ID_PREFIX",
+    "attempt_status_after_heartbeat",
+    "check_paging",
+    "end_time_for",
+    "new_attempt_id",
+    "new_resources_id",
+    "new_rollout_id",
+    "next_sequence_id",
+    "paginate",
+    "parse_attempt_status",
+    "parse_rollout_status",
+    "rollout_predicate",
+    "rollout_status_for_attempt",
+    "should_retry",
+    "sort_items",
+    "span_predicate",
+    "watchdog_verdict",
+]
+
+T = TypeVar("T")
+
+ROLLOUT_ID_PREFIX = "ro-"
+ATTEMPT_ID_PREFIX = "at-"
+RESOURCES_ID_PREFIX = "rs-"
+FIRST_SEQUENCE_ID = 1
+
+QUEUED_ROLLOUT_STATUSES = frozenset({RolloutStatus.QUEUING, RolloutStatus.REQUEUING})
+"""Rollouts in these statuses wait in the queue, FIFO by the time they entered it."""
+
+ACTIVE_ATTEMPT_STATUSES = frozenset({AttemptStatus.PREPARING, AttemptStatus.RUNNING})
+"""Attempts in these statuses are watched for time-outs and missing heartbeats."""
+
+_RETRYABLE = frozenset({AttemptStatus.FAILED, AttemptStatus.TIMEOUT, AttemptStatus.UNRESPONSIVE})
+
+# Ids need uniqueness, not secrecy: a PRNG seeded from the OS is ~4x cheaper than uuid4.
+_rng = random.Random(os.urandom(16))
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}{_rng.getrandbits(64):016x}"
+
+
+def new_rollout_id() -> str:
+    """A fresh rollout id, ``ro-`` and 16 hex digits."""
+    return _new_id(ROLLOUT_ID_PREFIX)
+
+
+def new_attempt_id() -> str:
+    """A fresh attempt id, ``at-`` and 16 hex digits."""
+    return _new_id(ATTEMPT_ID_PREFIX)
+
+
+def new_resources_id() -> str:
+    """A fresh resources id, ``rs-`` and 16 hex digits."""
+    return _new_id(RESOURCES_ID_PREFIX)
+
+
+# --- status values -----------------------------------------------------------------
+
+
+def parse_rollout_status(value: Any) -> RolloutStatus:
+    """Validate a rollout status given to ``update_rollout`` / ``query_rollouts``."""
+    return to_enum(RolloutStatus, value, "rollout status")
+
+
+def parse_attempt_status(value: Any) -> AttemptStatus:
+    """Validate an attempt status given to ``update_attempt``; ``cancelled`` gets its own hint."""
+    if value == "cancelled" or value is RolloutStatus.CANCELLED:
+        raise ValueError(
+            "Invalid attempt status 'cancelled': attempts cannot be cancelled; cancel the rollout "
+            "with update_rollout(rollout_id, status='cancelled')"
+        )
+    return to_enum(AttemptStatus, value, "attempt status")
+
+
+# --- transitions -------------------------------------------------------------------
+
+
+def should_retry(config: RolloutConfig, attempt: Attempt) -> bool:
+    """Whether an ended attempt earns its rollout another try under ``config``."""
+    return (
+        attempt.status in _RETRYABLE
+        and attempt.status in config.retry_condition
+        and attempt.sequence_id < config.max_attempts
+    )
+
+
+def rollout_status_for_attempt(rollout: Rollout, attempt: Attempt) -> RolloutStatus | None:
+    """What ``rollout`` becomes now that its *latest* ``attempt`` has ``attempt.status``.
+
+    None means "unchanged": a terminal rollout stays as it is (only ``update_rollout`` changes
+    it), and callers must not ask about an attempt that is not the latest one.
+    """
+    if rollout.status in TERMINAL_ROLLOUT_STATUSES:
+        return None
+    status = attempt.status
+    if status is AttemptStatus.PREPARING:
+        new = RolloutStatus.PREPARING
+    elif status is AttemptStatus.RUNNING:
+        new = RolloutStatus.RUNNING
+    elif status is AttemptStatus.SUCCEEDED:
+        new = RolloutStatus.SUCCEEDED
+    else:
+        new = RolloutStatus.REQUEUING if should_retry(rollout.config, attempt) else RolloutStatus.FAILED
+    return None if new is rollout.status else new
+
+
+def attempt_status_after_heartbeat(status: AttemptStatus) -> AttemptStatus:
+    """A heartbeat (span or explicit) moves preparing/unresponsive to running; others stay."""
+    if status is AttemptStatus.PREPARING or status is AttemptStatus.UNRESPONSIVE:
+        return AttemptStatus.RUNNING
+    return status
+
+
+def watchdog_verdict(attempt: Attempt, config: RolloutConfig, now: float) -> AttemptStatus | None:
+    """``timeout`` / ``unresponsive`` if an active attempt has run out of time, else None.
+
+    Timeout counts from the attempt's start; unresponsiveness from its last heartbeat (or
+    its start when it never sent one). Timeout wins when both apply.
+    """
+    if attempt.status not in ACTIVE_ATTEMPT_STATUSES:
+        return None
+    if config.timeout_seconds is not None and now - attempt.start_time >= config.timeout_seconds:
+        return AttemptStatus.TIMEOUT
+    if config.unresponsive_seconds is not None:
+        last = attempt.last_heartbeat_time if attempt.last_heartbeat_time is not None else attempt.start_time
+        if now - last >= config.unresponsive_seconds:
+            return AttemptStatus.UNRESPONSIVE
+    return None
+
+
+def end_time_for(status: RolloutStatus | AttemptStatus, current: float | None, now: float) -> float | None:
+    """``end_time`` after a status change: set (once) on terminal statuses, cleared otherwise."""
+    if status in TERMINAL_ROLLOUT_STATUSES or status in TERMINAL_ATTEMPT_STATUSES:
+        return current if current is not None else now
+    return None
+
+
+def next_sequence_id(current_next: int, given: int) -> tuple[int, int]:
+    """``(sequence id to store, new next id)`` for a span given with ``given``.
+
+    ``given == 0`` allocates ``current_next``; an explicit id is kept and the counter moves
+    past it, so allocated ids are never reused.
+    """
+    if given == 0:
+        return current_next, current_next + 1
+    return given, max(current_next, given + 1)
+
+
+# --- queries -----------------------------------------------------------------------
+
+
+def check_paging(limit: int, offset: int) -> None:
+    """Reject paging arguments no backend can honour."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < -1:
+        raise ValueError(f"limit must be an integer >= 0, or -1 for no limit; got {limit!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+
+
+def paginate(items: Sequence[T], limit: int, offset: int) -> PaginatedResult[T]:
+    """One page of ``items`` (already filtered and sorted) with the total count."""
+    total = len(items)
+    if offset == 0 and (limit == -1 or limit >= total):
+        page = list(items)
+    else:
+        page = list(items[offset:] if limit == -1 else items[offset : offset + limit])
+    return PaginatedResult(items=page, total=total, limit=limit, offset=offset)
+
+
+def _check_order(sort_order: str) -> bool:
+    if sort_order not in ("asc", "desc"):
+        raise ValueError(f"sort_order must be 'asc' or 'desc', got {sort_order!r}")
+    return sort_order == "desc"
+
+
+def sort_items(items: Iterable[T], sort_by: str | None, sort_order: str, allowed: Sequence[str]) -> list[T]:
+    """Sort by attribute ``sort_by`` (stable); items whose value is None come last in both orders.
+
+    ``sort_by=None`` keeps the given order (reversed for ``"desc"``).
+    """
+    descending = _check_order(sort_order)
+    result = list(items)
+    if sort_by is None:
+        if descending:
+            result.reverse()
+        return result
+    if sort_by not in allowed:
+        raise ValueError(f"Cannot sort by {sort_by!r}; expected one of: {', '.join(allowed)}")
+    present = [x for x in result if getattr(x, sort_by) is not None]
+    missing = [x for x in result if getattr(x, sort_by) is None] if len(present) < len(result) else []
+    present.sort(key=lambda x: getattr(x, sort_by), reverse=descending)
+    return present + missing if missing else present
+
+
+def rollout_predicate(
+    status_in: Sequence[RolloutStatus | str] | None,
+    rollout_ids: Sequence[str] | None,
+    rollout_id_contains: str | None,
+    filter_logic: Literal["and", "or"],
+) -> Callable[[Rollout], bool] | None:
+    """The ``query_rollouts`` filter as a predicate; None when no filter is given."""
+    if filter_logic not in ("and", "or"):
+        raise ValueError(f"filter_logic must be 'and' or 'or', got {filter_logic!r}")
+    tests: list[Callable[[Rollout], bool]] = []
+    if status_in is not None:
+        statuses = frozenset(parse_rollout_status(s) for s in status_in)
+        tests.append(lambda r: r.status in statuses)
+    if rollout_ids is not None:
+        if isinstance(rollout_ids, str):
+            raise TypeError(f"rollout_ids must be a list of ids, got the string {rollout_ids!r}")
+        ids = frozenset(rollout_ids)
+        tests.append(lambda r: r.rollout_id in ids)
+    if rollout_id_contains is not None:
+        part = rollout_id_contains
+        tests.append(lambda r: part in r.rollout_id)
+    if not tests:
+        return None
+    if len(tests) == 1:
+        return tests[0]
+    if filter_logic == "and":
+        return lambda r: all(t(r) for t in tests)
+    return lambda r: any(t(r) for t in tests)
+
+
+def span_predicate(
+    name: str | None, trace_id: str | None, parent_id: str | None
+) -> Callable[[Any], bool] | None:
+    """The ``query_spans`` attribute filter (all given fields must match); None when none given."""
+    wanted = [
+        (k, v) for k, v in (("name", name), ("trace_id", trace_id), ("parent_id", parent_id)) if v is not None
+    ]
+    if not wanted:
+        return None
+    return lambda s: all(getattr(s, k) == v for k, v in wanted)

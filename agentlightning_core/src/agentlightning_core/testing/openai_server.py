@@ -1,0 +1,297 @@
+"""A scripted OpenAI-compatible chat-completions server on 127.0.0.1, for tests.
+
+A real HTTP server (stdlib ``http.server`` in a thread, ephemeral port) answering
+``POST /v1/chat/completions`` with JSON or SSE streams (``"stream": true``), tool calls,
+usage and optional token ids, from a queue of scripted replies or a callable. Every
+request body it received is kept in :attr:`OpenAIServer.requests`::
+
+    with OpenAIServer(["Hello!", Reply(tool_calls=[ToolCall("get_weather", '{"city": "Paris"}')])]) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="test")
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+
+import attrs
+
+__all__ = ["OpenAIServer", "Reply", "ToolCall"]
+
+
+@attrs.define
+class ToolCall:
+    name: str
+    arguments: str = "{}"
+    id: str | None = None
+
+
+@attrs.define
+class Reply:
+    """One scripted answer. ``status`` other than 200 answers with an OpenAI error body."""
+
+    content: str | None = None
+    tool_calls: list[ToolCall] = attrs.field(factory=list)
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    prompt_token_ids: list[int] | None = None
+    token_ids: list[int] | None = None
+    status: int = 200
+    error: str = "scripted error"
+
+
+ReplySource = Callable[[dict[str, Any]], "Reply | str"]
+
+
+def _as_reply(value: Reply | str) -> Reply:
+    return value if isinstance(value, Reply) else Reply(content=value)
+
+
+def _words(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+class OpenAIServer:
+    """The server; start it with ``with`` (or :meth:`start`/:meth:`stop`).
+
+    :param replies: replies (``Reply`` or plain strings) served in order, or a callable
+        given each request body returning the reply. None echoes the last user message.
+    :param model: the model name reported in responses when the request names none.
+    """
+
+    def __init__(self, replies: Iterable[Reply | str] | ReplySource | None = None, model: str = "test-model"):
+        self.model = model
+        self.requests: list[dict[str, Any]] = []
+        self._source: ReplySource | None = replies if callable(replies) else None
+        self._queue: collections.deque[Reply] | None = (
+            None if replies is None or callable(replies) else collections.deque(_as_reply(r) for r in replies)
+        )
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("OpenAIServer is not started; use `with OpenAIServer(...) as server:`")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """What to pass as ``base_url`` to the ``openai`` client."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def add_reply(self, reply: Reply | str) -> None:
+        with self._lock:
+            if self._queue is None:
+                self._queue = collections.deque()
+            self._queue.append(_as_reply(reply))
+
+    def start(self) -> Self:
+        handler = type("OpenAIServerHandler", (_Handler,), {"server_owner": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="openai-test-server",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # --- answering -------------------------------------------------------------------------
+
+    def _next_reply(self, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            self.requests.append(body)
+            self._counter += 1
+            if self._source is not None:
+                return _as_reply(self._source(body))
+            if self._queue is None:
+                users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+                content = users[-1].get("content") if users else ""
+                return Reply(content=content if isinstance(content, str) else json.dumps(content))
+            if not self._queue:
+                return Reply(
+                    status=500, error=f"OpenAIServer: no scripted reply left for request {self._counter}"
+                )
+            return self._queue.popleft()
+
+    def _completion_id(self) -> str:
+        return f"chatcmpl-test-{self._counter}"
+
+
+def _tool_call_dicts(reply: Reply) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": call.id or f"call_{i}",
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments},
+        }
+        for i, call in enumerate(reply.tool_calls)
+    ]
+
+
+def _usage(reply: Reply, body: dict[str, Any]) -> dict[str, int]:
+    prompt = reply.prompt_tokens
+    if prompt is None:
+        prompt = sum(
+            _words(m.get("content")) for m in body.get("messages", []) if isinstance(m.get("content"), str)
+        )
+    completion = reply.completion_tokens if reply.completion_tokens is not None else _words(reply.content)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _finish_reason(reply: Reply) -> str:
+    return reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_owner: OpenAIServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+            self._send_json(404, {"error": {"message": f"Unknown path {self.path}", "type": "not_found"}})
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._send_json(
+                400, {"error": {"message": "Request body is not JSON", "type": "invalid_request"}}
+            )
+            return
+        owner = self.server_owner
+        reply = owner._next_reply(body)
+        if reply.status != 200:
+            self._send_json(reply.status, {"error": {"message": reply.error, "type": "server_error"}})
+            return
+        model = body.get("model") or owner.model
+        if body.get("stream"):
+            self._stream(owner._completion_id(), model, reply, body)
+        else:
+            self._send_json(200, self._completion(owner._completion_id(), model, reply, body))
+
+    def _completion(self, cid: str, model: str, reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.tool_calls:
+            message["tool_calls"] = _tool_call_dicts(reply)
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": _finish_reason(reply)}
+        if reply.token_ids is not None:
+            choice["token_ids"] = reply.token_ids
+        out: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [choice],
+            "usage": _usage(reply, body),
+        }
+        if reply.prompt_token_ids is not None:
+            out["prompt_token_ids"] = reply.prompt_token_ids
+        return out
+
+    def _stream(self, cid: str, model: str, reply: Reply, body: dict[str, Any]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        for chunk in _chunks(cid, model, reply, body):
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+
+def _chunks(cid: str, model: str, reply: Reply, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    created = int(time.time())
+
+    def chunk(
+        delta: dict[str, Any], finish: str | None = None, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+        out: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [choice],
+        }
+        out.update(extra or {})
+        return out
+
+    first_extra = {"prompt_token_ids": reply.prompt_token_ids} if reply.prompt_token_ids is not None else {}
+    yield chunk({"role": "assistant", "content": ""}, extra=first_extra)
+    if reply.content:
+        words = reply.content.split(" ")
+        for i, word in enumerate(words):
+            yield chunk({"content": word if i == len(words) - 1 else word + " "})
+    for i, call in enumerate(_tool_call_dicts(reply)):
+        args = call["function"]["arguments"]
+        half = len(args) // 2
+        yield chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": i,
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": args[:half]},
+                    }
+                ]
+            }
+        )
+        yield chunk({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]})
+    last = chunk({}, _finish_reason(reply))
+    if reply.token_ids is not None:
+        last["choices"][0]["token_ids"] = reply.token_ids
+    yield last
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": _usage(reply, body),
+        }

@@ -1,0 +1,292 @@
+"""``LightningSpanProcessor``: forwards finished OpenTelemetry spans to a store in batches.
+
+``on_end`` runs on the agent's hot path (in whatever thread ended the span): it only
+appends the span to the buffer of its trace and, once a batch is full, wakes the trace's
+exporter task. The exporter runs on the event loop that owns the store, converts spans and
+stores each batch in one ``add_many_spans`` call (sequence id 0: the store allocates);
+every store call has a deadline. Failures
+are logged and counted, and :meth:`LightningSpanProcessor.finish` raises
+``StoreUnavailableError`` when any span of the trace could not be stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+from agentlightning_core.errors import StoreUnavailableError
+from agentlightning_core.spans import Span
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import Span as SdkSpan
+
+    from agentlightning_core.store.base import LightningStore
+
+__all__ = ["LightningSpanProcessor", "ProcessorStats", "TraceBuffer"]
+
+logger = logging.getLogger(__name__)
+
+_LOCAL_ROLLOUT = "local-rollout"
+_LOCAL_ATTEMPT = "local-attempt"
+
+
+@attrs.define
+class ProcessorStats:
+    """Counters of the processor since it was created (read them, don't write them)."""
+
+    spans_received: int = 0
+    spans_stored: int = 0
+    spans_duplicate: int = 0
+    spans_failed: int = 0
+    spans_dropped_buffer_full: int = 0
+    spans_unattributed: int = 0
+    spans_late: int = 0
+    batches: int = 0
+    export_errors: int = 0
+
+
+class TraceBuffer:
+    """The spans of one open trace context on their way to the store."""
+
+    def __init__(
+        self,
+        *,
+        trace_id: int,
+        rollout_id: str | None,
+        attempt_id: str | None,
+        store: LightningStore | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.trace_id = trace_id
+        self.rollout_id = rollout_id or _LOCAL_ROLLOUT
+        self.attempt_id = attempt_id or _LOCAL_ATTEMPT
+        self.store = store
+        self.loop = loop
+        self.pending: list[ReadableSpan] = []
+        self.stored: list[Span] = []
+        self.errors: list[str] = []
+        self.failed = 0
+        self.dropped = 0
+        self.wake_requested = False
+        self.closing = False
+        self.local_sequence = 0
+        self._event: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Ask the exporter to run (thread-safe)."""
+        self.loop.call_soon_threadsafe(self._set_event)
+
+    def _set_event(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+
+class LightningSpanProcessor(SpanProcessor):
+    """Routes each finished span to the buffer of its trace (by trace id) and exports batches.
+
+    :param batch_size: spans per store call; a full batch wakes the exporter.
+    :param max_buffer: spans a trace may hold unexported; beyond it spans are dropped,
+        counted and reported by :meth:`finish`.
+    :param timeout: seconds allowed for each store call and for the final flush.
+    """
+
+    def __init__(self, *, batch_size: int = 256, max_buffer: int = 65536, timeout: float = 30.0) -> None:
+        if batch_size < 1 or max_buffer < batch_size:
+            raise ValueError(
+                f"Need 1 <= batch_size <= max_buffer, got batch_size={batch_size!r}, max_buffer={max_buffer!r}"
+            )
+        if timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.batch_size = batch_size
+        self.max_buffer = max_buffer
+        self.timeout = timeout
+        self.stats = ProcessorStats()
+        self._lock = threading.Lock()
+        self._traces: dict[int, TraceBuffer] = {}
+        self._closed_ids: collections.deque[int] = collections.deque(maxlen=4096)
+
+    # --- SpanProcessor interface (called by the SDK, any thread) -------------------------
+
+    def on_start(self, span: SdkSpan, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        ctx = span.context
+        trace_id = ctx.trace_id if ctx is not None else 0
+        with self._lock:
+            self.stats.spans_received += 1
+            buf = self._traces.get(trace_id)
+            if buf is None:
+                if trace_id in self._closed_ids:
+                    self.stats.spans_late += 1
+                    logger.warning(
+                        "Span %r ended after its trace context closed; it is not stored. "
+                        "End every span before leaving trace_context().",
+                        span.name,
+                    )
+                    return
+                if len(self._traces) != 1:
+                    self.stats.spans_unattributed += 1
+                    logger.warning(
+                        "Span %r belongs to no open trace context (%d open); it is not stored.",
+                        span.name,
+                        len(self._traces),
+                    )
+                    return
+                # A span started without our context (e.g. in a plain thread): the only open trace.
+                buf = next(iter(self._traces.values()))
+            if len(buf.pending) >= self.max_buffer:
+                buf.dropped += 1
+                self.stats.spans_dropped_buffer_full += 1
+                if buf.dropped == 1:
+                    logger.error(
+                        "Span buffer of rollout %s attempt %s is full (max_buffer=%d): the store is not "
+                        "keeping up; dropping spans. Raise max_buffer or check the store.",
+                        buf.rollout_id,
+                        buf.attempt_id,
+                        self.max_buffer,
+                    )
+                return
+            buf.pending.append(span)
+            kick = len(buf.pending) >= self.batch_size and not buf.wake_requested
+            if kick:
+                buf.wake_requested = True
+        if kick:
+            buf.wake()
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    # --- trace lifecycle (called by the tracer) ------------------------------------------
+
+    def open(self, buf: TraceBuffer) -> None:
+        with self._lock:
+            if buf.trace_id in self._traces:
+                raise ValueError(f"Trace {buf.trace_id:032x} is already open")
+            self._traces[buf.trace_id] = buf
+
+    def close(self, buf: TraceBuffer) -> None:
+        """Stop routing spans to ``buf`` (later spans of its trace count as late)."""
+        with self._lock:
+            self._traces.pop(buf.trace_id, None)
+            self._closed_ids.append(buf.trace_id)
+
+    async def start_exporter(self, buf: TraceBuffer) -> None:
+        """Start the exporter task of ``buf``; must run on ``buf.loop``."""
+        buf._event = asyncio.Event()
+        buf._task = asyncio.get_running_loop().create_task(self._export_loop(buf))
+
+    async def finish(self, buf: TraceBuffer, *, raise_on_error: bool = True) -> list[Span]:
+        """Close ``buf``, export what is left within the deadline; runs on ``buf.loop``.
+
+        Returns the stored spans in sequence order. Raises ``StoreUnavailableError`` when
+        spans were lost (store errors, deadline, full buffer) and ``raise_on_error``.
+        """
+        self.close(buf)
+        buf.closing = True
+        buf._set_event()
+        task = buf._task
+        if task is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeout) as scope:
+                await task
+            if scope.cancelled_caught:
+                task.cancel()
+                self._record_failure(buf, buf.pending, f"flush did not finish within {self.timeout}s")
+                buf.pending = []
+        buf.stored.sort(key=lambda s: s.sequence_id)
+        lost = buf.failed + buf.dropped
+        if lost:
+            msg = (
+                f"{lost} span(s) of rollout {buf.rollout_id!r} attempt {buf.attempt_id!r} were not stored "
+                f"({buf.failed} failed, {buf.dropped} dropped from a full buffer); first error: "
+                f"{buf.errors[0] if buf.errors else 'buffer full'}. Check that the store "
+                f"{type(buf.store).__name__} is reachable, or raise the tracer's timeout/max_buffer."
+            )
+            if raise_on_error:
+                raise StoreUnavailableError(msg)
+            logger.error(msg)
+        return buf.stored
+
+    # --- export --------------------------------------------------------------------------
+
+    async def _export_loop(self, buf: TraceBuffer) -> None:
+        event = buf._event
+        assert event is not None
+        while True:
+            await event.wait()
+            event.clear()
+            while True:
+                with self._lock:
+                    batch = buf.pending[: self.batch_size]
+                    del buf.pending[: self.batch_size]
+                    if not buf.pending:
+                        buf.wake_requested = False
+                if not batch:
+                    break
+                await self._export(buf, batch)
+            if buf.closing:
+                with self._lock:
+                    if not buf.pending:
+                        return
+                event.set()
+
+    async def _export(self, buf: TraceBuffer, batch: list[ReadableSpan]) -> None:
+        store = buf.store
+        if store is None:
+            for src in batch:
+                buf.local_sequence += 1
+                buf.stored.append(self._convert(buf, src, buf.local_sequence))
+            self.stats.spans_stored += len(batch)
+            return
+        try:
+            # sequence_id 0 asks the store to allocate the next id (store.policy.next_sequence_id).
+            spans = [self._convert(buf, src, 0) for src in batch]
+            with anyio.fail_after(self.timeout):
+                stored = await store.add_many_spans(spans)
+        except asyncio.CancelledError:
+            self._record_failure(buf, batch, f"flush did not finish within {self.timeout}s")
+            raise
+        except Exception as exc:
+            reason = (
+                f"store call timed out after {self.timeout}s"
+                if isinstance(exc, TimeoutError)
+                else f"{type(exc).__name__}: {exc}"
+            )
+            self._record_failure(buf, batch, reason)
+            return
+        self.stats.batches += 1
+        self.stats.spans_stored += len(stored)
+        self.stats.spans_duplicate += len(batch) - len(stored)
+        buf.stored.extend(stored)
+
+    def _convert(self, buf: TraceBuffer, src: ReadableSpan, sequence_id: int) -> Span:
+        return Span.from_opentelemetry(
+            src, rollout_id=buf.rollout_id, attempt_id=buf.attempt_id, sequence_id=sequence_id
+        )
+
+    def _record_failure(self, buf: TraceBuffer, batch: list[Any], reason: str) -> None:
+        if not batch:
+            return
+        buf.failed += len(batch)
+        buf.errors.append(reason)
+        self.stats.spans_failed += len(batch)
+        self.stats.export_errors += 1
+        logger.error(
+            "Could not store %d span(s) of rollout %s attempt %s: %s",
+            len(batch),
+            buf.rollout_id,
+            buf.attempt_id,
+            reason,
+        )

@@ -1,0 +1,281 @@
+""":class:`Trainer`: resolve components, check the inputs, run the execution strategy.
+
+Every component argument accepts any spec form of
+:func:`agentlightning_core.plugins.resolve_component`: an instance, a class, a factory, a
+registered name (``"sqlite"``), a dict ``{"type": name, **kwargs}`` or ``"pkg.module:Class"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from agentlightning_core.adapter.base import Adapter
+from agentlightning_core.algorithm.base import Algorithm
+from agentlightning_core.algorithm.fast import FastAlgorithm
+from agentlightning_core.execution.base import ExecutionStrategy, StopSignal
+from agentlightning_core.hooks import Hook
+from agentlightning_core.litagent.base import LitAgent, missing_resources
+from agentlightning_core.plugins import resolve_component
+from agentlightning_core.resources import NamedResources, ResourcesUpdate
+from agentlightning_core.runner.base import Runner
+from agentlightning_core.store.base import LightningStore
+from agentlightning_core.tracer.base import Tracer
+from agentlightning_core.trainer.progress import ProgressDisplay
+
+__all__ = ["Trainer"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "store": "memory",
+    "tracer": "otel",
+    "execution_strategy": "shm",
+    "runner": "agent",
+}
+
+
+class Trainer:
+    """Runs an algorithm and ``n_runners`` runners of an agent against one store.
+
+    :param algorithm: what ``fit`` runs (e.g. ``"baseline"``); ``dev`` defaults to a
+        :class:`FastAlgorithm`.
+    :param runner: runner spec (default ``"agent"``: :class:`LitAgentRunner`); one runner is
+        created per worker, so give a name, class or dict when ``n_runners > 1``.
+    :param tracer: tracer spec (default ``"otel"``), shared by the runners of a process.
+    :param adapter: adapter spec handed to the algorithm (default: ``"tracer_triplet"``, resolved when the
+        algorithm first calls ``get_adapter``).
+    :param store: store spec (default ``"memory"``).
+    :param strategy: execution strategy spec (default ``"shm"``).
+    :param n_runners: runners executing rollouts concurrently.
+    :param max_rollouts: each runner stops after this many rollouts (None: no limit).
+    :param initial_resources: resources published to the store before the algorithm starts.
+    :param hooks: :class:`Hook` objects fired by every runner.
+    :param progress: show a live progress line on stderr; None: only when stderr is a terminal.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithm: Any = None,
+        runner: Any = None,
+        tracer: Any = None,
+        adapter: Any = None,
+        store: Any = None,
+        strategy: Any = None,
+        n_runners: int = 1,
+        max_rollouts: int | None = None,
+        initial_resources: NamedResources | None = None,
+        hooks: Sequence[Hook] | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        if isinstance(n_runners, bool) or not isinstance(n_runners, int) or n_runners < 1:
+            raise ValueError(f"n_runners must be a positive integer, got {n_runners!r}")
+        if max_rollouts is not None and (
+            isinstance(max_rollouts, bool) or not isinstance(max_rollouts, int) or max_rollouts < 1
+        ):
+            raise ValueError(f"max_rollouts must be a positive integer or None, got {max_rollouts!r}")
+        self.n_runners = n_runners
+        self.max_rollouts = max_rollouts
+        self.store: LightningStore = resolve_component("store", _spec(store, "store"), base=LightningStore)
+        self.tracer: Tracer = resolve_component("tracer", _spec(tracer, "tracer"), base=Tracer)
+        # None: the algorithm resolves the default adapter ("tracer_triplet") when it first asks for one.
+        self.adapter: Adapter[Any, Any] | None = (
+            None if adapter is None else resolve_component("adapter", adapter, base=Adapter)
+        )
+        self.strategy: ExecutionStrategy = resolve_component(
+            "execution_strategy", _spec(strategy, "execution_strategy"), base=ExecutionStrategy
+        )
+        self.algorithm: Algorithm | None = (
+            None if algorithm is None else resolve_component("algorithm", algorithm, base=Algorithm)
+        )
+        self.runner_spec: Any = _spec(runner, "runner")
+        if isinstance(self.runner_spec, Runner) and n_runners > 1:
+            raise ValueError(
+                f"runner={self.runner_spec!r} is one instance but n_runners={n_runners}; each runner needs its "
+                f"own instance, so give a name, class or dict (e.g. runner='agent')"
+            )
+        self.initial_resources: NamedResources | None = (
+            None if initial_resources is None else _check_resources(initial_resources)
+        )
+        self.hooks: tuple[Hook, ...] = tuple(hooks or ())
+        for hook in self.hooks:
+            if not isinstance(hook, Hook):
+                raise TypeError(
+                    f"hooks must be Hook instances (subclass agentlightning_core.Hook), got {hook!r}"
+                )
+        self.progress = progress
+
+    # --- public doors -----------------------------------------------------------------
+
+    def fit(
+        self,
+        agent: LitAgent[Any],
+        train_dataset: Sequence[Any] | None = None,
+        val_dataset: Sequence[Any] | None = None,
+    ) -> Algorithm:
+        """Train: run the algorithm and runners until the algorithm returns; returns the algorithm."""
+        if self.algorithm is None:
+            raise ValueError(
+                "Trainer.fit needs an algorithm: give Trainer(algorithm='baseline') (or any Algorithm); "
+                "for a quick dry run of the agent use trainer.dev(agent, dataset)"
+            )
+        return self._run(self.algorithm, agent, train_dataset, val_dataset)
+
+    def dev(
+        self,
+        agent: LitAgent[Any],
+        train_dataset: Sequence[Any] | None = None,
+        val_dataset: Sequence[Any] | None = None,
+    ) -> Algorithm:
+        """A quick dry run: each task once with a :class:`FastAlgorithm` (or the trainer's, if fast)."""
+        algorithm = self.algorithm if isinstance(self.algorithm, FastAlgorithm) else FastAlgorithm()
+        if self.algorithm is not None and algorithm is not self.algorithm:
+            logger.info(
+                "Trainer.dev runs a FastAlgorithm instead of %s (not a FastAlgorithm)",
+                type(self.algorithm).__name__,
+            )
+        return self._run(algorithm, agent, train_dataset, val_dataset)
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _run(
+        self,
+        algorithm: Algorithm,
+        agent: LitAgent[Any],
+        train_dataset: Sequence[Any] | None,
+        val_dataset: Sequence[Any] | None,
+    ) -> Algorithm:
+        self._check(agent, train_dataset, val_dataset)
+        show = sys.stderr.isatty() if self.progress is None else self.progress
+        display = ProgressDisplay() if show else None
+        hooks = (*self.hooks, display.tally) if display is not None else self.hooks
+        agent.set_trainer(self)
+        algorithm.set_trainer(self)
+        algorithm_bundle = _AlgorithmBundle(
+            algorithm, self.adapter, self.initial_resources, train_dataset, val_dataset, display
+        )
+        runner_bundle = _RunnerBundle(agent, self.runner_spec, self.tracer, hooks, self.max_rollouts)
+        self.tracer.init()
+        try:
+            self.strategy.execute(algorithm_bundle, runner_bundle, self.store, n_runners=self.n_runners)
+        except KeyboardInterrupt:
+            logger.warning(
+                "Interrupted: runners and algorithm stopped; in-flight attempts were marked failed"
+            )
+            raise
+        finally:
+            if display is not None:
+                display.close()
+            self.tracer.teardown()
+        return algorithm
+
+    def _check(
+        self, agent: Any, train_dataset: Sequence[Any] | None, val_dataset: Sequence[Any] | None
+    ) -> None:
+        if not isinstance(agent, LitAgent):
+            if isinstance(agent, type) and issubclass(agent, LitAgent):
+                hint = f"instantiate it: trainer.fit({agent.__name__}(), ...)"
+            elif callable(agent):
+                hint = (
+                    f"decorate {getattr(agent, '__name__', 'the function')} with @agentlightning_core.rollout"
+                )
+            else:
+                hint = "subclass agentlightning_core.LitAgent or decorate a function with @rollout"
+            raise TypeError(
+                f"agent must be a LitAgent or a function decorated with @rollout, got {agent!r}; {hint}"
+            )
+        agent.check()
+        for name, dataset in (("train_dataset", train_dataset), ("val_dataset", val_dataset)):
+            if dataset is not None and (
+                not isinstance(dataset, Sequence) or isinstance(dataset, (str, bytes))
+            ):
+                raise TypeError(
+                    f"{name} must be a sequence of tasks (a list, tuple or anything with len() and indexing), "
+                    f"got {type(dataset).__name__} {dataset!r:.80}; wrap it with list(...)"
+                )
+        if self.initial_resources is not None:
+            missing = missing_resources(agent, self.initial_resources)
+            if missing:
+                raise ValueError(
+                    f"The agent asks for resource(s) {missing} but the trainer's initial_resources only have "
+                    f"{sorted(self.initial_resources)}. Add them to Trainer(initial_resources={{...}}) or give "
+                    f"the agent's parameters defaults."
+                )
+
+
+def _spec(spec: Any, kind: str) -> Any:
+    return DEFAULTS[kind] if spec is None else spec
+
+
+def _check_resources(resources: Any) -> NamedResources:
+    # ResourcesUpdate's converter validates names and resource types with clear messages.
+    return ResourcesUpdate(
+        resources_id="initial", create_time=0.0, update_time=0.0, version=0, resources=resources
+    ).resources
+
+
+@attrs.define
+class _AlgorithmBundle:
+    """Wires the algorithm to the store, publishes initial resources, runs it (and the progress line)."""
+
+    algorithm: Algorithm
+    adapter: Adapter[Any, Any] | None
+    initial_resources: NamedResources | None
+    train_dataset: Sequence[Any] | None
+    val_dataset: Sequence[Any] | None
+    display: ProgressDisplay | None = None
+
+    async def __call__(self, store: LightningStore, stop: StopSignal) -> None:
+        algorithm = self.algorithm
+        algorithm.set_store(store)
+        algorithm.set_adapter(self.adapter)
+        algorithm.set_initial_resources(self.initial_resources)
+        algorithm.set_stop_signal(stop)
+        if self.initial_resources:
+            await store.add_resources(self.initial_resources)
+        async with anyio.create_task_group() as tg:
+            if self.display is not None:
+                tg.start_soon(self.display.run, store)
+            if algorithm.is_async():
+                await algorithm.run(self.train_dataset, self.val_dataset)  # type: ignore[misc]
+            else:
+                await anyio.to_thread.run_sync(
+                    algorithm.run, self.train_dataset, self.val_dataset, abandon_on_cancel=True
+                )
+            if self.display is not None:
+                await self.display.draw(store)
+            tg.cancel_scope.cancel()
+
+
+@attrs.define
+class _RunnerBundle:
+    """Creates one runner for a worker index and works the queue with it until stopped."""
+
+    agent: LitAgent[Any]
+    runner_spec: Any
+    tracer: Tracer
+    hooks: tuple[Hook, ...]
+    max_rollouts: int | None
+
+    def make_runner(self) -> Runner[Any]:
+        runner: Runner[Any] = resolve_component(
+            "runner", self.runner_spec, base=Runner, tracer=self.tracer, max_rollouts=self.max_rollouts
+        )
+        return runner
+
+    async def __call__(self, store: LightningStore, index: int, stop: StopSignal) -> None:
+        runner = self.make_runner()
+        worker_id = f"runner-{index}"
+        runner.init(self.agent, hooks=self.hooks)
+        runner.init_worker(worker_id, store)
+        try:
+            await runner.iter(stop=stop)
+        finally:
+            runner.teardown_worker(worker_id)
+            runner.teardown()

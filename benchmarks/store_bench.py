@@ -1,0 +1,328 @@
+"""Throughput and memory of a LightningStore backend.
+
+    python benchmarks/store_bench.py [--store NAME] [--path FILE] [--json] [--quick]
+
+The store is resolved by name through the plugin registry (``memory``, ``sqlite``, ...);
+``--path`` is passed as ``path=`` for file-based stores. Prints ops/s per operation with the
+target of issue 3 beside it (targets are 30x the previous generation's in-memory store),
+and resident bytes per stored span for 1,000 rollouts x 100 spans, measured as the RSS
+growth of a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from agentlightning_core.plugins import resolve_component
+from agentlightning_core.spans import Span
+from agentlightning_core.store.base import EnqueueRequest, LightningStore
+
+# previous generation's in-memory store on this machine class (issue 3), and our targets
+PREVIOUS = {
+    "enqueue": 3_700,
+    "dequeue": 1_800,
+    "add_span": 1_400,
+    "query_spans_100": 4_900,
+    "update_attempt": 3_000,
+}
+TARGETS: dict[str, float] = {
+    "enqueue": 30 * 3_700,
+    "dequeue": 30 * 1_800,
+    "add_span": 30 * 1_400,
+    "add_span_batch100": 300_000,
+    "query_spans_100": 30_000,
+    "update_attempt": 30 * 3_000,
+}
+BYTES_PER_SPAN_TARGET = 1024
+
+_ATTR_KEYS = (
+    "gen_ai.system",
+    "gen_ai.request.model",
+    "gen_ai.usage.prompt_tokens",
+    "gen_ai.usage.completion_tokens",
+)
+
+
+def make_span(rollout_id: str, attempt_id: str, trace_id: str, i: int) -> Span:
+    """A typical LLM-call span; values are fresh objects per span, as when decoded from the wire."""
+    return Span(
+        rollout_id=rollout_id,
+        attempt_id=attempt_id,
+        sequence_id=0,
+        trace_id=trace_id,
+        span_id=f"{i + 1:016x}",
+        parent_id=f"{i:016x}" if i else None,
+        name="openai.chat.completion",
+        start_time=1.7e9 + i,
+        end_time=1.7e9 + i + 0.5,
+        attributes={
+            _ATTR_KEYS[0]: "openai",
+            _ATTR_KEYS[1]: f"gpt-4o-mini-{i % 3}",
+            _ATTR_KEYS[2]: 100 + i,
+            _ATTR_KEYS[3]: 20 + i,
+        },
+    )
+
+
+def store_spec(args: argparse.Namespace) -> Any:
+    if args.path:
+        return {"type": args.store, "path": args.path}
+    if args.store == "memory":
+        return {"type": "memory", "watchdog_interval": None}
+    return args.store
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.scale = 0.1 if args.quick else 1.0
+        self.results: dict[str, float] = {}
+
+    def n(self, count: int) -> int:
+        return max(100, int(count * self.scale))
+
+    def fresh_store(self) -> LightningStore:
+        if self.args.path and os.path.exists(self.args.path):
+            os.remove(self.args.path)
+        store: LightningStore = resolve_component("store", store_spec(self.args), base=LightningStore)
+        return store
+
+    async def timed(self, name: str, ops: int, body: Callable[[], Awaitable[None]]) -> None:
+        gc.collect()
+        t0 = time.perf_counter()
+        await body()
+        self.results[name] = ops / (time.perf_counter() - t0)
+
+    async def run(self) -> None:
+        for step in (
+            self.enqueue,
+            self.dequeue,
+            self.add_span,
+            self.add_otel_span,
+            self.query_spans,
+            self.update_attempt,
+            self.wait_for_rollouts,
+        ):
+            async with self.fresh_store() as store:
+                await step(store)
+
+    async def enqueue(self, store: LightningStore) -> None:
+        n = self.n(50_000)
+
+        async def one() -> None:
+            for i in range(n):
+                await store.enqueue_rollout({"q": i})
+
+        await self.timed("enqueue", n, one)
+        batches = [[EnqueueRequest(input={"q": i}) for i in range(100)] for _ in range(n // 100)]
+
+        async def many() -> None:
+            for batch in batches:
+                await store.enqueue_many_rollouts(batch)
+
+        await self.timed("enqueue_batch100", n // 100 * 100, many)
+
+    async def dequeue(self, store: LightningStore) -> None:
+        n = self.n(50_000)
+        for _ in range(n // 100):
+            await store.enqueue_many_rollouts([EnqueueRequest(input=i) for i in range(100)])
+
+        async def body() -> None:
+            for _ in range(n // 100 * 100):
+                await store.dequeue_rollout(worker_id="w1")
+
+        await self.timed("dequeue", n // 100 * 100, body)
+
+    async def _running(self, store: LightningStore, count: int) -> list[tuple[str, str]]:
+        out = []
+        for _ in range(count):
+            ar = await store.start_rollout({"q": 1})
+            out.append((ar.rollout_id, ar.attempt_id))
+        return out
+
+    async def add_span(self, store: LightningStore) -> None:
+        n = self.n(50_000)
+        ids = await self._running(store, 100)
+        spans = [make_span(*ids[i % 100], f"{i % 100:032x}", i) for i in range(n)]
+
+        async def one() -> None:
+            for span in spans:
+                await store.add_span(span)
+
+        await self.timed("add_span", n, one)
+        n_batch = self.n(200_000) // 100
+        ids = await self._running(store, 100)
+        batches = [
+            [make_span(*ids[b % 100], f"{b:032x}", b * 100 + i) for i in range(100)] for b in range(n_batch)
+        ]
+
+        async def many() -> None:
+            for batch in batches:
+                await store.add_many_spans(batch)
+
+        await self.timed("add_span_batch100", n_batch * 100, many)
+
+    async def add_otel_span(self, store: LightningStore) -> None:
+        from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+
+        n = self.n(20_000)
+        tracer = TracerProvider().get_tracer("bench")
+        readable: list[ReadableSpan] = []
+        for i in range(n):
+            with tracer.start_as_current_span("openai.chat.completion") as sp:
+                sp.set_attribute(_ATTR_KEYS[1], "gpt-4o-mini")
+                sp.set_attribute(_ATTR_KEYS[2], i)
+            readable.append(sp)  # type: ignore[arg-type]
+        ids = await self._running(store, 100)
+
+        async def body() -> None:
+            for i, span in enumerate(readable):
+                rid, aid = ids[i % 100]
+                await store.add_otel_span(rid, aid, span)
+
+        await self.timed("add_otel_span", n, body)
+
+    async def query_spans(self, store: LightningStore) -> None:
+        ((rid, aid),) = await self._running(store, 1)
+        await store.add_many_spans([make_span(rid, aid, "ab" * 16, i) for i in range(100)])
+        n = self.n(20_000)
+
+        async def body() -> None:
+            for _ in range(n):
+                await store.query_spans(rid)
+
+        await self.timed("query_spans_100", n, body)
+
+    async def update_attempt(self, store: LightningStore) -> None:
+        n = self.n(50_000)
+        ids = await self._running(store, n)
+
+        async def body() -> None:
+            for rid, aid in ids:
+                await store.update_attempt(rid, aid, status="succeeded")
+
+        await self.timed("update_attempt", n, body)
+
+    async def wait_for_rollouts(self, store: LightningStore) -> None:
+        n = self.n(10_000)
+        ids = await self._running(store, n)
+
+        async def body() -> None:
+            # each round trip: a waiter blocks, another task finishes the rollout and wakes it
+            for rid, aid in ids:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(store.wait_for_rollouts, [rid], 10.0)
+                    await anyio.lowlevel.checkpoint()
+                    await store.update_attempt(rid, aid, status="succeeded")
+
+        await self.timed("wait_for_rollouts", n, body)
+        done = [rid for rid, _ in ids[:100]]
+        m = self.n(20_000)
+
+        async def check() -> None:
+            for _ in range(m):
+                await store.wait_for_rollouts(done, timeout=0)
+
+        await self.timed("wait_for_rollouts_check100", m, check)
+
+
+_RSS_PROBE = r"""
+import asyncio, gc, json, sys
+sys.path.insert(0, {bench_dir!r})
+from store_bench import make_span, store_spec
+import argparse
+from agentlightning_core.plugins import resolve_component
+from agentlightning_core.store.base import LightningStore
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * {page}
+
+async def main():
+    args = argparse.Namespace(**{args!r})
+    store = resolve_component("store", store_spec(args), base=LightningStore)
+    async with store:
+        ids = []
+        for _ in range(1000):
+            ar = await store.start_rollout({{"q": 1}})
+            ids.append((ar.rollout_id, ar.attempt_id, ar.rollout_id.encode().hex()[:32].rjust(32, "0")))
+        make_span(*ids[0][:2], ids[0][2], 0)
+        gc.collect()
+        before = rss()
+        for rid, aid, trace in ids:
+            await store.add_many_spans([make_span(rid, aid, trace, i) for i in range(100)])
+        gc.collect()
+        after = rss()
+        stats = await store.statistics()
+    print(json.dumps({{"bytes_per_span": (after - before) / 100_000,
+                      "estimated_bytes_per_span": stats.get("span_bytes", 0) / max(1, stats.get("spans", 1))}}))
+
+asyncio.run(main())
+"""
+
+
+def measure_rss(args: argparse.Namespace) -> dict[str, float]:
+    probe = _RSS_PROBE.format(
+        bench_dir=os.path.dirname(os.path.abspath(__file__)),
+        page=os.sysconf("SC_PAGE_SIZE"),
+        args={"store": args.store, "path": args.path},
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--store", default="memory", help="registered store name (default: memory)")
+    parser.add_argument(
+        "--path", default=None, help="database file for file-based stores (recreated per step)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the operations (a smoke run)")
+    args = parser.parse_args()
+    tmp: str | None = None
+    if args.path is None and args.store != "memory":
+        tmp = tempfile.mkdtemp(prefix="agl-store-bench-")
+        args.path = os.path.join(tmp, "store.db")
+    bench = Bench(args)
+    anyio.run(bench.run)
+    rss = measure_rss(args)
+    if args.path and os.path.exists(args.path):
+        os.remove(args.path)
+    if args.json:
+        print(json.dumps({"store": args.store, "ops_per_second": bench.results, **rss}, indent=2))
+        return
+    print(f"store: {args.store}{' (quick run)' if args.quick else ''}")
+    for name, value in bench.results.items():
+        target = TARGETS.get(name)
+        line = f"  {name:<28} {value:>12,.0f} ops/s"
+        if target is not None:
+            verdict = "ok" if value >= target else "BELOW TARGET"
+            line += f"   target >= {target:>9,.0f}  {verdict}"
+            if name in PREVIOUS:
+                line += f"  ({value / PREVIOUS[name]:.0f}x previous)"
+        print(line)
+    per_span = rss["bytes_per_span"]
+    verdict = "ok" if per_span < BYTES_PER_SPAN_TARGET else "ABOVE TARGET"
+    print(
+        f"  {'resident bytes per span':<28} {per_span:>12,.0f} B       target <  {BYTES_PER_SPAN_TARGET:>9,}  {verdict}"
+        f"  (store's estimate: {rss['estimated_bytes_per_span']:.0f} B)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+""":class:`Baseline`: run the datasets for ``n_epochs`` with a bounded queue and report rewards."""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from agentlightning_core import EnqueueRequest, FastAlgorithm, LightningStore, Rollout
+from agentlightning_core.emitter import find_final_reward
+from agentlightning_core.types import RolloutMode
+
+__all__ = ["Baseline", "EpochStats"]
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.define(slots=True)
+class EpochStats:
+    """Outcome of one pass over one dataset."""
+
+    epoch: int
+    mode: RolloutMode
+    rollouts: int
+    succeeded: int
+    failed: int
+    rewards: list[float]
+    samples: int
+    """Learning samples (e.g. triplets) the adapter produced from the epoch's spans."""
+
+    @property
+    def mean_reward(self) -> float | None:
+        return statistics.fmean(self.rewards) if self.rewards else None
+
+    @property
+    def min_reward(self) -> float | None:
+        return min(self.rewards) if self.rewards else None
+
+    @property
+    def max_reward(self) -> float | None:
+        return max(self.rewards) if self.rewards else None
+
+
+class Baseline(FastAlgorithm):
+    """Enqueue the train (then val) dataset ``n_epochs`` times; never changes resources.
+
+    :param n_epochs: passes over the datasets.
+    :param max_queue_length: most rollouts enqueued but not finished at any time, so a huge
+        dataset does not flood the store and results stream in as they finish.
+    :param val_every_epoch: run the validation dataset after every epoch (else after the last).
+
+    After ``run``, :attr:`history` holds one :class:`EpochStats` per epoch and mode.
+    """
+
+    def __init__(
+        self, *, n_epochs: int = 1, max_queue_length: int = 64, val_every_epoch: bool = True
+    ) -> None:
+        super().__init__()
+        for name, value in (("n_epochs", n_epochs), ("max_queue_length", max_queue_length)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Baseline {name} must be a positive integer, got {value!r}")
+        self.n_epochs = n_epochs
+        self.max_queue_length = max_queue_length
+        self.val_every_epoch = val_every_epoch
+        self.history: list[EpochStats] = []
+
+    async def run(
+        self, train_dataset: Sequence[Any] | None = None, val_dataset: Sequence[Any] | None = None
+    ) -> None:
+        store = self.get_store()
+        self.history = []
+        for epoch in range(1, self.n_epochs + 1):
+            if train_dataset:
+                self._record_epoch(await self._epoch(store, epoch, "train", train_dataset))
+            if val_dataset and (self.val_every_epoch or epoch == self.n_epochs):
+                self._record_epoch(await self._epoch(store, epoch, "val", val_dataset))
+            if self.stop_requested:
+                break
+
+    async def _epoch(
+        self, store: LightningStore, epoch: int, mode: RolloutMode, dataset: Sequence[Any]
+    ) -> EpochStats:
+        stats = EpochStats(epoch=epoch, mode=mode, rollouts=0, succeeded=0, failed=0, rewards=[], samples=0)
+        outstanding: deque[str] = deque()
+        tasks = iter(dataset)
+        exhausted = False
+        while outstanding or not exhausted:
+            room = self.max_queue_length - len(outstanding)
+            if room > 0 and not exhausted:
+                batch = [EnqueueRequest(input=t, mode=mode) for _, t in zip(range(room), tasks, strict=False)]
+                exhausted = len(batch) < room
+                if batch:
+                    outstanding.extend(r.rollout_id for r in await store.enqueue_many_rollouts(batch))
+                if not outstanding:
+                    break
+            # Rollouts are dequeued FIFO, so the oldest is the next one to wait for; harvest
+            # whatever else finished meanwhile without waiting.
+            await store.wait_for_rollouts([outstanding[0]])
+            done = await store.wait_for_rollouts(list(outstanding), timeout=0)
+            finished = {r.rollout_id for r in done}
+            for rollout in done:
+                await self._harvest(store, rollout, stats)
+            outstanding = deque(rid for rid in outstanding if rid not in finished)
+        return stats
+
+    async def _harvest(self, store: LightningStore, rollout: Rollout, stats: EpochStats) -> None:
+        stats.rollouts += 1
+        if rollout.status == "succeeded":
+            stats.succeeded += 1
+        else:
+            stats.failed += 1
+        spans = (await store.query_spans(rollout.rollout_id, "latest")).items
+        reward = find_final_reward(spans)
+        if reward is not None and math.isfinite(reward):
+            stats.rewards.append(reward)
+        samples = self.get_adapter()(spans)
+        stats.samples += len(samples) if isinstance(samples, Sequence) else 1
+
+    def _record_epoch(self, stats: EpochStats) -> None:
+        self.history.append(stats)
+        mean = stats.mean_reward
+        logger.info(
+            "Baseline epoch %d %s: %d rollouts (%d succeeded, %d failed), reward mean %s min %s max %s, %d samples",
+            stats.epoch,
+            stats.mode,
+            stats.rollouts,
+            stats.succeeded,
+            stats.failed,
+            "n/a" if mean is None else f"{mean:.4f}",
+            stats.min_reward,
+            stats.max_reward,
+            stats.samples,
+        )

@@ -1,0 +1,94 @@
+"""Baseline through the public API, loaded by its registered name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agentlightning_baseline import Baseline
+from agentlightning_core import Hook, Trainer, component_names, rollout
+
+
+@rollout
+async def scored(task):  # type: ignore[no-untyped-def]
+    if task < 0:
+        raise ValueError("negative task")
+    return float(task)
+
+
+class QueueProbe(Hook):
+    """Records how many rollouts were outstanding (queued or running) at each rollout start."""
+
+    def __init__(self) -> None:
+        self.outstanding: list[int] = []
+
+    async def on_rollout_start(self, *, runner: Any, **kwargs: Any) -> None:
+        stats = await runner.store.statistics()
+        self.outstanding.append(stats["queue_length"] + stats["live_attempts"])
+
+
+def make_trainer(**kwargs: Any) -> Trainer:
+    return Trainer(
+        progress=False,
+        store={"type": "memory", "watchdog_interval": None},
+        adapter={"type": "tracer_triplet", "on_bad_data": "drop"},
+        **kwargs,
+    )
+
+
+def test_registered_as_baseline() -> None:
+    assert "baseline" in component_names("algorithm")
+
+
+def test_epochs_with_bounded_queue_and_statistics() -> None:
+    probe = QueueProbe()
+    trainer = make_trainer(
+        algorithm={"type": "baseline", "n_epochs": 2, "max_queue_length": 3}, n_runners=2, hooks=[probe]
+    )
+    baseline = trainer.fit(scored, [1, 2, 3, 4, 5, -1, 6], [10, 20])
+    assert isinstance(baseline, Baseline)
+    summary = [(s.epoch, s.mode, s.rollouts, s.succeeded, s.failed, s.mean_reward) for s in baseline.history]
+    assert summary == [
+        (1, "train", 7, 6, 1, 3.5),
+        (1, "val", 2, 2, 0, 15.0),
+        (2, "train", 7, 6, 1, 3.5),
+        (2, "val", 2, 2, 0, 15.0),
+    ]
+    assert baseline.history[0].min_reward == 1.0 and baseline.history[0].max_reward == 6.0
+    assert max(probe.outstanding) <= 3
+    # The adapter saw every finished rollout (none has an LLM call, so all were dropped).
+    assert trainer.adapter is not None and trainer.adapter.stats.dropped == 18  # type: ignore[attr-defined]
+
+
+def test_validation_only_after_last_epoch() -> None:
+    baseline = make_trainer(algorithm=Baseline(n_epochs=2, val_every_epoch=False)).fit(scored, [1], [2])
+    assert [(s.epoch, s.mode) for s in baseline.history] == [(1, "train"), (2, "train"), (2, "val")]  # type: ignore[attr-defined]
+
+
+def test_bad_adapter_data_is_raised_by_default() -> None:
+    from agentlightning_core.adapter.base import BadTraceError
+
+    trainer = Trainer(progress=False, algorithm="baseline")
+    with pytest.raises(BadTraceError, match="No LLM call"):
+        trainer.fit(scored, [1])
+
+
+@pytest.mark.parametrize("kwargs", [{"n_epochs": 0}, {"max_queue_length": 0}, {"n_epochs": True}])
+def test_rejects_bad_arguments(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="positive integer"):
+        Baseline(**kwargs)
+
+
+def test_unknown_name_when_plugin_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentlightning_core.errors import UnknownComponentError
+    from agentlightning_core.plugins import reset_plugins
+
+    monkeypatch.setenv("AGL_DISABLE_PLUGINS", "baseline")
+    reset_plugins()
+    try:
+        with pytest.raises(UnknownComponentError, match="pip install agentlightning-baseline"):
+            Trainer(algorithm="baseline")
+    finally:
+        monkeypatch.delenv("AGL_DISABLE_PLUGINS")
+        reset_plugins()
