@@ -20,6 +20,7 @@ import time
 
 from agentlightning_core.adapter.messages import TraceToMessages
 from agentlightning_core.adapter.triplet import LlmProxyTraceToTriplet, TracerTraceToTriplet
+from agentlightning_core.spans import Span
 from agentlightning_core.store.memory import InMemoryLightningStore
 from agentlightning_core.testing.adapter import llm_span, reward_span, span
 from agentlightning_core.testing.openai_server import OpenAIServer
@@ -76,9 +77,10 @@ def bench_llm_calls(n: int) -> None:
     tracer = OtelTracer()
     tracer.init()
     messages = [{"role": "user", "content": "hello there"}]
-    with OpenAIServer(lambda body: "a short answer") as server, openai.OpenAI(
-        base_url=server.base_url, api_key="bench", max_retries=0
-    ) as client:
+    with (
+        OpenAIServer(lambda body: "a short answer") as server,
+        openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0) as client,
+    ):
         for _ in range(20):  # warm up the connection pool
             client.chat.completions.create(model="m", messages=messages)  # type: ignore[arg-type]
         untraced, traced = [], []
@@ -94,11 +96,13 @@ def bench_llm_calls(n: int) -> None:
                 traced.append(time.perf_counter() - t0)
     per_call = statistics.median(untraced) / n * 1e6
     over = (statistics.median(traced) - statistics.median(untraced)) / n * 1e6
-    print(f"LLM call overhead (openai sync): {over:8.1f} us/call   (untraced call: {per_call:.0f} us over HTTP)")
+    print(
+        f"LLM call overhead (openai sync): {over:8.1f} us/call   (untraced call: {per_call:.0f} us over HTTP)"
+    )
     tracer.teardown()
 
 
-def synthetic_trace(calls: int) -> list:
+def synthetic_trace(calls: int) -> list[Span]:
     spans = [span(1, "agent", start=0, end=calls * 2 + 2)]
     history = [{"role": "system", "content": "You are a helpful agent."}]
     index = 2
@@ -133,12 +137,14 @@ def bench_adapters(calls: int) -> None:
     ):
         adapter.adapt(spans)
         runs = []
-        for _ in range(5):
+        for _ in range(15):
             t0 = time.perf_counter()
             out = adapter.adapt(spans)
             runs.append(time.perf_counter() - t0)
         assert len(out) == calls
-        print(f"adapter {name:24s} {len(spans) / min(runs):8.0f} spans/s (target >= 50000; {len(spans)} spans)")
+        print(
+            f"adapter {name:24s} {len(spans) / min(runs):8.0f} spans/s (target >= 50000; {len(spans)} spans)"
+        )
 
 
 def main() -> None:

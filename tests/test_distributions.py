@@ -20,7 +20,18 @@ def test_distribution_builds_a_wheel(dist: Path, tmp_path: Path) -> None:
     assert (dist / "README.md").is_file()
     assert (dist / "tests").is_dir()
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(dist)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(dist),
+        ],
         check=True,
         capture_output=True,
     )

@@ -44,7 +44,9 @@ def test_install_resolve_uninstall(installed_example: None) -> None:
     assert "example-random-search" in components("algorithms")
     assert "example-span-names" in components("adapters")
 
-    algorithm = plugins.resolve_component("algorithm", {"type": "example-random-search", "candidates": ["A {q}"]})
+    algorithm = plugins.resolve_component(
+        "algorithm", {"type": "example-random-search", "candidates": ["A {q}"]}
+    )
     algorithm.run()
     assert algorithm.chosen.template == "A {q}"
     adapter = plugins.resolve_component("adapter", "example-span-names")
@@ -59,5 +61,7 @@ def test_install_resolve_uninstall(installed_example: None) -> None:
 
 def test_example_plugin_is_under_forty_lines_of_code() -> None:
     source = (ROOT / "examples/third_party_plugin/src/agl_example_plugin/__init__.py").read_text()
-    code = [line for line in source.splitlines() if line.strip() and not line.strip().startswith(("#", '"""'))]
+    code = [
+        line for line in source.splitlines() if line.strip() and not line.strip().startswith(("#", '"""'))
+    ]
     assert len(code) < 40

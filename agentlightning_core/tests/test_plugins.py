@@ -92,13 +92,17 @@ def test_plugin_registered_for_one_test_is_gone_after(agl_register_plugin: Any) 
 
 
 def test_unknown_name_lists_available_components() -> None:
-    with pytest.raises(UnknownComponentError, match=r"Unknown store 'redis'\. Available stores: .*memory") as info:
+    with pytest.raises(
+        UnknownComponentError, match=r"Unknown store 'redis'\. Available stores: .*memory"
+    ) as info:
         plugins.resolve_component("store", "redis")
     assert "pip install" not in str(info.value)
     assert isinstance(info.value, LookupError)
 
 
-def test_first_party_name_suggests_its_distribution(monkeypatch: pytest.MonkeyPatch, fresh_plugins: None) -> None:
+def test_first_party_name_suggests_its_distribution(
+    monkeypatch: pytest.MonkeyPatch, fresh_plugins: None
+) -> None:
     monkeypatch.setenv("AGL_PLUGINS", "")  # as if no plugin distribution were installed
     with pytest.raises(UnknownComponentError) as info:
         plugins.resolve_component("store", "sqlite")
@@ -120,7 +124,7 @@ def test_type_check_against_the_kind_base_class() -> None:
         plugins.resolve_component("store", {"path": "x"})
     with pytest.raises(ValueError, match="Unknown component kind 'database'"):
         plugins.resolve_component("database", "memory")
-    with pytest.raises(UnknownComponentError, match="Cannot import store 'nowhere.at.all:Store'"):
+    with pytest.raises(UnknownComponentError, match=r"Cannot import store 'nowhere\.at\.all:Store'"):
         plugins.resolve_component("store", "nowhere.at.all:Store")
 
 
@@ -138,7 +142,7 @@ def test_duplicate_name_names_both_plugins(agl_register_plugin: Any) -> None:
 
     agl_register_plugin(UpperPlugin(), "first-plugin")
     agl_register_plugin(Again(), "second-plugin")
-    with pytest.raises(DuplicateComponentError, match="'first-plugin'.*'second-plugin'"):
+    with pytest.raises(DuplicateComponentError, match=r"'first-plugin'.*'second-plugin'"):
         plugins.get_registry()
 
 
@@ -194,7 +198,9 @@ def test_entry_point_with_misspelt_hook_fails_at_start_up(site_dir: Path) -> Non
 
 
 def test_plugin_import_failure_names_entry_point_and_distribution(site_dir: Path) -> None:
-    install_fake_distribution(site_dir, "agl-broken-dist", "agl_broken_plugin", "raise RuntimeError('kaput')\n")
+    install_fake_distribution(
+        site_dir, "agl-broken-dist", "agl_broken_plugin", "raise RuntimeError('kaput')\n"
+    )
     with pytest.raises(PluginLoadError) as info:
         plugins.get_plugin_manager()
     message = str(info.value)
@@ -204,7 +210,9 @@ def test_plugin_import_failure_names_entry_point_and_distribution(site_dir: Path
 
 
 def test_disable_and_only_environment_variables(site_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    install_fake_distribution(site_dir, "agl-broken-dist", "agl_broken_plugin", "raise RuntimeError('kaput')\n")
+    install_fake_distribution(
+        site_dir, "agl-broken-dist", "agl_broken_plugin", "raise RuntimeError('kaput')\n"
+    )
     monkeypatch.setenv("AGL_DISABLE_PLUGINS", "agl-broken-dist")
     assert "memory" in plugins.component_names("store")
     plugins.reset_plugins()
@@ -222,6 +230,8 @@ def test_plugin_manager_is_built_lazily(fresh_plugins: None) -> None:
 
 
 def test_registry_records_plugin_of_each_component(agl_register_plugin: Any) -> None:
-    name = agl_register_plugin(SimpleNamespace(register_adapters=UpperPlugin().register_adapters), "ns-plugin")
+    name = agl_register_plugin(
+        SimpleNamespace(register_adapters=UpperPlugin().register_adapters), "ns-plugin"
+    )
     reg = plugins.get_registry()["adapter"]["upper"]
     assert reg.plugin.name == name

@@ -160,12 +160,14 @@ def test_calls_outside_a_trace_context_pass_through_unrecorded(tracer: OtelTrace
 def test_teardown_restores_the_openai_client() -> None:
     from openai.resources.chat.completions import Completions
 
-    original = Completions.create
+    before = Completions.create  # may already be wrapped by a tracer another test left initialised
     tracer = OtelTracer()
     tracer.init()
-    assert is_instrumented() and Completions.create is not original
+    assert is_instrumented() and hasattr(Completions.create, "__wrapped__")
     tracer.teardown()
-    assert Completions.create is original
+    assert Completions.create is before
+    if not is_instrumented():
+        assert not hasattr(Completions.create, "__wrapped__")
 
 
 def test_the_server_reports_an_exhausted_script() -> None:
@@ -189,3 +191,12 @@ def test_the_server_answers_from_a_callable() -> None:
     ):
         out = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "ping"}])
     assert out.choices[0].message.content == "you said ping"
+
+
+def test_the_pytest_fixture_gives_a_running_server(agl_openai_server: OpenAIServer) -> None:
+    with openai.OpenAI(base_url=agl_openai_server.base_url, api_key="k", max_retries=0) as client:
+        echoed = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "echo me"}])
+        agl_openai_server.add_reply("scripted")
+        scripted = client.chat.completions.create(model="m", messages=ASK)
+    assert echoed.choices[0].message.content == "echo me"
+    assert scripted.choices[0].message.content == "scripted"

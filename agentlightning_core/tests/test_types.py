@@ -83,9 +83,7 @@ attempts = st.builds(
     last_heartbeat_time=st.none() | times,
     metadata=json_dicts,
 )
-llms = st.builds(
-    LLM, endpoint=ids, model=ids, sampling_parameters=json_dicts, api_key=st.none() | text
-)
+llms = st.builds(LLM, endpoint=ids, model=ids, sampling_parameters=json_dicts, api_key=st.none() | text)
 proxy_llms = st.builds(ProxyLLM, endpoint=ids, model=ids, sampling_parameters=json_dicts)
 templates = st.builds(
     PromptTemplate,
@@ -119,7 +117,9 @@ spans = st.builds(
         st.builds(SpanLink, trace_id=st.just("ab" * 16), span_id=st.just("cd" * 8), attributes=attributes),
         max_size=2,
     ).map(tuple),
-    status=st.builds(SpanStatus, status_code=st.sampled_from(["UNSET", "OK", "ERROR"]), description=st.none() | text),
+    status=st.builds(
+        SpanStatus, status_code=st.sampled_from(["UNSET", "OK", "ERROR"]), description=st.none() | text
+    ),
     kind=st.sampled_from(["INTERNAL", "CLIENT", "SERVER"]),
     resource=attributes,
 )
@@ -139,7 +139,19 @@ attempted = st.builds(AttemptedRollout, rollout=rollouts, attempt=attempts)
 
 @pytest.mark.parametrize(
     "strategy",
-    [rollouts, attempts, attempted, configs, resources, spans, triplets, workers, llms, proxy_llms, templates],
+    [
+        rollouts,
+        attempts,
+        attempted,
+        configs,
+        resources,
+        spans,
+        triplets,
+        workers,
+        llms,
+        proxy_llms,
+        templates,
+    ],
     ids=lambda s: repr(s)[:20],
 )
 def test_json_round_trip_is_lossless(strategy: st.SearchStrategy[Any]) -> None:
@@ -160,14 +172,24 @@ def test_resource_union_decodes_to_the_right_class() -> None:
         1.0,
         2.0,
         1,
-        {"llm": LLM("http://x/v1", "m"), "proxy": ProxyLLM("http://p/v1", "m"), "prompt": PromptTemplate("{q}")},
+        {
+            "llm": LLM("http://x/v1", "m"),
+            "proxy": ProxyLLM("http://p/v1", "m"),
+            "prompt": PromptTemplate("{q}"),
+        },
     )
     back = ResourcesUpdate.from_dict(update.to_dict())
     assert [type(r) for r in back.resources.values()] == [LLM, ProxyLLM, PromptTemplate]
 
 
 def test_unknown_resource_type_is_rejected_with_its_name() -> None:
-    data = {"resources_id": "r", "create_time": 0, "update_time": 0, "version": 1, "resources": {"x": {"resource_type": "gpu"}}}
+    data = {
+        "resources_id": "r",
+        "create_time": 0,
+        "update_time": 0,
+        "version": 1,
+        "resources": {"x": {"resource_type": "gpu"}},
+    }
     with pytest.raises(ValueError, match="'gpu'"):
         ResourcesUpdate.from_dict(data)
 
@@ -180,7 +202,10 @@ def test_unknown_resource_type_is_rejected_with_its_name() -> None:
         (lambda: RolloutConfig(unresponsive_seconds=math.inf), "unresponsive_seconds"),
         (lambda: RolloutConfig(retry_condition=["boom"]), "Invalid attempt status in retry_condition 'boom'"),
         (lambda: RolloutConfig(retry_condition="failed"), "got the string 'failed'"),
-        (lambda: Rollout("r", None, 0.0, status="done"), "Invalid rollout status 'done'; expected one of: queuing"),
+        (
+            lambda: Rollout("r", None, 0.0, status="done"),
+            "Invalid rollout status 'done'; expected one of: queuing",
+        ),
         (lambda: Rollout("r", None, 0.0, mode="training"), "Invalid rollout mode 'training'"),
         (lambda: Rollout("", None, 0.0), "rollout_id must be a non-empty string"),
         (lambda: Attempt("r", "a", 0, 0.0), "sequence_id must be an integer >= 1, got 0"),
@@ -238,10 +263,12 @@ def test_span_from_opentelemetry_sdk_span() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
-    with tracer.start_as_current_span("parent"):
-        with tracer.start_as_current_span("child", attributes={"k": "v", "seq": (1, 2)}) as child:
-            child.add_event("tick", {"n": 1})
-            child.set_status(Status(StatusCode.ERROR, "bad"))
+    with (
+        tracer.start_as_current_span("parent"),
+        tracer.start_as_current_span("child", attributes={"k": "v", "seq": (1, 2)}) as child,
+    ):
+        child.add_event("tick", {"n": 1})
+        child.set_status(Status(StatusCode.ERROR, "bad"))
     child_otel, parent_otel = exporter.get_finished_spans()
     span = Span.from_opentelemetry(child_otel, rollout_id="ro", attempt_id="at", sequence_id=3)
     assert span.name == "child"

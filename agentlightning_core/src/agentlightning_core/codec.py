@@ -31,8 +31,13 @@ def _identity(value: Any) -> Any:
     return value
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def to_json_value(value: Any) -> Any:
     """Encode any supported value (models, enums, containers) to plain JSON data."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, JsonModel):
         return _encoder_for(type(value))(value)
     if isinstance(value, enum.Enum):
@@ -44,13 +49,32 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+def _is_plain(tp: Any) -> bool:
+    """Whether values of type hint ``tp`` are JSON scalars already (encoded as they are)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return all(_is_plain(a) for a in typing.get_args(tp))
+    if origin is typing.Literal:
+        return all(isinstance(a, _PLAIN_TYPES) and not isinstance(a, enum.Enum) for a in typing.get_args(tp))
+    return tp in _PLAIN_TYPES
+
+
 def _encoder_for(cls: type) -> Encoder:
     enc = _encoders.get(cls)
     if enc is None:
-        names = [f.name for f in attrs.fields(cls)]
+        hints = typing.get_type_hints(cls)
+        # scalar fields are copied as they are; the others go through to_json_value
+        plan = [(f.name, _is_plain(hints.get(f.name, Any))) for f in attrs.fields(cls)]
 
         def enc(obj: Any) -> dict[str, Any]:
-            return {name: to_json_value(getattr(obj, name)) for name in names}
+            return {
+                name: value if plain else to_json_value(value)
+                for name, plain in plan
+                for value in (getattr(obj, name),)
+            }
 
         _encoders[cls] = enc
     return enc
@@ -75,7 +99,7 @@ def _decoder_for_type(tp: Any, where: str) -> Decoder:
         if origin is tuple:
             if item is _identity:
                 return lambda v: tuple(_expect(v, list, where))
-            return lambda v: tuple(item(x) for x in _expect(v, list, where))
+            return lambda v: () if v == [] else tuple([item(x) for x in _expect(v, list, where)])
         if item is _identity:
             return lambda v: list(_expect(v, list, where))
         return lambda v: [item(x) for x in _expect(v, list, where)]
@@ -142,11 +166,15 @@ def _decoder_for(cls: type) -> Decoder:
             if f.init
         ]
         name = cls.__name__
+        # fields decoded as they are (scalars, Any) skip the per-field call
+        plain = [(field_name, alias) for field_name, alias, field_dec in plan if field_dec is _identity]
+        decoded = [entry for entry in plan if entry[2] is not _identity]
 
         def dec(data: Any) -> Any:
-            data = _expect(data, dict, name)
-            kwargs = {}
-            for field_name, alias, field_dec in plan:
+            if type(data) is not dict:
+                _expect(data, dict, name)
+            kwargs = {alias: data[field_name] for field_name, alias in plain if field_name in data}
+            for field_name, alias, field_dec in decoded:
                 if field_name in data:
                     kwargs[alias] = field_dec(data[field_name])
             return cls(**kwargs)

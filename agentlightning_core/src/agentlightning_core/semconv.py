@@ -42,7 +42,6 @@ __all__ = [
     "OPERATION_INPUT",
     "OPERATION_NAME",
     "OPERATION_OUTPUT",
-    "OPERATION_SPAN",
     "REWARD_PREFIX",
     "REWARD_PRIMARY_KEY",
     "REWARD_SPAN",
@@ -107,7 +106,6 @@ EXCEPTION_STACKTRACE = "exception.stacktrace"
 ANNOTATION_SPAN = "agentlightning.annotation"
 ANNOTATION_PREFIX = "agentlightning.annotation."
 
-OPERATION_SPAN = "agentlightning.operation"
 OPERATION_NAME = "agentlightning.operation.name"
 OPERATION_INPUT = "agentlightning.operation.input"
 OPERATION_OUTPUT = "agentlightning.operation.output"

@@ -84,7 +84,9 @@ def add_parser(sub: Any) -> None:
     v.set_defaults(handler=_vacuum)
     s = group.add_parser("serve", help="serve a store over HTTP for runners in other processes or machines")
     add_store_options(s, default="memory")
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    s.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
+    )
     s.add_argument("--port", type=int, default=4747, help="port to bind; 0 picks a free one (default: 4747)")
     s.add_argument(
         "--token",

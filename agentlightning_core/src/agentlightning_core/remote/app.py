@@ -14,13 +14,13 @@ Bad input gets a 4xx JSON ``{"error", "message"}`` and the server keeps serving.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from agentlightning_core.remote.idempotency import Answer, IdempotencyCache
+from agentlightning_core.remote.jsonio import dumps, loads
 from agentlightning_core.remote.protocol import (
     OPERATIONS,
     STORE_PREFIX,
@@ -47,7 +47,9 @@ _OK_HEALTH = b'{"status":"ok"}'
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, name: str, message: str, headers: list[tuple[bytes, bytes]] | None = None):
+    def __init__(
+        self, status: int, name: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.name = name
@@ -55,12 +57,8 @@ class _HTTPError(Exception):
         self.headers = headers or []
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
 def _error_answer(status: int, name: str, message: str) -> Answer:
-    return Answer(status, _dumps(error_body(name, message)))
+    return Answer(status, dumps(error_body(name, message)))
 
 
 class StoreApp:
@@ -194,7 +192,7 @@ class StoreApp:
 
     async def _execute(self, op: Operation, body: bytes) -> Answer:
         try:
-            data = json.loads(body) if body else {}
+            data = loads(body) if body else {}
         except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return _error_answer(400, "MalformedJSON", f"The request body is not valid JSON: {exc}")
         if type(data) is not dict:
@@ -203,7 +201,11 @@ class StoreApp:
             )
         try:
             self._checkers[op.name](data, op.name)
-            kwargs = {p.name: p.decode(data[p.name]) if p.decode else data[p.name] for p in op.params if p.name in data}
+            kwargs = {
+                p.name: p.decode(data[p.name]) if p.decode else data[p.name]
+                for p in op.params
+                if p.name in data
+            }
         except SchemaError as exc:
             return _error_answer(422, "InvalidRequest", str(exc))
         except (ValueError, TypeError) as exc:
@@ -213,7 +215,7 @@ class StoreApp:
                 result = await op.handler(self.store, **kwargs)
             else:
                 result = await getattr(self.store, op.name)(**kwargs)
-            return Answer(200, _dumps(op.result.encode(result)))
+            return Answer(200, dumps(op.result.encode(result)))
         except Exception as exc:
             status = status_for_exception(exc)
             if status >= 500:
@@ -252,7 +254,7 @@ class StoreApp:
         if self._openapi is None:
             from agentlightning_core.remote.openapi import openapi_document
 
-            self._openapi = _dumps(openapi_document(bearer=self._auth is not None))
+            self._openapi = dumps(openapi_document(bearer=self._auth is not None))
         return self._openapi
 
 
@@ -285,7 +287,9 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     try:
         out = decompressor.decompress(body, limit + 1)
     except zlib.error as exc:
-        raise _HTTPError(400, "MalformedGzip", f"Content-Encoding is gzip but the body is not: {exc}") from None
+        raise _HTTPError(
+            400, "MalformedGzip", f"Content-Encoding is gzip but the body is not: {exc}"
+        ) from None
     if len(out) > limit or decompressor.unconsumed_tail:
         raise _too_large(len(out), limit)
     if not decompressor.eof:

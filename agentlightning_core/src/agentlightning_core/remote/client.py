@@ -6,9 +6,9 @@
   the server's error name (``RolloutNotFoundError`` for an unknown rollout, ``ValueError`` for
   invalid values). Every write carries an ``Idempotency-Key`` that stays the same across its
   retries, so a retried ``dequeue_rollout`` is answered, not run twice.
-- Span writes are batched: spans added while a request is in flight wait in a buffer and go
-  out together in the next ``add_span_groups`` request (up to ``max_span_batch`` spans), one
-  group per caller so one caller's refused span cannot fail another's. Every span call
+- Span writes are batched: spans added while span requests are in flight wait in a buffer
+  and go out together in the next ``add_span_groups`` request (up to ``max_span_batch``
+  spans), one group per caller so one caller's refused span cannot fail another's. Every span call
   returns once its spans are stored; any other call first waits for buffered spans, and
   :meth:`aclose` sends whatever is left, so no span is lost or overtaken.
 - ``wait_for_rollouts`` is sent as a series of bounded waits (``wait_poll_seconds``) so no
@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -28,10 +27,23 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agentlightning_core.codec import to_json_value
 from agentlightning_core.errors import StoreUnavailableError
-from agentlightning_core.remote.protocol import IDEMPOTENCY_HEADER, OPERATIONS, STORE_PREFIX, exception_for_error
+from agentlightning_core.remote.jsonio import dumps, loads
+from agentlightning_core.remote.protocol import (
+    IDEMPOTENCY_HEADER,
+    OPERATIONS,
+    STORE_PREFIX,
+    exception_for_error,
+)
 from agentlightning_core.resources import NamedResources, ResourcesUpdate
 from agentlightning_core.spans import Span
-from agentlightning_core.store.base import UNSET, EnqueueRequest, LightningStore, PaginatedResult, SortOrder, Unset
+from agentlightning_core.store.base import (
+    UNSET,
+    EnqueueRequest,
+    LightningStore,
+    PaginatedResult,
+    SortOrder,
+    Unset,
+)
 from agentlightning_core.types import (
     Attempt,
     AttemptedRollout,
@@ -64,7 +76,9 @@ class LightningStoreClient(LightningStore):
     :param timeout: seconds one HTTP request may take (waits add their own duration).
     :param max_retries: retries after the first try of a call, for retryable failures only.
     :param backoff_seconds: first retry delay; doubles per retry up to ``max_backoff_seconds``.
-    :param max_span_batch: most spans per ``add_many_spans`` request.
+    :param max_span_batch: most spans per span request.
+    :param span_requests_in_flight: most span requests sent at once (so encoding the next
+        batch overlaps with the server storing the previous one).
     :param connection_limit: most simultaneous connections to the server.
     """
 
@@ -78,15 +92,23 @@ class LightningStoreClient(LightningStore):
         backoff_seconds: float = 0.1,
         max_backoff_seconds: float = 5.0,
         max_span_batch: int = 1000,
+        span_requests_in_flight: int = 2,
         connection_limit: int = 100,
         wait_poll_seconds: float = 30.0,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"LightningStoreClient url must start with http:// or https://, got {url!r}")
-        if max_retries < 0 or max_span_batch < 1 or timeout <= 0 or wait_poll_seconds <= 0:
+        if (
+            max_retries < 0
+            or max_span_batch < 1
+            or span_requests_in_flight < 1
+            or timeout <= 0
+            or wait_poll_seconds <= 0
+        ):
             raise ValueError(
-                "LightningStoreClient needs max_retries >= 0, max_span_batch >= 1, timeout > 0 and "
-                f"wait_poll_seconds > 0; got {max_retries=}, {max_span_batch=}, {timeout=}, {wait_poll_seconds=}"
+                "LightningStoreClient needs max_retries >= 0, max_span_batch >= 1, span_requests_in_flight >= 1, "
+                f"timeout > 0 and wait_poll_seconds > 0; got {max_retries=}, {max_span_batch=}, "
+                f"{span_requests_in_flight=}, {timeout=}, {wait_poll_seconds=}"
             )
         self.url = url.rstrip("/")
         self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
@@ -95,6 +117,7 @@ class LightningStoreClient(LightningStore):
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.max_span_batch = max_span_batch
+        self.span_requests_in_flight = span_requests_in_flight
         self.connection_limit = connection_limit
         self.wait_poll_seconds = wait_poll_seconds
         self.retries = 0
@@ -105,13 +128,13 @@ class LightningStoreClient(LightningStore):
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._span_buffer: list[tuple[list[Span], asyncio.Future[list[Span]]]] = []
-        self._span_flusher: asyncio.Task[None] | None = None
+        self._span_flushers: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the configuration only (a client can be sent to a runner process before use)."""
         state = self.__dict__.copy()
-        for name in ("_session", "_loop", "_span_buffer", "_span_flusher", "_closed"):
+        for name in ("_session", "_loop", "_span_buffer", "_span_flushers", "_closed"):
             state.pop(name, None)
         return state
 
@@ -176,7 +199,7 @@ class LightningStoreClient(LightningStore):
         import aiohttp
 
         session = self._get_session()
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        payload = dumps(body)
         headers = None if idempotent else {IDEMPOTENCY_HEADER: f"{random.getrandbits(128):032x}"}
         url = self.url + STORE_PREFIX + name
         request_timeout = aiohttp.ClientTimeout(total=self.timeout + timeout) if timeout is not None else None
@@ -188,7 +211,7 @@ class LightningStoreClient(LightningStore):
                     status = resp.status
                     raw = await resp.read()
                     if status == 200:
-                        return json.loads(raw)
+                        return loads(raw)
                     failure = self._error(status, raw)
                     if status not in RETRY_STATUSES:
                         raise failure
@@ -211,7 +234,7 @@ class LightningStoreClient(LightningStore):
 
     def _error(self, status: int, raw: bytes) -> Exception:
         try:
-            body = json.loads(raw)
+            body = loads(raw)
             name, message = body.get("error"), body.get("message")
         except (ValueError, AttributeError):
             name, message = None, None
@@ -222,20 +245,31 @@ class LightningStoreClient(LightningStore):
     # --- span batching ------------------------------------------------------------------
 
     async def _store_spans(self, spans: Sequence[Span]) -> list[Span]:
-        """Buffer ``spans`` (in groups of at most ``max_span_batch``) and return those newly stored."""
+        """Buffer ``spans`` and return those newly stored.
+
+        More than ``max_span_batch`` spans go in chunks, one after the other, so the store
+        allocates their sequence ids in order; different callers' spans travel together.
+        """
         if not spans:
             return []
-        loop = asyncio.get_running_loop()
         self._get_session()  # fail early when closed or in the wrong loop
-        futures: list[asyncio.Future[list[Span]]] = []
+        if len(spans) <= self.max_span_batch:
+            return await self._store_span_group(list(spans))
+        stored: list[Span] = []
         for i in range(0, len(spans), self.max_span_batch):
-            future: asyncio.Future[list[Span]] = loop.create_future()
-            self._span_buffer.append((list(spans[i : i + self.max_span_batch]), future))
-            futures.append(future)
-        if self._span_flusher is None or self._span_flusher.done():
-            self._span_flusher = loop.create_task(self._flush_spans())
-        results = await asyncio.gather(*futures)
-        return results[0] if len(results) == 1 else [s for r in results for s in r]
+            stored += await self._store_span_group(list(spans[i : i + self.max_span_batch]))
+        return stored
+
+    async def _store_span_group(self, group: list[Span]) -> list[Span]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Span]] = loop.create_future()
+        self._span_buffer.append((group, future))
+        flushers = self._span_flushers
+        if len(flushers) < self.span_requests_in_flight:
+            task = loop.create_task(self._flush_spans())
+            flushers.add(task)
+            task.add_done_callback(flushers.discard)
+        return await future
 
     def _next_span_request(self) -> list[tuple[list[Span], asyncio.Future[list[Span]]]]:
         taken = 0
@@ -262,18 +296,28 @@ class LightningStoreClient(LightningStore):
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, future), answer in zip(request, answers, strict=True):
+            for (group, future), answer in zip(request, answers, strict=True):
                 if future.done():
                     continue
-                if "items" in answer:
-                    future.set_result([Span.from_dict(d) for d in answer["items"]])
+                if "sequence_ids" in answer:
+                    # Like the in-memory store, hand back the given span objects, with the
+                    # sequence id the store allocated.
+                    stored = []
+                    for span, seq in zip(group, answer["sequence_ids"], strict=True):
+                        if seq is not None:
+                            if span.sequence_id != seq:
+                                span.sequence_id = seq
+                            stored.append(span)
+                    future.set_result(stored)
                 else:
-                    future.set_exception(exception_for_error(answer["status"], answer["error"], answer["message"]))
+                    future.set_exception(
+                        exception_for_error(answer["status"], answer["error"], answer["message"])
+                    )
 
     async def flush(self) -> None:
         """Wait until every buffered span was sent."""
-        while self._span_flusher is not None and not self._span_flusher.done():
-            await asyncio.shield(self._span_flusher)
+        while self._span_flushers:
+            await asyncio.shield(asyncio.gather(*self._span_flushers))
 
     # --- rollouts -----------------------------------------------------------------------
 
@@ -287,7 +331,12 @@ class LightningStoreClient(LightningStore):
         worker_id: str | None = None,
     ) -> AttemptedRollout:
         body = _body(
-            input=input, mode=mode, resources_id=resources_id, config=config, metadata=metadata, worker_id=worker_id
+            input=input,
+            mode=mode,
+            resources_id=resources_id,
+            config=config,
+            metadata=metadata,
+            worker_id=worker_id,
         )
         return await self._call("start_rollout", body)  # type: ignore[no-any-return]
 
@@ -363,7 +412,9 @@ class LightningStoreClient(LightningStore):
         )
         return await self._call("update_rollout", body)  # type: ignore[no-any-return]
 
-    async def wait_for_rollouts(self, rollout_ids: Sequence[str], timeout: float | None = None) -> list[Rollout]:
+    async def wait_for_rollouts(
+        self, rollout_ids: Sequence[str], timeout: float | None = None
+    ) -> list[Rollout]:
         ids = list(rollout_ids)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -386,7 +437,9 @@ class LightningStoreClient(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Attempt]:
-        body = _body(rollout_id=rollout_id, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+        body = _body(
+            rollout_id=rollout_id, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset
+        )
         return await self._call("query_attempts", body)  # type: ignore[no-any-return]
 
     async def get_latest_attempt(self, rollout_id: str) -> Attempt | None:

@@ -93,7 +93,9 @@ def openapi_document(*, bearer: bool = True) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "ExportTraceServiceResponse (partial_success counts rejected spans)",
-                        "content": {"application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}},
+                        "content": {
+                            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}
+                        },
                     },
                     "400": _ERRORS["400"],
                     "401": _ERRORS["401"],

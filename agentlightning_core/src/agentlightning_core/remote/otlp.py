@@ -1,8 +1,8 @@
 """OTLP/HTTP trace ingestion: ``ExportTraceServiceRequest`` protobuf -> stored spans.
 
 Any OpenTelemetry SDK can export to ``POST /v1/traces`` of the store server. Each span names
-its rollout and attempt with the attributes :data:`ROLLOUT_ID_ATTRIBUTE` and
-:data:`ATTEMPT_ID_ATTRIBUTE`, set on the span or on its resource (the span's own value wins).
+its rollout and attempt with the attributes ``agentlightning.rollout_id`` and
+``agentlightning.attempt_id`` (:mod:`~agentlightning_core.semconv`), set on the span or on its resource (the span's own value wins).
 The store allocates sequence ids in the order spans arrive. Spans without both ids, or that
 the store refuses (unknown rollout, invalid data), are counted in the answer's
 ``partial_success`` as OTLP prescribes; the others are stored.
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from agentlightning_core import semconv
 from agentlightning_core.spans import Span, SpanEvent, SpanLink, SpanStatus
 
 if TYPE_CHECKING:
@@ -32,8 +33,8 @@ __all__ = [
     "spans_from_request",
 ]
 
-ROLLOUT_ID_ATTRIBUTE = "agentlightning.rollout_id"
-ATTEMPT_ID_ATTRIBUTE = "agentlightning.attempt_id"
+ROLLOUT_ID_ATTRIBUTE = semconv.ROLLOUT_ID
+ATTEMPT_ID_ATTRIBUTE = semconv.ATTEMPT_ID
 OTLP_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 
 _NS = 1e-9
@@ -98,7 +99,9 @@ def _time(ns: int) -> float | None:
     return ns * _NS if ns else None
 
 
-def _span(ps: Any, rollout_id: str, attempt_id: str, attributes: dict[str, Any], resource: dict[str, Any]) -> Span:
+def _span(
+    ps: Any, rollout_id: str, attempt_id: str, attributes: dict[str, Any], resource: dict[str, Any]
+) -> Span:
     status = ps.status
     code = _STATUS_CODES.get(status.code, "UNSET")
     return Span(
@@ -112,9 +115,15 @@ def _span(ps: Any, rollout_id: str, attempt_id: str, attributes: dict[str, Any],
         start_time=_time(ps.start_time_unix_nano),
         end_time=_time(ps.end_time_unix_nano),
         attributes=attributes,
-        events=tuple(SpanEvent(e.name, _time(e.time_unix_nano), _attributes(e.attributes)) for e in ps.events),
-        links=tuple(SpanLink(lk.trace_id.hex(), lk.span_id.hex(), _attributes(lk.attributes)) for lk in ps.links),
-        status=_UNSET_STATUS if code == "UNSET" and not status.message else SpanStatus(code, status.message or None),
+        events=tuple(
+            SpanEvent(e.name, _time(e.time_unix_nano), _attributes(e.attributes)) for e in ps.events
+        ),
+        links=tuple(
+            SpanLink(lk.trace_id.hex(), lk.span_id.hex(), _attributes(lk.attributes)) for lk in ps.links
+        ),
+        status=_UNSET_STATUS
+        if code == "UNSET" and not status.message
+        else SpanStatus(code, status.message or None),
         kind=_KINDS.get(ps.kind, "INTERNAL"),
         resource=resource,
     )
@@ -130,7 +139,12 @@ def spans_from_request(request: Any, result: IngestResult) -> list[Span]:
                 attributes = _attributes(ps.attributes)
                 rollout_id = attributes.get(ROLLOUT_ID_ATTRIBUTE, resource.get(ROLLOUT_ID_ATTRIBUTE))
                 attempt_id = attributes.get(ATTEMPT_ID_ATTRIBUTE, resource.get(ATTEMPT_ID_ATTRIBUTE))
-                if not isinstance(rollout_id, str) or not rollout_id or not isinstance(attempt_id, str) or not attempt_id:
+                if (
+                    not isinstance(rollout_id, str)
+                    or not rollout_id
+                    or not isinstance(attempt_id, str)
+                    or not attempt_id
+                ):
                     result.reject(
                         1,
                         f"span {ps.name!r} lacks the string attributes {ROLLOUT_ID_ATTRIBUTE!r} and "

@@ -13,7 +13,7 @@ are built from.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -21,7 +21,7 @@ import attrs
 from agentlightning_core import errors
 from agentlightning_core.codec import to_json_value
 from agentlightning_core.resources import LLM, PromptTemplate, ProxyLLM, Resource, ResourcesUpdate
-from agentlightning_core.spans import Span
+from agentlightning_core.spans import Span, SpanEvent, SpanLink, SpanStatus
 from agentlightning_core.store.base import EnqueueRequest, PaginatedResult
 from agentlightning_core.types import (
     Attempt,
@@ -41,14 +41,16 @@ __all__ = [
     "IDEMPOTENCY_HEADER",
     "OPERATIONS",
     "STORE_PREFIX",
-    "add_span_groups",
     "Operation",
     "Param",
     "ResultType",
+    "add_span_groups",
     "decode_named_resources",
     "error_body",
     "exception_for_error",
+    "span_from_checked",
     "status_for_exception",
+    "stored_sequence_ids",
 ]
 
 STORE_PREFIX = "/v1/store/"
@@ -129,8 +131,10 @@ class ResultType:
                     "anyOf": [
                         {
                             "type": "object",
-                            "properties": {"items": {"type": "array", "items": _ref(Span)}},
-                            "required": ["items"],
+                            "properties": {
+                                "sequence_ids": {"type": "array", "items": {"type": ["integer", "null"]}}
+                            },
+                            "required": ["sequence_ids"],
                         },
                         {
                             "type": "object",
@@ -236,8 +240,31 @@ def _requests(data: list[dict[str, Any]]) -> list[EnqueueRequest]:
     return [EnqueueRequest.from_dict(d) for d in data]
 
 
+def span_from_checked(data: dict[str, Any]) -> Span:
+    """``Span.from_dict`` for data the request schema has already checked, about 3x faster.
+
+    The schema guarantees known fields of the right JSON types, so only the nested models
+    need building; attrs validators still run. Kept equal to ``Span.from_dict`` by a test.
+    """
+    kwargs = dict(data)
+    events = kwargs.get("events")
+    if events:
+        kwargs["events"] = tuple([SpanEvent(**e) for e in events])
+    elif events is not None:
+        kwargs["events"] = ()
+    links = kwargs.get("links")
+    if links:
+        kwargs["links"] = tuple([SpanLink(**link) for link in links])
+    elif links is not None:
+        kwargs["links"] = ()
+    status = kwargs.get("status")
+    if status is not None:
+        kwargs["status"] = SpanStatus(**status)
+    return Span(**kwargs)
+
+
 def _spans(data: list[dict[str, Any]]) -> list[Span]:
-    return [Span.from_dict(d) for d in data]
+    return [span_from_checked(d) for d in data]
 
 
 def _span_groups(data: list[list[dict[str, Any]]]) -> list[list[Span]]:
@@ -248,9 +275,10 @@ async def add_span_groups(store: LightningStore, groups: list[list[Span]]) -> li
     """``add_many_spans`` once per group, so one caller's refused spans do not fail another's.
 
     The client coalesces the span writes of concurrent callers into one request this way.
-    Each group's answer is ``{"items": [newly stored spans]}`` or, when the store refuses it
-    (unknown id, invalid value), ``{"status", "error", "message"}``. Other errors fail the
-    whole request (5xx).
+    Each group's answer is ``{"sequence_ids": [...]}``, one per span: the sequence id it was
+    stored under, or null for a duplicate (the client has the spans; echoing them back would
+    double the work). A group the store refuses (unknown id, invalid value) gets
+    ``{"status", "error", "message"}``; other errors fail the whole request (5xx).
     """
     out: list[dict[str, Any]] = []
     for group in groups:
@@ -259,7 +287,23 @@ async def add_span_groups(store: LightningStore, groups: list[list[Span]]) -> li
         except (LookupError, ValueError, TypeError) as exc:
             out.append({"status": status_for_exception(exc), **error_body(type(exc).__name__, str(exc))})
         else:
-            out.append({"items": [span.to_dict() for span in stored]})
+            out.append({"sequence_ids": stored_sequence_ids(group, stored)})
+    return out
+
+
+def stored_sequence_ids(group: Sequence[Span], stored: Sequence[Span]) -> list[int | None]:
+    """For each span of ``group``: its sequence id in ``stored`` (newly stored spans, in input
+    order, as ``add_many_spans`` returns them), or None if it was not stored."""
+    out: list[int | None] = []
+    j = 0
+    for span in group:
+        if j < len(stored):
+            got = stored[j]
+            if got is span or (got.span_id == span.span_id and got.rollout_id == span.rollout_id):
+                out.append(got.sequence_id)
+                j += 1
+                continue
+        out.append(None)
     return out
 
 
@@ -291,7 +335,9 @@ OPERATIONS: dict[str, Operation] = {
             (*_NEW_ROLLOUT, _WORKER_ID),
             ResultType("model", AttemptedRollout),
         ),
-        Operation("enqueue_rollout", "Add a rollout to the queue", _NEW_ROLLOUT, ResultType("model", Rollout)),
+        Operation(
+            "enqueue_rollout", "Add a rollout to the queue", _NEW_ROLLOUT, ResultType("model", Rollout)
+        ),
         Operation(
             "enqueue_many_rollouts",
             "Enqueue several rollouts in one call, in order",
@@ -381,7 +427,7 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation(
             "update_attempt",
-            "Change an attempt (`attempt_id` may be \"latest\"); a terminal status ends it",
+            'Change an attempt (`attempt_id` may be "latest"); a terminal status ends it',
             (
                 _ROLLOUT_ID,
                 _ATTEMPT_ID,
@@ -396,7 +442,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "add_span",
             "Store a span (sequence_id 0 asks the store to allocate one); null for a duplicate",
-            (Param("span", _ref(Span), True, Span.from_dict),),
+            (Param("span", _ref(Span), True, span_from_checked),),
             ResultType("optional", Span),
             tag="spans",
         ),
@@ -431,7 +477,7 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation(
             "query_spans",
-            "Spans of a rollout, optionally of one attempt (\"latest\" for the latest), paged",
+            'Spans of a rollout, optionally of one attempt ("latest" for the latest), paged',
             (
                 _ROLLOUT_ID,
                 Param("attempt_id", _OPT_STR),
@@ -574,8 +620,5 @@ def exception_for_error(status: int, name: str | None, message: str) -> Exceptio
         else:
             cls = _BUILTIN_ERRORS.get(name)
     if cls is None:
-        if status >= 500:
-            cls = errors.StoreUnavailableError
-        else:
-            cls = _STATUS_ERRORS.get(status, ValueError)
+        cls = errors.StoreUnavailableError if status >= 500 else _STATUS_ERRORS.get(status, ValueError)
     return cls(message)

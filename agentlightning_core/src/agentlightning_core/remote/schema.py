@@ -125,14 +125,15 @@ _Inner = Callable[[Any], None]
 
 
 class _Mismatch(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, wrong_type: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.wrong_type = wrong_type  # the value is not even of the expected JSON type
         self.path: list[str] = []
 
 
-def _mismatch(value: Any, expected: str) -> _Mismatch:
-    return _Mismatch(f"expected {expected}, got {type(value).__name__} {value!r:.80}")
+def _mismatch(value: Any, expected: str, *, wrong_type: bool = False) -> _Mismatch:
+    return _Mismatch(f"expected {expected}, got {type(value).__name__} {value!r:.80}", wrong_type=wrong_type)
 
 
 def compile_schema(schema: Schema, models: dict[str, Schema]) -> Checker:
@@ -171,13 +172,15 @@ class _Compiler:
             return self.ref(s["$ref"].removeprefix(REF_PREFIX))
         checks: list[_Inner] = []
         if "type" in s:
-            checks.append(_type_checker([s["type"]] if isinstance(s["type"], str) else list(s["type"])))
+            checks.append(_type_checker(s["type"]))
         if "enum" in s:
             checks.append(_enum_checker(list(s["enum"])))
         if "minimum" in s:
             checks.append(_minimum_checker(s["minimum"]))
         if "properties" in s or "additionalProperties" in s or "required" in s:
-            checks.append(self.object_checker(s))
+            object_check = self.object_checker(s)
+            if object_check is not _noop:
+                checks.append(object_check)
         if "items" in s:
             checks.append(_items_checker(self.build(s["items"])))
         if "anyOf" in s:
@@ -194,12 +197,18 @@ class _Compiler:
         return check_all
 
     def object_checker(self, s: Schema) -> _Inner:
-        props = {k: self.build(v) for k, v in s.get("properties", {}).items()}
+        properties: dict[str, Schema] = s.get("properties", {})
+        # Fields that only need an exact-type check are checked inline (no call per field).
+        simple = {k: t for k, v in properties.items() if (t := _simple_types(v)) is not None}
+        finite = frozenset(k for k, t in simple.items() if float in t)
+        props = {k: self.build(v) for k, v in properties.items() if k not in simple}
         required = tuple(s.get("required", ()))
         extra = s.get("additionalProperties", True)
         extra_check = self.build(extra) if isinstance(extra, dict) and extra else None
         closed = extra is False
-        allowed = ", ".join(props) or "none"
+        allowed = ", ".join(properties) or "none"
+        if not properties and not required and not closed and extra_check is None:
+            return _noop  # any object: the "type" check is all there is
 
         def check_object(value: Any) -> None:
             if type(value) is not dict:
@@ -208,13 +217,20 @@ class _Compiler:
                 if name not in value:
                     raise _Mismatch(f"missing required field {name!r}")
             for key, v in value.items():
-                check = props.get(key)
-                if check is None:
-                    if closed:
-                        raise _Mismatch(f"unknown field {key!r}; expected one of: {allowed}")
-                    if extra_check is None:
+                types = simple.get(key)
+                if types is not None:
+                    t = type(v)
+                    if t in types and (t is not float or key not in finite or math.isfinite(v)):
                         continue
-                    check = extra_check
+                    check = _type_checker(properties[key]["type"])
+                else:
+                    check = props.get(key)  # type: ignore[assignment]
+                    if check is None:
+                        if closed:
+                            raise _Mismatch(f"unknown field {key!r}; expected one of: {allowed}")
+                        if extra_check is None:
+                            continue
+                        check = extra_check
                 try:
                     check(v)
                 except _Mismatch as exc:
@@ -222,6 +238,18 @@ class _Compiler:
                     raise
 
         return check_object
+
+
+def _simple_types(schema: Schema) -> frozenset[type] | None:
+    """The Python types a schema allows when an exact-type check is all it asks, else None."""
+    if "type" not in schema or not set(schema) <= {"type", "description", "additionalProperties"}:
+        return None
+    if schema.get("additionalProperties", {}) not in ({}, True):
+        return None
+    names = [schema["type"]] if isinstance(schema["type"], str) else list(schema["type"])
+    if any(n not in _PY_TYPES for n in names):
+        return None
+    return frozenset(t for n in names for t in _PY_TYPES[n])
 
 
 def _noop(value: Any) -> None:
@@ -239,8 +267,10 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _type_checker(names: list[str]) -> _Inner:
+def _type_checker(names: str | list[str]) -> _Inner:
     """Exact-type check (JSON decoding yields exact types, so ``bool`` never passes as a number)."""
+    if isinstance(names, str):
+        names = [names]
     unknown = [n for n in names if n not in _PY_TYPES]
     if unknown:
         raise ValueError(f"Unsupported JSON schema type {unknown[0]!r}")
@@ -251,7 +281,7 @@ def _type_checker(names: list[str]) -> _Inner:
     def check_type(value: Any) -> None:
         t = type(value)
         if t not in allowed:
-            raise _mismatch(value, expected)
+            raise _mismatch(value, expected, wrong_type=True)
         if finite and t is float and not math.isfinite(value):
             raise _mismatch(value, "a finite number")
 
@@ -291,13 +321,18 @@ def _items_checker(item: _Inner) -> _Inner:
 
 def _any_of_checker(options: list[_Inner]) -> _Inner:
     def check_any_of(value: Any) -> None:
-        errors: list[str] = []
+        errors: list[_Mismatch] = []
         for opt in options:
             try:
                 opt(value)
                 return
             except _Mismatch as exc:
-                errors.append(f"{''.join(reversed(exc.path))} {exc.message}".strip())
-        raise _Mismatch(f"matches none of the allowed forms ({'; '.join(errors)})")
+                errors.append(exc)
+        # Report the one form of the right type when there is one (e.g. a bad config, not "not null").
+        near = [e for e in errors if e.path or not e.wrong_type]
+        if len(near) == 1:
+            raise near[0]
+        forms = "; ".join(f"{''.join(reversed(e.path))} {e.message}".strip() for e in errors)
+        raise _Mismatch(f"matches none of the allowed forms ({forms})")
 
     return check_any_of

@@ -29,6 +29,7 @@ __all__ = ["StoreServerThread"]
 
 T = TypeVar("T")
 _Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 class _Router:
@@ -36,16 +37,23 @@ class _Router:
 
     def __init__(self) -> None:
         self.apps: dict[str, StoreApp] = {}
+        self.handlers: dict[str, ASGIApp] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: _Send) -> None:
         if scope["type"] != "http":
             return
         _, _, rest = scope["path"].partition("/s/")
         name, slash, tail = rest.partition("/")
-        app = self.apps.get(name)
+        app = self.handlers.get(name)
         if app is None or not scope["path"].startswith("/s/"):
             body = b'{"error":"RouteNotFound","message":"no store mounted at this path"}'
-            await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         await app({**scope, "path": slash + tail}, receive, send)
@@ -101,18 +109,31 @@ class StoreServerThread:
         """Run ``coro`` in the server's loop, awaiting it from the caller's asyncio loop."""
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
-    def mount(self, store: LightningStore, *, token: str | None = None, max_body_bytes: int | None = None) -> str:
-        """Serve ``store`` under a new prefix and return its base URL (the store is not started)."""
+    def mount(
+        self,
+        store: LightningStore,
+        *,
+        token: str | None = None,
+        max_body_bytes: int | None = None,
+        wrap: Callable[[StoreApp], ASGIApp] | None = None,
+    ) -> str:
+        """Serve ``store`` under a new prefix and return its base URL (the store is not started).
+
+        ``wrap(app)`` returns an ASGI app to serve instead, e.g. one that injects failures.
+        """
         self._count += 1
         name = str(self._count)
         kwargs: dict[str, Any] = {"token": token}
         if max_body_bytes is not None:
             kwargs["max_body_bytes"] = max_body_bytes
-        self._router.apps[name] = StoreApp(store, **kwargs)
+        app = self._router.apps[name] = StoreApp(store, **kwargs)
+        self._router.handlers[name] = wrap(app) if wrap is not None else app
         return f"{self.base_url}/s/{name}"
 
     def unmount(self, url: str) -> None:
-        self._router.apps.pop(url.rsplit("/", 1)[-1], None)
+        name = url.rsplit("/", 1)[-1]
+        self._router.apps.pop(name, None)
+        self._router.handlers.pop(name, None)
 
     def app(self, url: str) -> StoreApp:
         """The app serving ``url`` (to inspect its idempotency cache, say)."""

@@ -175,6 +175,7 @@ def _finish_reason(reply: Reply) -> str:
 class _Handler(BaseHTTPRequestHandler):
     server_owner: OpenAIServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         return None

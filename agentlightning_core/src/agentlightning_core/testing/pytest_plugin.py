@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import pytest
 
-__all__ = ["agl_register_plugin"]
+if TYPE_CHECKING:
+    from agentlightning_core.testing.openai_server import OpenAIServer
+
+__all__ = ["agl_openai_server", "agl_register_plugin"]
 
 
 @pytest.fixture
@@ -25,3 +29,13 @@ def agl_register_plugin() -> Iterator[Callable[..., str]]:
             return stack.enter_context(registered_plugin(plugin, name))
 
         yield register
+
+
+@pytest.fixture
+def agl_openai_server() -> Iterator[OpenAIServer]:
+    """A started scripted OpenAI-compatible server on 127.0.0.1 (echoes the last user message
+    until replies are queued with ``add_reply``); ``base_url`` goes to the ``openai`` client."""
+    from agentlightning_core.testing.openai_server import OpenAIServer
+
+    with OpenAIServer() as server:
+        yield server

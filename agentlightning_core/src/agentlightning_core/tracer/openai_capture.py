@@ -80,7 +80,7 @@ def _dump(value: Any) -> Any:
 
 
 def _int_list(value: Any) -> list[int] | None:
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)) and set(map(type, value)) <= {int}:
         return list(value)
     return None
 

@@ -159,15 +159,51 @@ class OtelTracer(Tracer):
     def create_span(
         self, name: str, attributes: Mapping[str, Any] | None = None
     ) -> AbstractContextManager[SpanHandle]:
-        return self.otel_tracer.start_as_current_span(
-            name, attributes=dict(attributes) if attributes else None
-        )
+        return _CurrentSpan(self.otel_tracer, name, attributes)
 
     def _sync_loop(self) -> _LoopThread:
         with self._lock:
             if self._loop_thread is None:
                 self._loop_thread = _LoopThread()
             return self._loop_thread
+
+
+class _CurrentSpan:
+    """A span made current for a block; exceptions are recorded and set the error status.
+
+    (``start_as_current_span`` does the same through two generator-based context managers;
+    this class costs a few microseconds less per span.)
+    """
+
+    __slots__ = ("_attributes", "_name", "_span", "_token", "_tracer")
+
+    def __init__(self, tracer: otel_trace.Tracer, name: str, attributes: Mapping[str, Any] | None) -> None:
+        self._tracer = tracer
+        self._name = name
+        self._attributes = attributes
+        self._span: Any = None
+        self._token: Any = None
+
+    def __enter__(self) -> SpanHandle:
+        span = self._tracer.start_span(self._name, attributes=self._attributes)
+        self._span = span
+        self._token = otel_context.attach(otel_trace.set_span_in_context(span))
+        handle: SpanHandle = span
+        return handle
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        span = self._span
+        try:
+            if exc is not None:
+                span.record_exception(exc)
+                span.set_status(
+                    otel_trace.Status(otel_trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+                )
+        finally:
+            otel_context.detach(self._token)
+            span.end()
 
 
 class _OtelTraceContext:

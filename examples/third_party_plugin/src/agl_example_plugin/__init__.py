@@ -14,7 +14,9 @@ class RandomSearch(Algorithm):
         self.candidates = list(candidates)
         self.rng = random.Random(seed)
 
-    def run(self, train_dataset: Sequence[Any] | None = None, val_dataset: Sequence[Any] | None = None) -> None:
+    def run(
+        self, train_dataset: Sequence[Any] | None = None, val_dataset: Sequence[Any] | None = None
+    ) -> None:
         self.chosen = PromptTemplate(self.rng.choice(self.candidates))
 
 
