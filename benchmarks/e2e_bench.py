@@ -3,9 +3,13 @@
 The agent returns a constant reward (recorded as a reward span by the tracer), so the
 figure measures the runtime itself: queue, runner, tracer, store. Runs with 1, 2 and 4
 runners and prints rollouts/s for each. Previous generation: 14.6 (1 runner), 15.8 (2).
-Target: >= 1,000 rollouts/s.
+Target: >= 1,000 rollouts/s (shm); >= 300 with 2 runner processes (cs).
 
-    python benchmarks/e2e_bench.py [--strategy shm] [--n 2000] [--tracer otel] [--sync]
+``rollouts_per_s`` is end to end (``Trainer.dev`` wall time, including starting and
+stopping runner processes for ``cs``); ``steady_per_s`` counts from the first finished
+rollout to the last, i.e. without start-up and shutdown.
+
+    python benchmarks/e2e_bench.py [--strategy shm|cs] [--n 2000] [--tracer otel] [--sync]
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 
 from agentlightning_core import Trainer, rollout
@@ -28,7 +33,7 @@ def constant_sync_agent(task: object) -> float:
     return 1.0
 
 
-def measure(n: int, n_runners: int, strategy: str, tracer: str, sync: bool) -> float:
+def measure(n: int, n_runners: int, strategy: str, tracer: str, sync: bool) -> tuple[float, float]:
     agent = constant_sync_agent if sync else constant_agent
     trainer = Trainer(strategy=strategy, tracer=tracer, n_runners=n_runners, progress=False)
     dataset = list(range(n))
@@ -40,7 +45,9 @@ def measure(n: int, n_runners: int, strategy: str, tracer: str, sync: bool) -> f
     ok = sum(1 for r in results if r.rollout.status == "succeeded" and r.reward == expected)
     if ok != n:
         raise SystemExit(f"only {ok} of {n} rollouts succeeded with reward {expected}")
-    return n / elapsed
+    ends = sorted(r.rollout.end_time or 0.0 for r in results)
+    steady = (n - 1) / (ends[-1] - ends[0]) if n > 1 and ends[-1] > ends[0] else float("nan")
+    return n / elapsed, steady
 
 
 def main() -> None:
@@ -56,12 +63,13 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     measure(min(args.n, 100), 1, args.strategy, args.tracer, args.sync)  # warm-up: imports, plugin loading
-    figures = {
-        f"rollouts_per_s_{r}_runner{'s' if r > 1 else ''}": round(
-            measure(args.n, r, args.strategy, args.tracer, args.sync), 1
-        )
-        for r in args.runners
-    }
+    figures: dict[str, float | str] = {"strategy": args.strategy, "load_before": _load()}
+    for r in args.runners:
+        suffix = f"{r}_runner{'s' if r > 1 else ''}"
+        total, steady = measure(args.n, r, args.strategy, args.tracer, args.sync)
+        figures[f"rollouts_per_s_{suffix}"] = round(total, 1)
+        figures[f"steady_per_s_{suffix}"] = round(steady, 1)
+    figures["load_after"] = _load()
     if args.json:
         print(json.dumps(figures))
     else:
@@ -69,5 +77,11 @@ def main() -> None:
             print(f"{key}: {value}")
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# The cs strategy runs the agent in spawned processes, which re-import this script as
+# __mp_main__: everything above is importable, and only this block runs once.
 if __name__ == "__main__":
     main()

@@ -1,22 +1,34 @@
 """Tracing overhead and throughput; prints figures (targets: < 30 us per span, adapters >= 50k spans/s).
 
-    python benchmarks/tracing_bench.py [--spans 20000] [--calls 200]
+    python benchmarks/tracing_bench.py [--spans 20000] [--repeats 7] [--calls 200] [--json]
 
 1. overhead per span: ``with tracer.create_span(...)`` around a tiny piece of work inside a
-   trace context (export to the in-memory store running concurrently), minus the same work
-   untraced; also the time to flush at the end;
+   trace context, minus the same work untraced. Untraced and traced runs alternate; each
+   figure is the median of ``--repeats`` runs after a warm-up, with a fresh in-memory store
+   per run. Reported for the sync context (export on the tracer's thread, concurrently) and
+   the async one (export on the caller's loop, which the agent yields to every 64 spans):
+   the hot path alone (until the last span ended), the whole trace (hot path + export +
+   flush) in wall time and in process CPU time (all threads; less sensitive to other load),
+   and spans/s through the LightningSpanProcessor into the store;
 2. overhead per captured LLM call: the real ``openai`` client against the local scripted
    server, traced minus untraced;
-3. spans/s through the LightningSpanProcessor into the in-memory store;
-4. adapter throughput: spans/s from a trace to triplets (TracerTraceToTriplet, proxy) and messages.
+3. adapter throughput: spans/s from a trace to triplets (TracerTraceToTriplet, proxy) and messages.
+
+The load average and the garbage collector's state (thresholds, collections per 1,000
+spans in the traced runs) are printed with the figures, since both move them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import json
+import os
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 from agentlightning_core.adapter.messages import TraceToMessages
 from agentlightning_core.adapter.triplet import LlmProxyTraceToTriplet, TracerTraceToTriplet
@@ -25,6 +37,10 @@ from agentlightning_core.store.memory import InMemoryLightningStore
 from agentlightning_core.testing.adapter import llm_span, reward_span, span
 from agentlightning_core.testing.openai_server import OpenAIServer
 from agentlightning_core.tracer.otel import OtelTracer
+
+SPAN_TARGET_US = 30.0
+ADAPTER_TARGET = 50_000
+YIELD_EVERY = 64
 
 
 def work() -> int:
@@ -36,42 +52,126 @@ def new_attempt(store: InMemoryLightningStore) -> tuple[str, str]:
     return attempted.rollout_id, attempted.attempt_id
 
 
-def bench_spans(n: int) -> None:
+def clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def run_untraced(n: int) -> tuple[float, float]:
+    (w0, c0) = clocks()
+    for _ in range(n):
+        work()
+    (w1, c1) = clocks()
+    return w1 - w0, c1 - c0
+
+
+def run_sync(tracer: OtelTracer, n: int) -> tuple[float, float, float]:
+    """One traced run: (hot-path wall, whole-trace wall, whole-trace CPU) in seconds."""
     store = InMemoryLightningStore()
-    tracer = OtelTracer(instrument_openai=False)
     rollout_id, attempt_id = new_attempt(store)
-    # warm up
-    with tracer.trace_context("warm", store=store, rollout_id=rollout_id, attempt_id=attempt_id):
-        for _ in range(1000):
-            with tracer.create_span("s"):
-                work()
-    untraced, traced, flush, total = [], [], [], []
-    for _ in range(3):
-        t0 = time.perf_counter()
+    ctx = tracer.trace_context("bench", store=store, rollout_id=rollout_id, attempt_id=attempt_id)
+    (w0, c0) = clocks()
+    with ctx:
         for _ in range(n):
-            work()
-        untraced.append(time.perf_counter() - t0)
-        rollout_id, attempt_id = new_attempt(store)
-        ctx = tracer.trace_context("bench", store=store, rollout_id=rollout_id, attempt_id=attempt_id)
-        t0 = time.perf_counter()
-        with ctx:
-            for _ in range(n):
-                with tracer.create_span("step"):
-                    work()
-            t1 = time.perf_counter()
-        t2 = time.perf_counter()
-        traced.append(t1 - t0)
-        flush.append(t2 - t1)
-        total.append(t2 - t0)
-        assert len(tracer.get_last_trace()) == n + 1, "every span must reach the store"
-    over = (min(traced) - min(untraced)) / n * 1e6
-    print(f"span overhead (hot path):        {over:8.2f} us/span   (target < 30; {n} spans, best of 3)")
-    print(f"flush at trace end:              {min(flush) * 1e3:8.2f} ms for {n} spans")
-    print(f"processor -> memory store:       {n / min(total):8.0f} spans/s (create + export + flush)")
+            with tracer.create_span("step"):
+                work()
+        hot = time.perf_counter()
+    (w1, c1) = clocks()
+    assert len(tracer.get_last_trace()) == n + 1, "every span must reach the store"
+    return hot - w0, w1 - w0, c1 - c0
+
+
+async def _untraced_async(n: int) -> tuple[float, float]:
+    (w0, c0) = clocks()
+    for i in range(n):
+        work()
+        if i % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+    (w1, c1) = clocks()
+    return w1 - w0, c1 - c0
+
+
+async def _traced_async(tracer: OtelTracer, n: int) -> tuple[float, float, float]:
+    store = InMemoryLightningStore()
+    attempted = await store.start_rollout(input="bench")
+    ctx = tracer.trace_context(
+        "bench", store=store, rollout_id=attempted.rollout_id, attempt_id=attempted.attempt_id
+    )
+    (w0, c0) = clocks()
+    async with ctx:
+        for i in range(n):
+            with tracer.create_span("step"):
+                work()
+            if i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        hot = time.perf_counter()
+    (w1, c1) = clocks()
+    assert len(tracer.get_last_trace()) == n + 1, "every span must reach the store"
+    return hot - w0, w1 - w0, c1 - c0
+
+
+def run_untraced_async(n: int) -> tuple[float, float]:
+    return asyncio.run(_untraced_async(n))
+
+
+def run_async(tracer: OtelTracer, n: int) -> tuple[float, float, float]:
+    return asyncio.run(_traced_async(tracer, n))
+
+
+def gc_collections() -> list[int]:
+    return [g["collections"] for g in gc.get_stats()]
+
+
+def bench_spans(
+    label: str,
+    n: int,
+    repeats: int,
+    untraced_run: Callable[[int], tuple[float, float]],
+    traced_run: Callable[[OtelTracer, int], tuple[float, float, float]],
+) -> dict[str, Any]:
+    tracer = OtelTracer(instrument_openai=False)
+    untraced_run(n // 10)  # warm up
+    traced_run(tracer, n // 10)
+    untraced: list[tuple[float, float]] = []
+    traced: list[tuple[float, float, float]] = []
+    before = gc_collections()
+    for _ in range(repeats):
+        untraced.append(untraced_run(n))
+        traced.append(traced_run(tracer, n))
+    after = gc_collections()
     tracer.teardown()
+    base_wall = statistics.median(u[0] for u in untraced)
+    base_cpu = statistics.median(u[1] for u in untraced)
+    hot = statistics.median(t[0] for t in traced)
+    total = statistics.median(t[1] for t in traced)
+    cpu = statistics.median(t[2] for t in traced)
+    figures: dict[str, Any] = {
+        "hot_path_us": (hot - base_wall) / n * 1e6,
+        "whole_trace_us": (total - base_wall) / n * 1e6,
+        "whole_trace_cpu_us": (cpu - base_cpu) / n * 1e6,
+        "flush_ms": (total - hot) * 1e3,
+        "spans_per_s": n / total,
+        "gc_per_1k_spans": [
+            round((a - b) * 1000 / (n * repeats), 2) for a, b in zip(after, before, strict=True)
+        ],
+    }
+    best = (min(t[1] for t in traced) - min(u[0] for u in untraced)) / n * 1e6
+    verdict = "met" if figures["whole_trace_us"] < SPAN_TARGET_US else "NOT met"
+    print(f"[{label}] {n} spans, median of {repeats} runs")
+    print(f"  span overhead, hot path:        {figures['hot_path_us']:7.2f} us/span")
+    print(
+        f"  span overhead, whole trace:     {figures['whole_trace_us']:7.2f} us/span   "
+        f"(target < {SPAN_TARGET_US:.0f}: {verdict}; best run {best:.2f})"
+    )
+    print(f"  span overhead, CPU all threads: {figures['whole_trace_cpu_us']:7.2f} us/span")
+    print(f"  flush at trace end:             {figures['flush_ms']:7.2f} ms")
+    print(
+        f"  processor -> memory store:      {figures['spans_per_s']:7.0f} spans/s (create + export + flush)"
+    )
+    print(f"  gc collections per 1k spans (gen0, gen1, gen2): {figures['gc_per_1k_spans']}")
+    return figures
 
 
-def bench_llm_calls(n: int) -> None:
+def bench_llm_calls(n: int) -> float:
     import openai
 
     tracer = OtelTracer()
@@ -100,6 +200,7 @@ def bench_llm_calls(n: int) -> None:
         f"LLM call overhead (openai sync): {over:8.1f} us/call   (untraced call: {per_call:.0f} us over HTTP)"
     )
     tracer.teardown()
+    return over
 
 
 def synthetic_trace(calls: int) -> list[Span]:
@@ -128,8 +229,9 @@ def synthetic_trace(calls: int) -> list[Span]:
     return spans
 
 
-def bench_adapters(calls: int) -> None:
+def bench_adapters(calls: int) -> dict[str, float]:
     spans = synthetic_trace(calls)
+    figures: dict[str, float] = {}
     for name, adapter in (
         ("TracerTraceToTriplet", TracerTraceToTriplet(reward_policy="broadcast")),
         ("LlmProxyTraceToTriplet", LlmProxyTraceToTriplet()),
@@ -142,19 +244,37 @@ def bench_adapters(calls: int) -> None:
             out = adapter.adapt(spans)
             runs.append(time.perf_counter() - t0)
         assert len(out) == calls
+        figures[name] = len(spans) / min(runs)
         print(
-            f"adapter {name:24s} {len(spans) / min(runs):8.0f} spans/s (target >= 50000; {len(spans)} spans)"
+            f"adapter {name:24s} {figures[name]:8.0f} spans/s "
+            f"(target >= {ADAPTER_TARGET}; {len(spans)} spans, best of 15)"
         )
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
-    bench_spans(args.spans)
-    bench_llm_calls(args.calls)
-    bench_adapters(1000)
+    load = os.getloadavg()
+    print(
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; gc "
+        f"{'enabled' if gc.isenabled() else 'DISABLED'}, thresholds {gc.get_threshold()}"
+    )
+    figures: dict[str, Any] = {
+        "sync": bench_spans("sync `with`", args.spans, args.repeats, run_untraced, run_sync),
+        "async": bench_spans("async `async with`", args.spans, args.repeats, run_untraced_async, run_async),
+        "llm_call_overhead_us": bench_llm_calls(args.calls),
+        "adapters_spans_per_s": bench_adapters(1000),
+    }
+    load = os.getloadavg()
+    figures["load_average"] = [round(x, 2) for x in load]
+    print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.json:
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ _LAZY: dict[str, str] = {
     "Trainer": "trainer.trainer",
     "Hook": "hooks",
     "SharedMemoryExecutionStrategy": "execution.shm",
+    "ClientServerExecutionStrategy": "execution.cs",
     # tracing, emitters, adapters
     "OtelTracer": "tracer.otel",
     "NoOpTracer": "tracer.noop",
@@ -143,6 +144,7 @@ if TYPE_CHECKING:
         WorkerNotFoundError,
     )
     from agentlightning_core.execution.base import ExecutionStrategy
+    from agentlightning_core.execution.cs import ClientServerExecutionStrategy
     from agentlightning_core.execution.shm import SharedMemoryExecutionStrategy
     from agentlightning_core.hooks import Hook
     from agentlightning_core.litagent.base import LitAgent

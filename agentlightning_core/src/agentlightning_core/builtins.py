@@ -28,6 +28,7 @@ def register_runners(register: Register) -> None:
 @hookimpl
 def register_execution_strategies(register: Register) -> None:
     register("shm", "agentlightning_core.execution.shm:SharedMemoryExecutionStrategy")
+    register("cs", "agentlightning_core.execution.cs:ClientServerExecutionStrategy")
 
 
 @hookimpl

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Literal
 
@@ -44,8 +45,9 @@ class _TripletAdapter(TraceAdapter[list[Triplet]]):
         self.reward_policy: RewardPolicy = reward_policy
         self.require_reward = require_reward
 
+    @abstractmethod
     def _calls(self, spans: Sequence[Span]) -> list[LlmCall]:
-        raise NotImplementedError
+        """The LLM calls of a trace, in the order the rewards are assigned."""
 
     def adapt(self, source: Sequence[Span]) -> list[Triplet]:
         self.stats.traces += 1

@@ -83,6 +83,14 @@ class LitAgent(Generic[T_task]):
 
     # --- wiring ------------------------------------------------------------------------
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the trainer and runner links (weak references, local to a process):
+        an agent sent to a runner process is attached to that process's runner there."""
+        state = dict(self.__dict__)
+        state.pop("_trainer_ref", None)
+        state.pop("_runner_ref", None)
+        return state
+
     def set_trainer(self, trainer: Trainer) -> None:
         self._trainer_ref = weakref.ref(trainer)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -94,6 +95,8 @@ class FunctionalLitAgent(LitAgent[Any]):
         if not callable(func):
             raise TypeError(f"@{decorator} decorates a function, got {func!r}")
         self.func = func
+        self._require = require
+        self._decorator = decorator
         self._async = inspect.iscoroutinefunction(inspect.unwrap(func)) or inspect.iscoroutinefunction(func)
         params = _parameters(func, decorator)
         names = [p.name for p in params[1:]]
@@ -115,6 +118,14 @@ class FunctionalLitAgent(LitAgent[Any]):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {_describe(self.func)}>"
 
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        # A module-level @rollout agent pickles by name, like the function it replaces, so it
+        # reaches spawned runner processes; any other is rebuilt from its (picklable) function.
+        qualname: str = getattr(self, "__qualname__", "")  # set by functools.update_wrapper
+        if qualname and _lookup(self.__module__, qualname) is self:
+            return qualname
+        return (_rebuild, (type(self), self.func, self._require, self._decorator))
+
     def _kwargs(self, resources: NamedResources, rollout: AttemptedRollout) -> dict[str, Any]:
         return {name: get(resources, rollout) for name, get in self._getters}
 
@@ -126,6 +137,19 @@ class FunctionalLitAgent(LitAgent[Any]):
 
     def implementation(self, mode: RolloutMode | None) -> tuple[Callable[..., Any], bool]:
         return (self.rollout_async, True) if self._async else (self.rollout, False)
+
+
+def _lookup(module_name: str, qualname: str) -> Any:
+    obj: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _rebuild(
+    cls: type[FunctionalLitAgent], func: Callable[..., Any], require: str | None, decorator: str
+) -> FunctionalLitAgent:
+    return cls(func, require=require, decorator=decorator)
 
 
 def _describe(func: Callable[..., Any]) -> str:

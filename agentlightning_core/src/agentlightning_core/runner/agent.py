@@ -205,11 +205,12 @@ class LitAgentRunner(Runner[T_task]):
         )
 
     async def _resources(self, store: LightningStore, attempted: AttemptedRollout) -> NamedResources:
+        # Stores resolve "latest" when the attempt starts (store contract), so an attempt
+        # without a resources id ran when there were none: no request needed.
         resources_id = attempted.resources_id
-        if resources_id is not None:
-            return (await store.get_resources_by_id(resources_id)).resources
-        latest = await store.get_latest_resources()
-        return latest.resources if latest is not None else {}
+        if resources_id is None:
+            return {}
+        return (await store.get_resources_by_id(resources_id)).resources
 
     async def _call(
         self, agent: LitAgent[T_task], attempted: AttemptedRollout, resources: NamedResources

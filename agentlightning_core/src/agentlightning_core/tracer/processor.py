@@ -1,10 +1,11 @@
 """``LightningSpanProcessor``: forwards finished OpenTelemetry spans to a store in batches.
 
-``on_end`` runs on the agent's hot path (in whatever thread ended the span): it only
-appends the span to the buffer of its trace and, once a batch is full, wakes the trace's
-exporter task. The exporter runs on the event loop that owns the store, converts spans and
-stores each batch in one ``add_many_spans`` call (sequence id 0: the store allocates);
-every store call has a deadline. Failures
+``on_end`` runs on the agent's hot path (in whatever thread ended the span): it takes a
+cheap capture of the span (``capture_opentelemetry``: a tuple, no copies, so the SDK's
+per-span objects are freed at once), appends it to the buffer of its trace and, once a
+batch is full, wakes the trace's exporter task. The exporter runs on the event loop that
+owns the store, converts a batch at a time (``spans_from_captures``) and stores it in one
+``add_many_spans`` call (sequence id 0: the store allocates); every store call has a deadline. Failures
 are logged and counted, and :meth:`LightningSpanProcessor.finish` raises
 ``StoreUnavailableError`` when any span of the trace could not be stored.
 """
@@ -22,7 +23,7 @@ import attrs
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from agentlightning_core.errors import StoreUnavailableError
-from agentlightning_core.spans import Span
+from agentlightning_core.spans import OtelCapture, Span, capture_opentelemetry, spans_from_captures
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -70,7 +71,7 @@ class TraceBuffer:
         self.attempt_id = attempt_id or _LOCAL_ATTEMPT
         self.store = store
         self.loop = loop
-        self.pending: list[ReadableSpan] = []
+        self.pending: list[OtelCapture] = []
         self.stored: list[Span] = []
         self.errors: list[str] = []
         self.failed = 0
@@ -78,16 +79,10 @@ class TraceBuffer:
         self.wake_requested = False
         self.closing = False
         self.local_sequence = 0
-        self._event: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        """Ask the exporter to run (thread-safe)."""
-        self.loop.call_soon_threadsafe(self._set_event)
-
-    def _set_event(self) -> None:
-        if self._event is not None:
-            self._event.set()
+        # the exporter task starts with the first full batch (most traces never fill one;
+        # ``finish`` then stores them directly, without a task)
+        self.event: asyncio.Event | None = None
+        self.task: asyncio.Task[None] | None = None
 
 
 class LightningSpanProcessor(SpanProcessor):
@@ -120,8 +115,15 @@ class LightningSpanProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
-        ctx = span.context
-        trace_id = ctx.trace_id if ctx is not None else 0
+        try:
+            capture = capture_opentelemetry(span)
+        except ValueError as exc:
+            with self._lock:
+                self.stats.spans_received += 1
+                self.stats.spans_unattributed += 1
+            logger.warning("%s", exc)
+            return
+        trace_id = capture[0]
         with self._lock:
             self.stats.spans_received += 1
             buf = self._traces.get(trace_id)
@@ -156,12 +158,12 @@ class LightningSpanProcessor(SpanProcessor):
                         self.max_buffer,
                     )
                 return
-            buf.pending.append(span)
+            buf.pending.append(capture)
             kick = len(buf.pending) >= self.batch_size and not buf.wake_requested
             if kick:
                 buf.wake_requested = True
         if kick:
-            buf.wake()
+            buf.loop.call_soon_threadsafe(self._wake, buf)
 
     def shutdown(self) -> None:
         return None
@@ -183,28 +185,26 @@ class LightningSpanProcessor(SpanProcessor):
             self._traces.pop(buf.trace_id, None)
             self._closed_ids.append(buf.trace_id)
 
-    async def start_exporter(self, buf: TraceBuffer) -> None:
-        """Start the exporter task of ``buf``; must run on ``buf.loop``."""
-        buf._event = asyncio.Event()
-        buf._task = asyncio.get_running_loop().create_task(self._export_loop(buf))
-
     async def finish(self, buf: TraceBuffer, *, raise_on_error: bool = True) -> list[Span]:
         """Close ``buf``, export what is left within the deadline; runs on ``buf.loop``.
 
         Returns the stored spans in sequence order. Raises ``StoreUnavailableError`` when
         spans were lost (store errors, deadline, full buffer) and ``raise_on_error``.
         """
-        self.close(buf)
+        self.close(buf)  # no span is added to ``buf.pending`` after this
         buf.closing = True
-        buf._set_event()
-        task = buf._task
-        if task is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeout) as scope:
+        task = buf.task
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeout) as scope:
+            if task is not None:
+                assert buf.event is not None
+                buf.event.set()
                 await task
-            if scope.cancelled_caught:
+            await self._drain(buf)
+        if scope.cancelled_caught:
+            if task is not None:
                 task.cancel()
-                self._record_failure(buf, buf.pending, f"flush did not finish within {self.timeout}s")
-                buf.pending = []
+            self._record_failure(buf, buf.pending, f"flush did not finish within {self.timeout}s")
+            buf.pending = []
         buf.stored.sort(key=lambda s: s.sequence_id)
         lost = buf.failed + buf.dropped
         if lost:
@@ -221,39 +221,47 @@ class LightningSpanProcessor(SpanProcessor):
 
     # --- export --------------------------------------------------------------------------
 
-    async def _export_loop(self, buf: TraceBuffer) -> None:
-        event = buf._event
-        assert event is not None
-        while True:
+    def _wake(self, buf: TraceBuffer) -> None:
+        """A batch is full: run the exporter task of ``buf`` (on ``buf.loop``; started once)."""
+        if buf.closing:
+            return  # finish() stores the rest
+        if buf.task is None:
+            buf.event = asyncio.Event()
+            buf.task = buf.loop.create_task(self._export_loop(buf, buf.event))
+        else:
+            assert buf.event is not None
+        buf.event.set()
+
+    async def _export_loop(self, buf: TraceBuffer, event: asyncio.Event) -> None:
+        while not buf.closing:
             await event.wait()
             event.clear()
-            while True:
-                with self._lock:
-                    batch = buf.pending[: self.batch_size]
-                    del buf.pending[: self.batch_size]
-                    if not buf.pending:
-                        buf.wake_requested = False
-                if not batch:
-                    break
-                await self._export(buf, batch)
-            if buf.closing:
-                with self._lock:
-                    if not buf.pending:
-                        return
-                event.set()
+            await self._drain(buf)
 
-    async def _export(self, buf: TraceBuffer, batch: list[ReadableSpan]) -> None:
+    async def _drain(self, buf: TraceBuffer) -> None:
+        """Export the pending spans of ``buf``, a batch per store call."""
+        while True:
+            with self._lock:
+                batch = buf.pending[: self.batch_size]
+                del buf.pending[: self.batch_size]
+                if not buf.pending:
+                    buf.wake_requested = False
+            if not batch:
+                return
+            await self._export(buf, batch)
+
+    async def _export(self, buf: TraceBuffer, batch: list[OtelCapture]) -> None:
         store = buf.store
         if store is None:
-            for src in batch:
-                buf.local_sequence += 1
-                buf.stored.append(self._convert(buf, src, buf.local_sequence))
+            buf.stored.extend(self._convert(buf, batch, buf.local_sequence + 1))
+            buf.local_sequence += len(batch)
             self.stats.spans_stored += len(batch)
             return
         try:
             # sequence_id 0 asks the store to allocate the next id (store.policy.next_sequence_id).
-            spans = [self._convert(buf, src, 0) for src in batch]
-            with anyio.fail_after(self.timeout):
+            spans = self._convert(buf, batch, None)
+            # asyncio.timeout: a third of the cost of anyio.fail_after (the loop is asyncio's)
+            async with asyncio.timeout(self.timeout):
                 stored = await store.add_many_spans(spans)
         except asyncio.CancelledError:
             self._record_failure(buf, batch, f"flush did not finish within {self.timeout}s")
@@ -271,9 +279,11 @@ class LightningSpanProcessor(SpanProcessor):
         self.stats.spans_duplicate += len(batch) - len(stored)
         buf.stored.extend(stored)
 
-    def _convert(self, buf: TraceBuffer, src: ReadableSpan, sequence_id: int) -> Span:
-        return Span.from_opentelemetry(
-            src, rollout_id=buf.rollout_id, attempt_id=buf.attempt_id, sequence_id=sequence_id
+    def _convert(
+        self, buf: TraceBuffer, batch: list[OtelCapture], first_sequence_id: int | None
+    ) -> list[Span]:
+        return spans_from_captures(
+            batch, rollout_id=buf.rollout_id, attempt_id=buf.attempt_id, first_sequence_id=first_sequence_id
         )
 
     def _record_failure(self, buf: TraceBuffer, batch: list[Any], reason: str) -> None:

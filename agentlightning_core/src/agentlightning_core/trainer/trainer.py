@@ -83,7 +83,8 @@ class Trainer:
         self.n_runners = n_runners
         self.max_rollouts = max_rollouts
         self.store: LightningStore = resolve_component("store", _spec(store, "store"), base=LightningStore)
-        self.tracer: Tracer = resolve_component("tracer", _spec(tracer, "tracer"), base=Tracer)
+        self.tracer_spec: Any = _spec(tracer, "tracer")
+        self.tracer: Tracer = resolve_component("tracer", self.tracer_spec, base=Tracer)
         # None: the algorithm resolves the default adapter ("tracer_triplet") when it first asks for one.
         self.adapter: Adapter[Any, Any] | None = (
             None if adapter is None else resolve_component("adapter", adapter, base=Adapter)
@@ -160,7 +161,9 @@ class Trainer:
         algorithm_bundle = _AlgorithmBundle(
             algorithm, self.adapter, self.initial_resources, train_dataset, val_dataset, display
         )
-        runner_bundle = _RunnerBundle(agent, self.runner_spec, self.tracer, hooks, self.max_rollouts)
+        runner_bundle = _RunnerBundle(
+            agent, self.runner_spec, self.tracer, hooks, self.max_rollouts, self.tracer_spec
+        )
         self.tracer.init()
         try:
             self.strategy.execute(algorithm_bundle, runner_bundle, self.store, n_runners=self.n_runners)
@@ -255,13 +258,22 @@ class _AlgorithmBundle:
 
 @attrs.define
 class _RunnerBundle:
-    """Creates one runner for a worker index and works the queue with it until stopped."""
+    """Creates one runner for a worker index and works the queue with it until stopped.
+
+    Picklable when its parts are (for runner processes): the tracer travels as its spec and
+    is created and initialised anew in the receiving process.
+    """
 
     agent: LitAgent[Any]
     runner_spec: Any
     tracer: Tracer
     hooks: tuple[Hook, ...]
     max_rollouts: int | None
+    tracer_spec: Any = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        tracer = self.tracer if self.tracer_spec is None else self.tracer_spec
+        return (_rebuild_runner_bundle, (self.agent, self.runner_spec, tracer, self.hooks, self.max_rollouts))
 
     def make_runner(self) -> Runner[Any]:
         runner: Runner[Any] = resolve_component(
@@ -279,3 +291,14 @@ class _RunnerBundle:
         finally:
             runner.teardown_worker(worker_id)
             runner.teardown()
+
+
+def _rebuild_runner_bundle(
+    agent: LitAgent[Any], runner_spec: Any, tracer: Any, hooks: tuple[Hook, ...], max_rollouts: int | None
+) -> _RunnerBundle:
+    """Unpickle a runner bundle in another process: resolve and initialise its tracer there."""
+    spec = tracer
+    if not isinstance(tracer, Tracer):
+        tracer = resolve_component("tracer", spec, base=Tracer)
+    tracer.init()
+    return _RunnerBundle(agent, runner_spec, tracer, hooks, max_rollouts, None if spec is tracer else spec)

@@ -14,6 +14,8 @@ import json
 import zlib
 from typing import Any
 
+import orjson
+
 from agentlightning_core.codec import to_json_value
 from agentlightning_core.resources import ResourcesUpdate
 from agentlightning_core.spans import Span, SpanEvent, SpanLink, SpanStatus
@@ -21,6 +23,7 @@ from agentlightning_core.types import Attempt, Rollout, RolloutConfig, Worker
 
 __all__ = [
     "ATTEMPT_COLUMNS",
+    "DEFAULT_CONFIG_JSON",
     "ROLLOUT_COLUMNS",
     "SPAN_COLUMNS",
     "WORKER_COLUMNS",
@@ -60,6 +63,10 @@ _DICT_1 = (
     b'{"a":{"gen_ai.'
 )
 _DEFAULT_STATUS = SpanStatus()
+_DEFLATE_1 = zlib.compressobj(
+    _ZLIB_LEVEL, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, _DICT_1
+)
+"""Never used itself: each body is compressed by a copy (the state after the dictionary)."""
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
@@ -68,8 +75,16 @@ def dumps(value: Any) -> str:
     return _encoder.encode(to_json_value(value))
 
 
-loads = json.loads
+def loads(data: str | bytes) -> Any:
+    """Parse JSON text (orjson; ``json`` for what only it reads, such as NaN)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
+
+DEFAULT_CONFIG_JSON = dumps(RolloutConfig())
+"""A default ``RolloutConfig`` as stored (the common case, written and read without parsing)."""
 
 ROLLOUT_COLUMNS = "r.rid, r.rollout_id, r.status, r.input, r.start_time, r.end_time, r.mode, r.resources_id, r.config, r.metadata"
 
@@ -83,8 +98,8 @@ def rollout_from_row(row: tuple[Any, ...]) -> Rollout:
         mode=row[6],
         resources_id=row[7],
         status=row[2],
-        config=RolloutConfig.from_json(row[8]),
-        metadata=loads(row[9]),
+        config=RolloutConfig() if row[8] == DEFAULT_CONFIG_JSON else RolloutConfig.from_json(row[8]),
+        metadata={} if row[9] == "{}" else loads(row[9]),
     )
 
 
@@ -156,15 +171,20 @@ def encode_span_body(span: Span) -> bytes:
             [lk.trace_id, lk.span_id, lk.attributes] if lk.attributes else [lk.trace_id, lk.span_id]
             for lk in span.links
         ]
-    if span.status is not _DEFAULT_STATUS and span.status != _DEFAULT_STATUS:
-        body["s"] = [span.status.status_code, span.status.description]
+    status = span.status
+    if status is not _DEFAULT_STATUS and (status.status_code != "UNSET" or status.description is not None):
+        body["s"] = [status.status_code, status.description]
     if span.kind != "INTERNAL":
         body["k"] = span.kind
-    data = _encoder.encode(body).encode()
+    try:
+        data = orjson.dumps(body)
+    except TypeError:  # beyond orjson (integers over 64 bits, lone surrogates)
+        data = b"null"
+    if b"null" in data:  # orjson writes NaN and infinities as null: let json keep them
+        data = _encoder.encode(body).encode()
     if len(data) > _COMPRESS_ABOVE:
-        deflate = zlib.compressobj(
-            _ZLIB_LEVEL, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, _DICT_1
-        )
+        # Copying a compressor primed with the dictionary is cheaper than priming a new one.
+        deflate = _DEFLATE_1.copy()
         packed = deflate.compress(data) + deflate.flush()
         if len(packed) + 1 < len(data):
             return b"\x01" + packed

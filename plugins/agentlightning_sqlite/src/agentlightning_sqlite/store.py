@@ -9,6 +9,7 @@ and a call that failed changed nothing. Transition rules come from
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -57,7 +58,7 @@ from agentlightning_core.types import (
 from agentlightning_sqlite import codec
 from agentlightning_sqlite.codec import ATTEMPT_COLUMNS, ROLLOUT_COLUMNS, SPAN_COLUMNS, WORKER_COLUMNS
 from agentlightning_sqlite.errors import SqliteStoreError
-from agentlightning_sqlite.schema import Durability, open_connection
+from agentlightning_sqlite.schema import Durability, connect_checkpointer, open_connection
 from agentlightning_sqlite.worker import ConnectionWorker
 
 if TYPE_CHECKING:
@@ -72,8 +73,23 @@ Conn = sqlite3.Connection
 
 _QUEUED = tuple(str(s) for s in policy.QUEUED_ROLLOUT_STATUSES)
 _TERMINAL_ROLLOUT = tuple(str(s) for s in TERMINAL_ROLLOUT_STATUSES)
+_FINISHED = "status IN ('succeeded', 'failed', 'cancelled')"
+"""The condition of the partial index ``rollouts_finished``, word for word (SQLite matches it so)."""
+assert set(_TERMINAL_ROLLOUT) == {"succeeded", "failed", "cancelled"}, "update _FINISHED and the schema"
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's variable limit
 _RETENTION_BATCH = 200  # rollouts deleted per transaction, so other writers are not held up
+
+
+_ROLLOUT_INSERT_COLUMNS = (
+    "INSERT INTO rollouts (rollout_id, status, input, start_time, mode, resources_id, config, metadata,"
+    " next_span_seq, queue_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+)
+_INSERT_ROLLOUT = _ROLLOUT_INSERT_COLUMNS + "NULL)"
+# The queue position behind every queued rollout, found in the same statement.
+_INSERT_QUEUED_ROLLOUT = (
+    _ROLLOUT_INSERT_COLUMNS + "(SELECT coalesce((SELECT queue_seq FROM rollouts WHERE queue_seq IS NOT NULL"
+    " ORDER BY queue_seq DESC LIMIT 1), 0) + 1))"
+)
 
 
 def _check_seconds(name: str, value: float | None, allow_none: bool = True) -> None:
@@ -166,7 +182,15 @@ class SqliteLightningStore(LightningStore):
         with self._open_lock:
             if self._worker is None:
                 conn = open_connection(self.path, durability=self.durability, busy_timeout=self.lock_timeout)
-                self._worker = ConnectionWorker(conn, self.path, self.lock_timeout)
+                self._worker = ConnectionWorker(
+                    conn,
+                    self.path,
+                    self.lock_timeout,
+                    connect_checkpointer=functools.partial(
+                        connect_checkpointer, self.path, durability=self.durability
+                    ),
+                    on_rollback=self._resource_refs.clear,
+                )
             return self._worker
 
     async def _opened(self) -> ConnectionWorker:
@@ -231,10 +255,9 @@ class SqliteLightningStore(LightningStore):
             config=config if config is not None else RolloutConfig(),
             metadata=metadata if metadata is not None else {},
         )
-        queue_seq = self._next_queue_seq(conn) if status in policy.QUEUED_ROLLOUT_STATUSES else None
+        queued = status in policy.QUEUED_ROLLOUT_STATUSES
         cur = conn.execute(
-            "INSERT INTO rollouts (rollout_id, status, input, start_time, mode, resources_id, config, metadata,"
-            " queue_seq, next_span_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT_QUEUED_ROLLOUT if queued else _INSERT_ROLLOUT,
             (
                 rollout.rollout_id,
                 str(rollout.status),
@@ -242,9 +265,8 @@ class SqliteLightningStore(LightningStore):
                 now,
                 rollout.mode,
                 rollout.resources_id,
-                codec.dumps(rollout.config),
-                codec.dumps(rollout.metadata),
-                queue_seq,
+                codec.DEFAULT_CONFIG_JSON if config is None else codec.dumps(rollout.config),
+                "{}" if not rollout.metadata else codec.dumps(rollout.metadata),
                 policy.FIRST_SEQUENCE_ID,
             ),
         )
@@ -423,7 +445,13 @@ class SqliteLightningStore(LightningStore):
         params: list[Any] = []
         if status_in is not None:
             statuses = sorted({str(policy.parse_rollout_status(s)) for s in status_in})
-            clauses.append(f"r.status IN ({_qmarks(len(statuses))})" if statuses else "0")
+            clause = f"r.status IN ({_qmarks(len(statuses))})" if statuses else "0"
+            # Implied terms that let SQLite use a partial index (rollouts_finished, rollouts_queue).
+            if statuses and set(statuses) <= set(_TERMINAL_ROLLOUT):
+                clause = f"({clause} AND r.{_FINISHED})"
+            elif statuses and set(statuses) <= set(_QUEUED):
+                clause = f"({clause} AND r.queue_seq IS NOT NULL)"
+            clauses.append(clause)
             params += statuses
         if rollout_ids is not None:
             ids = list(dict.fromkeys(rollout_ids))
@@ -433,10 +461,13 @@ class SqliteLightningStore(LightningStore):
             clauses.append("instr(r.rollout_id, ?) > 0")
             params.append(rollout_id_contains)
         where = f" WHERE {f' {filter_logic.upper()} '.join(clauses)}" if clauses else ""
+        direction = "DESC" if sort_order == "desc" else "ASC"
         if sort_by is None:
-            order = f"ORDER BY r.rid {'DESC' if sort_order == 'desc' else 'ASC'}"
-        else:
-            order = _order(f"r.{sort_by}", sort_order, "r.rid")
+            order = f"ORDER BY r.rid {direction}"
+        elif sort_by == "end_time":  # the only nullable one: NULLs last
+            order = _order("r.end_time", sort_order, "r.rid")
+        else:  # NOT NULL columns: a plain ORDER BY lets SQLite walk an index
+            order = f"ORDER BY r.{sort_by} {direction}, r.rid {direction}"
 
         def op(conn: Conn) -> PaginatedResult[Rollout]:
             rows = conn.execute(
@@ -709,9 +740,7 @@ class SqliteLightningStore(LightningStore):
 
     # --- spans -------------------------------------------------------------------------
 
-    def _resource_ref(self, conn: Conn, resource: dict[str, Any]) -> int | None:
-        if not resource:
-            return None
+    def _resource_ref(self, conn: Conn, resource: dict[str, Any]) -> int:
         body = codec.dumps(resource)
         ref = self._resource_refs.get(body)
         if ref is None:
@@ -737,6 +766,15 @@ class SqliteLightningStore(LightningStore):
         stored: list[Span] = []
         rows: list[tuple[Any, ...]] = []
         rollout_totals: dict[int, list[int]] = {}
+        pack_id, encode_body, next_sequence_id = (
+            codec.pack_id,
+            codec.encode_span_body,
+            policy.next_sequence_id,
+        )
+        last_trace: str | None = None
+        packed_trace: str | bytes | None = None
+        last_resource: dict[str, Any] | None = None
+        last_ref: int | None = None
         for (rollout_id, attempt_id), group in groups.items():
             arow = self._attempt_row(conn, rollout_id, attempt_id)
             aid, rid, attempt = arow[9], arow[10], codec.attempt_from_row(arow)
@@ -760,22 +798,33 @@ class SqliteLightningStore(LightningStore):
                 if key in seen:
                     continue  # a duplicate: stored once only
                 seen.add(key)
-                seq, totals[0] = policy.next_sequence_id(totals[0], span.sequence_id)
+                seq, totals[0] = next_sequence_id(totals[0], span.sequence_id)
                 if seq != span.sequence_id:  # allocated: set on the caller's span, as the memory store does
                     object.__setattr__(span, "sequence_id", seq)
-                body = codec.encode_span_body(span)
+                body = encode_body(span)
+                trace_id = span.trace_id
+                if trace_id != last_trace:  # spans of a batch mostly share their trace
+                    last_trace, packed_trace = trace_id, pack_id(trace_id)
+                resource = span.resource
+                if not resource:
+                    ref = None
+                elif resource != last_resource:  # and their OTel resource
+                    ref = last_ref = self._resource_ref(conn, resource)
+                    last_resource = resource
+                else:
+                    ref = last_ref
                 rows.append(
                     (
                         rid,
                         aid,
                         seq,
                         key,
-                        codec.pack_id(span.trace_id),
-                        codec.pack_id(span.parent_id),
+                        packed_trace,
+                        pack_id(span.parent_id),
                         span.name,
                         span.start_time,
                         span.end_time,
-                        self._resource_ref(conn, span.resource),
+                        ref,
                         body,
                     )
                 )
@@ -1184,16 +1233,13 @@ class SqliteLightningStore(LightningStore):
             raise ValueError(f"older_than must be a number of seconds >= 0, got {older_than!r}")
         cutoff = time.time() - older_than
 
-        select = (
-            f"SELECT rid FROM rollouts WHERE end_time < ? AND +status IN ({_qmarks(len(_TERMINAL_ROLLOUT))})"
-            " LIMIT ?"
-        )
+        select = f"SELECT rid FROM rollouts WHERE {_FINISHED} AND end_time < ? LIMIT ?"  # rollouts_finished
 
         def any_due(conn: Conn) -> bool:
-            return conn.execute(select, (cutoff, *_TERMINAL_ROLLOUT, 1)).fetchone() is not None
+            return conn.execute(select, (cutoff, 1)).fetchone() is not None
 
         def op(conn: Conn) -> int:
-            rids = [r[0] for r in conn.execute(select, (cutoff, *_TERMINAL_ROLLOUT, _RETENTION_BATCH))]
+            rids = [r[0] for r in conn.execute(select, (cutoff, _RETENTION_BATCH))]
             if rids:
                 marks = _qmarks(len(rids))
                 conn.execute(f"DELETE FROM spans WHERE rid IN ({marks})", rids)

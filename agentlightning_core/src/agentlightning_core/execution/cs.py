@@ -1,0 +1,536 @@
+""":class:`ClientServerExecutionStrategy` (``cs``): runners in other processes, over HTTP.
+
+The algorithm's process serves the trainer's store with a
+:class:`~agentlightning_core.remote.server.LightningStoreServer` and runs the algorithm
+against the store object itself (no HTTP hop for the algorithm). Runners live in processes
+started with the ``spawn`` method (safe with threads, same behaviour on every OS); each
+talks to the server through a :class:`~agentlightning_core.remote.client.LightningStoreClient`.
+
+Roles, so one script serves every machine (argument, else environment, else default):
+
+- ``both`` (default): serve, run the algorithm and ``n_runners`` local runner processes;
+- ``algorithm``: serve and run the algorithm; runners come from elsewhere;
+- ``runner``: run ``n_runners`` runner processes against ``http://AGL_SERVER_HOST:AGL_SERVER_PORT``
+  until the server goes away, every runner is done (``max_rollouts``) or Ctrl+C.
+
+What crosses to a runner process is pickled: the agent (so it must be importable, as with
+:mod:`multiprocessing`: defined at module level, not under ``if __name__ == "__main__"``),
+the runner spec, the tracer spec (a name, dict or class; a tracer *instance* must be
+picklable) and the hooks.
+
+Runner processes that die are logged with their exit code or signal; with
+``restart_runners`` they are started again (up to ``max_restarts``), otherwise the run
+stops and :class:`RunnerProcessError` is raised. Attempts a dead runner held are left to
+the store's watchdog (``RolloutConfig.unresponsive_seconds``), which requeues them per
+their retry policy. Shutdown escalates: the stop event (runners finish their rollout),
+``graceful_seconds``, SIGTERM (runners mark their in-flight attempt failed),
+``terminate_seconds``, SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from agentlightning_core.execution.base import AlgorithmBundle, ExecutionStrategy, RunnerBundle
+from agentlightning_core.store.base import LightningStore
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+__all__ = ["ClientServerExecutionStrategy", "Role", "RunnerProcessError"]
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["algorithm", "runner", "both"]
+ROLES: tuple[Role, ...] = ("algorithm", "runner", "both")
+ROLE_ENV = "AGL_ROLE"
+HOST_ENV = "AGL_SERVER_HOST"
+PORT_ENV = "AGL_SERVER_PORT"
+TOKEN_ENV = "AGL_SERVER_TOKEN"
+
+_EXIT_LOAD_FAILED = 3  # a runner process could not unpickle its bundle: restarting cannot help
+_POLL_SECONDS = 0.05
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class RunnerProcessError(RuntimeError):
+    """A runner process failed (and was not, or could no longer be, restarted)."""
+
+
+class ClientServerExecutionStrategy(ExecutionStrategy):
+    """Serve the store over HTTP and run runners in separate processes (see the module docs).
+
+    :param role: ``"both"``, ``"algorithm"`` or ``"runner"``; None reads ``AGL_ROLE`` (default both).
+    :param server_host: interface to serve on (role algorithm/both) or server to reach (runner);
+        None reads ``AGL_SERVER_HOST``, default 127.0.0.1. Serving on another interface without a
+        token logs a warning: anyone who reaches the port can read and change the store.
+    :param server_port: None reads ``AGL_SERVER_PORT``; default 4747, except role ``both``, which
+        then picks a free port.
+    :param token: bearer token of the server; None reads ``AGL_SERVER_TOKEN`` (unset: none).
+    :param restart_runners: start a runner process again when it dies.
+    :param max_restarts: most restarts in one run (None: unlimited when ``restart_runners``).
+    :param graceful_seconds: how long runners may take to finish their rollout once stopped.
+    :param terminate_seconds: how long runners may take after SIGTERM before SIGKILL.
+    :param connect_timeout: role runner: how long to wait for the server to come up.
+    :param server_lost_seconds: role runner: stop once the server has not answered this long.
+    :param worker_index_offset: added to local runner indexes, so worker ids (``runner-<i>``)
+        stay unique across machines (e.g. 0 on one machine, 100 on the next).
+    :param client_options: keyword arguments of each runner's ``LightningStoreClient``.
+    """
+
+    def __init__(
+        self,
+        role: Role | None = None,
+        *,
+        server_host: str | None = None,
+        server_port: int | None = None,
+        token: str | None = None,
+        restart_runners: bool = False,
+        max_restarts: int | None = None,
+        graceful_seconds: float = 10.0,
+        terminate_seconds: float = 5.0,
+        connect_timeout: float = 60.0,
+        server_lost_seconds: float = 10.0,
+        worker_index_offset: int = 0,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        role_value = role if role is not None else os.environ.get(ROLE_ENV, "both")
+        if role_value not in ROLES:
+            raise ValueError(
+                f"Unknown role {role_value!r} (from {'the role argument' if role is not None else ROLE_ENV}); "
+                f"expected one of: {', '.join(ROLES)}"
+            )
+        self.role: Role = role_value
+        self.server_host = server_host or os.environ.get(HOST_ENV) or "127.0.0.1"
+        port: Any = server_port if server_port is not None else os.environ.get(PORT_ENV)
+        if port is None:
+            port = 0 if self.role == "both" else 4747
+        try:
+            self.server_port = int(port)
+        except ValueError:
+            raise ValueError(f"Server port must be an integer, got {port!r} (from {PORT_ENV})") from None
+        if not 0 <= self.server_port <= 65535 or (self.server_port == 0 and self.role == "runner"):
+            raise ValueError(f"Server port must be in 1..65535 (0: any free one when serving), got {port!r}")
+        self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+        if max_restarts is not None and max_restarts < 0:
+            raise ValueError(f"max_restarts must be >= 0 or None, got {max_restarts!r}")
+        for name, value in (
+            ("graceful_seconds", graceful_seconds),
+            ("terminate_seconds", terminate_seconds),
+            ("connect_timeout", connect_timeout),
+            ("server_lost_seconds", server_lost_seconds),
+        ):
+            if not value >= 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        self.restart_runners = restart_runners
+        self.max_restarts = max_restarts
+        self.graceful_seconds = graceful_seconds
+        self.terminate_seconds = terminate_seconds
+        self.connect_timeout = connect_timeout
+        self.server_lost_seconds = server_lost_seconds
+        self.worker_index_offset = worker_index_offset
+        self.client_options = dict(client_options or {})
+        self.restarts = 0
+        """Runner processes restarted in the last run (for tests and monitoring)."""
+        self.server_url: str | None = None
+        """URL of the server of the current run, once it listens (role algorithm/both)."""
+        self._fleet: _Fleet | None = None
+
+    def runner_pids(self) -> dict[int, int]:
+        """``{worker index: process id}`` of the local runner processes running now.
+
+        The worker of index ``i`` is ``runner-<i>`` in the store (for monitoring and tests).
+        """
+        fleet = self._fleet
+        if fleet is None:
+            return {}
+        offset = self.worker_index_offset
+        return {
+            slot + offset: p.pid
+            for slot, p in list(fleet.processes.items())
+            if p.pid is not None and p.exitcode is None
+        }
+
+    def __repr__(self) -> str:
+        return f"ClientServerExecutionStrategy(role={self.role!r}, {self.server_host}:{self.server_port})"
+
+    # --- entry point ---------------------------------------------------------------------
+
+    def execute(
+        self,
+        algorithm: AlgorithmBundle,
+        runner: RunnerBundle,
+        store: LightningStore,
+        *,
+        n_runners: int = 1,
+    ) -> None:
+        if isinstance(n_runners, bool) or not isinstance(n_runners, int) or n_runners < 1:
+            raise ValueError(f"n_runners must be a positive integer, got {n_runners!r}")
+        self.restarts = 0
+        fleet = None
+        if self.role != "algorithm":
+            fleet = _Fleet(self, _pickle_runner(runner), n_runners)
+            self._fleet = fleet
+        elif n_runners > 1:
+            logger.info("Role 'algorithm' starts no runners; n_runners=%d is ignored", n_runners)
+        try:
+            anyio.run(self._main, algorithm, store, fleet, backend="asyncio", backend_options=_loop_options())
+        except BaseExceptionGroup as group:
+            from agentlightning_core.execution.shm import _single
+
+            raise _single(group) from None
+        finally:
+            if fleet is not None:
+                fleet.kill_all()  # only matters when shutdown was cut short (e.g. a second Ctrl+C)
+
+    async def _main(self, algorithm: AlgorithmBundle, store: LightningStore, fleet: _Fleet | None) -> None:
+        if self.role == "runner":
+            assert fleet is not None
+            await self._run_runners_only(fleet)
+        else:
+            await self._serve(algorithm, store, fleet)
+
+    async def _serve(self, algorithm: AlgorithmBundle, store: LightningStore, fleet: _Fleet | None) -> None:
+        from agentlightning_core.remote.server import LightningStoreServer
+
+        stop = fleet.stop if fleet is not None else threading.Event()
+        async with (
+            store,
+            LightningStoreServer(store, self.server_host, self.server_port, token=self.token) as server,
+        ):
+            self.server_url = server.url
+            if fleet is None:
+                logger.info("Store server for runners at %s (role 'algorithm')", server.url)
+                await algorithm(store, stop)
+                return
+            interrupted = True
+            try:
+                async with anyio.create_task_group() as tg:
+
+                    async def run_algorithm() -> None:
+                        await algorithm(store, stop)
+                        tg.cancel_scope.cancel()
+
+                    fleet.start(server.url)
+                    tg.start_soon(run_algorithm, name="algorithm")
+                    await fleet.supervise()
+                    # Every runner finished its max_rollouts: nobody is left to execute rollouts.
+                    logger.warning(
+                        "Every runner process finished (max_rollouts reached) before the algorithm; stopping it"
+                    )
+                    tg.cancel_scope.cancel()
+                interrupted = False
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await fleet.shutdown(graceful=not interrupted)
+
+    async def _run_runners_only(self, fleet: _Fleet) -> None:
+        host = f"[{self.server_host}]" if ":" in self.server_host else self.server_host
+        url = f"http://{host}:{self.server_port}"
+        if not await _wait_for_server(url, self.connect_timeout):
+            raise RunnerProcessError(
+                f"No store server answered at {url}/health within {self.connect_timeout}s; start the "
+                f"algorithm (role 'algorithm') first or check {HOST_ENV}/{PORT_ENV}"
+            )
+        graceful = False  # Ctrl+C or a lost server: no rollout can be finished and reported
+        try:
+            async with anyio.create_task_group() as tg:
+                fleet.start(url)
+
+                async def watch_server() -> None:
+                    await _watch_server(url, self.server_lost_seconds)
+                    logger.info("Store server %s went away; stopping the runner processes", url)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch_server, name="server-watch")
+                try:
+                    await fleet.supervise()
+                    graceful = True  # every runner finished its max_rollouts
+                except RunnerProcessError:
+                    if await _healthy(url):
+                        raise
+                    logger.info("Runner process failed and store server %s is gone; stopping", url)
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await fleet.shutdown(graceful=graceful)
+
+
+class _Fleet:
+    """The local runner processes of one run: start, watch, restart, stop.
+
+    Each process gets one end of its own pipe: the parent sends the stop message through it,
+    the process sends back the traceback that ended it, and the process sees the parent die
+    as end-of-file. (A ``multiprocessing.Event`` would not do: a runner SIGKILLed while
+    holding the event's internal lock would block every other process on it.)
+    """
+
+    def __init__(self, strategy: ClientServerExecutionStrategy, payload: bytes, n_runners: int) -> None:
+        self.strategy = strategy
+        self.payload = payload
+        self.n_runners = n_runners
+        self.ctx = multiprocessing.get_context("spawn")
+        self.stop = threading.Event()
+        self.processes: dict[int, BaseProcess] = {}
+        self.pipes: dict[int, Connection] = {}
+        self.url = ""
+
+    def start(self, url: str) -> None:
+        self.url = url
+        for slot in range(self.n_runners):
+            self._spawn(slot)
+        logger.info("Started %d runner process(es) against %s", self.n_runners, url)
+
+    def _spawn(self, slot: int) -> None:
+        index = slot + self.strategy.worker_index_offset
+        options = dict(self.strategy.client_options)
+        options.setdefault("token", self.strategy.token)
+        ours, theirs = self.ctx.Pipe(duplex=True)
+        process = self.ctx.Process(
+            target=_runner_process,
+            args=(self.payload, self.url, options, index, theirs),
+            name=f"agl-runner-{index}",
+        )
+        process.start()
+        theirs.close()
+        self.processes[slot] = process
+        self.pipes[slot] = ours
+
+    async def supervise(self) -> None:
+        """Watch the processes; returns when every one has finished its work (exit code 0)."""
+        strategy = self.strategy
+        while True:
+            await anyio.sleep(_POLL_SECONDS)
+            running = 0
+            for slot, process in list(self.processes.items()):
+                code = process.exitcode
+                if code is None:
+                    running += 1
+                    continue
+                if code == 0:
+                    continue
+                how = _describe_exit(code)
+                detail = self._error_of(slot)
+                logger.warning("Runner process %s (pid %s) %s", process.name, process.pid, how)
+                allowed = strategy.max_restarts is None or strategy.restarts < strategy.max_restarts
+                if code == _EXIT_LOAD_FAILED or not strategy.restart_runners or not allowed:
+                    reason = (
+                        "it could not load the agent (agents must be importable: define them at module level)"
+                        if code == _EXIT_LOAD_FAILED
+                        else "restart_runners is off"
+                        if not strategy.restart_runners
+                        else f"max_restarts={strategy.max_restarts} reached"
+                    )
+                    raise RunnerProcessError(
+                        f"Runner process {process.name} {how}; not restarted because {reason}"
+                        + (f"\n{detail}" if detail else "; its output (stderr) may say why")
+                    )
+                strategy.restarts += 1
+                logger.warning("Restarting runner process %s (restart %d)", process.name, strategy.restarts)
+                process.close()
+                self.pipes.pop(slot).close()
+                self._spawn(slot)
+                running += 1
+            if running == 0:
+                return
+
+    def _error_of(self, slot: int) -> str:
+        """The traceback the process of ``slot`` sent before it exited ('' if none)."""
+        pipe = self.pipes[slot]
+        text = ""
+        try:
+            while pipe.poll():
+                message = pipe.recv()
+                if isinstance(message, str):
+                    text = message
+        except (EOFError, OSError):
+            pass
+        return text
+
+    async def shutdown(self, *, graceful: bool) -> None:
+        """Stop message, wait, SIGTERM, wait, SIGKILL; returns when every process has exited."""
+        self.stop.set()
+        for pipe in self.pipes.values():
+            with contextlib.suppress(OSError):  # OSError: the process is gone
+                pipe.send(None)
+        strategy = self.strategy
+        if graceful and await self._wait(strategy.graceful_seconds):
+            self._close_pipes()
+            return
+        self._signal(signal.SIGTERM)
+        if not await self._wait(strategy.terminate_seconds):
+            logger.warning(
+                "Runner processes still running %.1fs after SIGTERM; killing them", strategy.terminate_seconds
+            )
+            self.kill_all()
+        self._close_pipes()
+
+    async def _wait(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while any(p.exitcode is None for p in self.processes.values()):
+            if time.monotonic() >= deadline:
+                return False
+            await anyio.sleep(_POLL_SECONDS)
+        return True
+
+    def _signal(self, signum: int) -> None:
+        for process in self.processes.values():
+            if process.exitcode is None and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
+
+    def _close_pipes(self) -> None:
+        for pipe in self.pipes.values():
+            pipe.close()
+
+    def kill_all(self) -> None:
+        """SIGKILL every process still running and reap them all."""
+        self._signal(signal.SIGKILL)
+        for process in self.processes.values():
+            process.join(5.0)
+
+
+# --- the runner process ----------------------------------------------------------------
+
+
+def _runner_process(
+    payload: bytes, url: str, client_options: dict[str, Any], index: int, pipe: Connection
+) -> None:
+    """Entry point of a runner process (spawned): unpickle the bundle, work the queue."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
+    try:
+        runner: RunnerBundle = pickle.loads(payload)
+    except BaseException:
+        _report(pipe, index, "could not load its runner bundle")
+        sys.exit(_EXIT_LOAD_FAILED)
+    try:
+        anyio.run(
+            _run_worker,
+            runner,
+            url,
+            client_options,
+            index,
+            pipe,
+            backend="asyncio",
+            backend_options=_loop_options(),
+        )
+    except BaseException as exc:
+        if isinstance(exc, SystemExit) and not exc.code:
+            raise
+        _report(pipe, index, "failed")
+        sys.exit(1)
+
+
+def _report(pipe: Connection, index: int, what: str) -> None:
+    text = traceback.format_exc()
+    logger.error("Runner process %d %s:\n%s", index, what, text)
+    with contextlib.suppress(OSError):
+        pipe.send(text[-32_000:])  # fits the pipe's buffer: never blocks on a busy parent
+
+
+async def _run_worker(
+    runner: RunnerBundle, url: str, client_options: dict[str, Any], index: int, pipe: Connection
+) -> None:
+    from agentlightning_core.remote.client import LightningStoreClient
+
+    stop = threading.Event()
+    threading.Thread(target=_watch_parent, args=(pipe, stop), name="agl-stop-watch", daemon=True).start()
+    async with LightningStoreClient(url, **client_options) as store, anyio.create_task_group() as tg:
+
+        async def on_sigterm() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    logger.info("Runner process %d got SIGTERM: abandoning its rollout", index)
+                    tg.cancel_scope.cancel()
+
+        tg.start_soon(on_sigterm)
+        await runner(store, index, stop)
+        tg.cancel_scope.cancel()
+
+
+def _watch_parent(pipe: Connection, stop: threading.Event) -> None:
+    """Set ``stop`` when the parent sends the stop message or dies (end of file)."""
+    with contextlib.suppress(EOFError, OSError):
+        pipe.recv()
+    stop.set()
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _pickle_runner(runner: RunnerBundle) -> bytes:
+    try:
+        return pickle.dumps(runner, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise TypeError(
+            f"The 'cs' strategy sends the agent, runner, tracer and hooks to runner processes by pickle, "
+            f"and pickling failed: {type(exc).__name__}: {exc}. Define agents and hooks at module level "
+            f"(importable, not inside a function or under `if __name__ == '__main__'`) and give the tracer "
+            f"as a name or dict (tracer='otel') rather than an instance."
+        ) from exc
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _loop_options() -> dict[str, Any]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
+async def _healthy(url: str, timeout: float = 2.0) -> bool:
+    import aiohttp
+
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(url + "/health") as resp,
+        ):
+            return resp.status == 200
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return False
+
+
+async def _wait_for_server(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while not await _healthy(url):
+        if time.monotonic() >= deadline:
+            return False
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    return True
+
+
+async def _watch_server(url: str, lost_seconds: float) -> None:
+    """Return once ``url`` has not answered its health check for ``lost_seconds``."""
+    last_ok = time.monotonic()
+    while True:
+        await anyio.sleep(min(1.0, max(lost_seconds / 4, 0.05)))
+        if await _healthy(url):
+            last_ok = time.monotonic()
+        elif time.monotonic() - last_ok >= lost_seconds:
+            return
