@@ -364,7 +364,7 @@ def main() -> None:
             if name in PREVIOUS and targets is TARGETS:
                 line += f"  ({value / PREVIOUS[name]:.0f}x previous)"
         if name == "query_spans_100":
-            line += f"   ({1000 / value:.2f} ms per read)"
+            line += f"   ({1e6 / value:,.0f} us per read)"
         print(line)
     per_span = rss["bytes_per_span"]
     verdict = "ok" if per_span < BYTES_PER_SPAN_TARGET else "ABOVE TARGET"

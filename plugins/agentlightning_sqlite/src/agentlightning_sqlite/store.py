@@ -358,20 +358,16 @@ class SqliteLightningStore(LightningStore):
             " VALUES (?, ?, ?, ?, ?, ?, '{}')",
             (rid, attempt.attempt_id, attempt.sequence_id, str(attempt.status), now, worker_id),
         )
-        if rollout.resources_id is None:
-            latest = conn.execute(
-                "SELECT resources_id FROM resources ORDER BY latest_seq DESC LIMIT 1"
-            ).fetchone()
-            if latest is not None:
-                rollout.resources_id = latest[0]
-        # A new attempt always (re)starts its rollout, whatever it was.
+        # A new attempt always (re)starts its rollout, whatever it was; a rollout without
+        # resources takes the latest ones (looked up in the same statement).
         rollout.status = RolloutStatus.PREPARING
         rollout.end_time = None
-        conn.execute(
-            "UPDATE rollouts SET attempt_count = ?, status = ?, end_time = ?, resources_id = ?, queue_seq = NULL"
-            " WHERE rid = ?",
-            (attempt.sequence_id, str(rollout.status), rollout.end_time, rollout.resources_id, rid),
-        )
+        rollout.resources_id = conn.execute(
+            "UPDATE rollouts SET attempt_count = ?, status = 'preparing', end_time = NULL, queue_seq = NULL,"
+            " resources_id = coalesce(?, (SELECT resources_id FROM resources ORDER BY latest_seq DESC LIMIT 1))"
+            " WHERE rid = ? RETURNING resources_id",
+            (attempt.sequence_id, rollout.resources_id, rid),
+        ).fetchone()[0]
         if worker_id is not None:
             self._worker_took(conn, now, worker_id, rollout.rollout_id, attempt.attempt_id)
         return AttemptedRollout(rollout=rollout, attempt=attempt)
