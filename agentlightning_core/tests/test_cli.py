@@ -60,5 +60,7 @@ def test_broken_plugin_is_reported_not_a_traceback(tmp_path: Path) -> None:
     (info / "entry_points.txt").write_text("[agentlightning]\nbroken = agl_cli_broken\n")
     out = agl("plugins", env={"PYTHONPATH": str(tmp_path)})
     assert out.returncode == 1
-    assert "Plugin 'broken' (agl_cli_broken) from distribution agl-cli-broken 0.1 failed to import" in out.stderr
+    assert (
+        "Plugin 'broken' (agl_cli_broken) from distribution agl-cli-broken 0.1 failed to import" in out.stderr
+    )
     assert "Traceback" not in out.stderr
