@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
 import attrs
 
 from agentlightning_core.codec import JsonModel
+from agentlightning_core.validation import (
+    check_finite,
+    check_mode,
+    check_non_empty_str,
+    check_positive_int,
+    check_seconds,
+    field,
+)
 
 __all__ = [
     "TERMINAL_ATTEMPT_STATUSES",
@@ -66,7 +73,6 @@ TERMINAL_ATTEMPT_STATUSES = frozenset(
 )
 
 RolloutMode = Literal["train", "val", "test"]
-_MODES = ("train", "val", "test")
 
 
 def to_enum(cls: type[E], value: Any, what: str) -> E:
@@ -98,37 +104,6 @@ def _retry_condition(value: Iterable[Any]) -> list[AttemptStatus]:
     return [to_enum(AttemptStatus, v, "attempt status in retry_condition") for v in value]
 
 
-def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"{type(instance).__name__}.{attribute.name} must be a positive number of seconds or None, got {value!r}"
-        )
-
-
-def _mode(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and value not in _MODES:
-        raise ValueError(f"Invalid rollout mode {value!r}; expected one of: train, val, test (or None)")
-
-
-def _non_empty_str(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(
-            f"{type(instance).__name__}.{attribute.name} must be a non-empty string, got {value!r}"
-        )
-
-
-def _at_least_one(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be an integer >= 1, got {value!r}")
-
-
 @attrs.define(slots=True)
 class RolloutConfig(JsonModel):
     """Retry and time-out policy of a rollout.
@@ -137,9 +112,9 @@ class RolloutConfig(JsonModel):
     requeues the rollout while fewer than ``max_attempts`` attempts were made.
     """
 
-    timeout_seconds: float | None = attrs.field(default=None, validator=_positive_or_none)
-    unresponsive_seconds: float | None = attrs.field(default=None, validator=_positive_or_none)
-    max_attempts: int = attrs.field(default=1, validator=_at_least_one)
+    timeout_seconds: float | None = attrs.field(default=None, validator=field(check_seconds))
+    unresponsive_seconds: float | None = attrs.field(default=None, validator=field(check_seconds))
+    max_attempts: int = attrs.field(default=1, validator=field(check_positive_int))
     retry_condition: list[AttemptStatus] = attrs.field(factory=list, converter=_retry_condition)
 
 
@@ -147,11 +122,11 @@ class RolloutConfig(JsonModel):
 class Rollout(JsonModel):
     """A task to run: its input, mode, resources and current status."""
 
-    rollout_id: str = attrs.field(validator=_non_empty_str)
+    rollout_id: str = attrs.field(validator=field(check_non_empty_str))
     input: Any
     start_time: float
     end_time: float | None = None
-    mode: RolloutMode | None = attrs.field(default=None, validator=_mode)
+    mode: RolloutMode | None = attrs.field(default=None, validator=field(check_mode))
     resources_id: str | None = None
     status: RolloutStatus = attrs.field(default=RolloutStatus.QUEUING, converter=_rollout_status)
     config: RolloutConfig = attrs.field(factory=RolloutConfig)
@@ -166,9 +141,9 @@ class Rollout(JsonModel):
 class Attempt(JsonModel):
     """One execution of a rollout by a worker."""
 
-    rollout_id: str = attrs.field(validator=_non_empty_str)
-    attempt_id: str = attrs.field(validator=_non_empty_str)
-    sequence_id: int = attrs.field(validator=_at_least_one)
+    rollout_id: str = attrs.field(validator=field(check_non_empty_str))
+    attempt_id: str = attrs.field(validator=field(check_non_empty_str))
+    sequence_id: int = attrs.field(validator=field(check_positive_int))
     start_time: float
     end_time: float | None = None
     status: AttemptStatus = attrs.field(default=AttemptStatus.PREPARING, converter=_attempt_status)
@@ -213,7 +188,7 @@ class AttemptedRollout(JsonModel):
 class Worker(JsonModel):
     """A runner process as seen by the store (liveness and what it is doing)."""
 
-    worker_id: str = attrs.field(validator=_non_empty_str)
+    worker_id: str = attrs.field(validator=field(check_non_empty_str))
     status: WorkerStatus = attrs.field(default=WorkerStatus.UNKNOWN, converter=_worker_status)
     heartbeat_stats: dict[str, Any] | None = None
     last_heartbeat_time: float | None = None
@@ -224,18 +199,11 @@ class Worker(JsonModel):
     current_attempt_id: str | None = None
 
 
-def _finite_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"Triplet.reward must be a finite number or None, got {value!r}")
-
-
 @attrs.define(slots=True)
 class Triplet(JsonModel):
     """One learning sample: what the model saw, what it answered and the reward it earned."""
 
     prompt: Any
     response: Any
-    reward: float | None = attrs.field(default=None, validator=_finite_or_none)
+    reward: float | None = attrs.field(default=None, validator=field(check_finite, allow_none=True))
     metadata: dict[str, Any] = attrs.field(factory=dict)
