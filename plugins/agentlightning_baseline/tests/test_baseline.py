@@ -57,8 +57,33 @@ def test_epochs_with_bounded_queue_and_statistics() -> None:
     ]
     assert baseline.history[0].min_reward == 1.0 and baseline.history[0].max_reward == 6.0
     assert max(probe.outstanding) <= 3
-    # The adapter saw every finished rollout (none has an LLM call, so all were dropped).
-    assert trainer.adapter is not None and trainer.adapter.stats.dropped == 18  # type: ignore[attr-defined]
+    # The adapter saw every succeeded rollout (none has an LLM call, so all were dropped); the
+    # epoch statistics report its drops.
+    assert trainer.adapter is not None and trainer.adapter.stats.dropped == 16  # type: ignore[attr-defined]
+    assert [s.drop_counts for s in baseline.history] == [{"no_llm_call": n} for n in (6, 2, 6, 2)]
+    assert [s.dropped for s in baseline.history] == [6, 2, 6, 2]
+
+
+@rollout
+async def chatty(task):  # type: ignore[no-untyped-def]
+    """Returns its trace: one LLM call and a reward; fails on negative tasks."""
+    from agentlightning_core.testing.adapter import llm_span, reward_span
+
+    if task < 0:
+        raise ValueError("negative task")
+    answer = {"role": "assistant", "content": str(task)}
+    return [llm_span(1, [{"role": "user", "content": "q"}], answer), reward_span(2, float(task), start=2)]
+
+
+def test_failed_rollouts_are_counted_not_adapted() -> None:
+    """A failed rollout has no complete trace; under the default raise policy it must not abort fit."""
+    trainer = Trainer(
+        progress=False, algorithm="baseline", store={"type": "memory", "watchdog_interval": None}
+    )
+    baseline = trainer.fit(chatty, [1, -1, 3])
+    (stats,) = baseline.history  # type: ignore[attr-defined]
+    assert (stats.rollouts, stats.succeeded, stats.failed, stats.samples) == (3, 2, 1, 2)
+    assert stats.rewards == [1.0, 3.0] and stats.drop_counts == {}
 
 
 def test_validation_only_after_last_epoch() -> None:
@@ -76,7 +101,7 @@ def test_bad_adapter_data_is_raised_by_default() -> None:
 
 @pytest.mark.parametrize("kwargs", [{"n_epochs": 0}, {"max_queue_length": 0}, {"n_epochs": True}])
 def test_rejects_bad_arguments(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match=r"Baseline (n_epochs|max_queue_length) must be an integer >= 1"):
         Baseline(**kwargs)
 
 

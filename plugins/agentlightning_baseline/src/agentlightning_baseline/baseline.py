@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 from collections import deque
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ import attrs
 from agentlightning_core import EnqueueRequest, FastAlgorithm, LightningStore, Rollout
 from agentlightning_core.emitter import find_final_reward
 from agentlightning_core.types import RolloutMode
+from agentlightning_core.validation import check_positive_int
 
 __all__ = ["Baseline", "EpochStats"]
 
@@ -30,8 +30,15 @@ class EpochStats:
     succeeded: int
     failed: int
     rewards: list[float]
+    """Final rewards of the succeeded rollouts (those that recorded one)."""
     samples: int
-    """Learning samples (e.g. triplets) the adapter produced from the epoch's spans."""
+    """Learning samples (e.g. triplets) the adapter produced from the succeeded rollouts' spans."""
+    drop_counts: dict[str, int] = attrs.field(factory=dict)
+    """What the adapter dropped or skipped in this epoch, by reason (its ``stats.drop_counts``)."""
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drop_counts.values())
 
     @property
     def mean_reward(self) -> float | None:
@@ -61,11 +68,8 @@ class Baseline(FastAlgorithm):
         self, *, n_epochs: int = 1, max_queue_length: int = 64, val_every_epoch: bool = True
     ) -> None:
         super().__init__()
-        for name, value in (("n_epochs", n_epochs), ("max_queue_length", max_queue_length)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Baseline {name} must be a positive integer, got {value!r}")
-        self.n_epochs = n_epochs
-        self.max_queue_length = max_queue_length
+        self.n_epochs = check_positive_int("Baseline n_epochs", n_epochs)
+        self.max_queue_length = check_positive_int("Baseline max_queue_length", max_queue_length)
         self.val_every_epoch = val_every_epoch
         self.history: list[EpochStats] = []
 
@@ -86,6 +90,7 @@ class Baseline(FastAlgorithm):
         self, store: LightningStore, epoch: int, mode: RolloutMode, dataset: Sequence[Any]
     ) -> EpochStats:
         stats = EpochStats(epoch=epoch, mode=mode, rollouts=0, succeeded=0, failed=0, rewards=[], samples=0)
+        drops_before = dict(_drop_counts(self.get_adapter()))
         outstanding: deque[str] = deque()
         tasks = iter(dataset)
         exhausted = False
@@ -106,17 +111,22 @@ class Baseline(FastAlgorithm):
             for rollout in done:
                 await self._harvest(store, rollout, stats)
             outstanding = deque(rid for rid in outstanding if rid not in finished)
+        stats.drop_counts = {
+            reason: n - drops_before.get(reason, 0)
+            for reason, n in _drop_counts(self.get_adapter()).items()
+            if n > drops_before.get(reason, 0)
+        }
         return stats
 
     async def _harvest(self, store: LightningStore, rollout: Rollout, stats: EpochStats) -> None:
         stats.rollouts += 1
-        if rollout.status == "succeeded":
-            stats.succeeded += 1
-        else:
-            stats.failed += 1
+        if rollout.status != "succeeded":
+            stats.failed += 1  # its spans are an unfinished record: nothing to learn from
+            return
+        stats.succeeded += 1
         spans = (await store.query_spans(rollout.rollout_id, "latest")).items
         reward = find_final_reward(spans)
-        if reward is not None and math.isfinite(reward):
+        if reward is not None:
             stats.rewards.append(reward)
         samples = self.get_adapter()(spans)
         stats.samples += len(samples) if isinstance(samples, Sequence) else 1
@@ -125,7 +135,8 @@ class Baseline(FastAlgorithm):
         self.history.append(stats)
         mean = stats.mean_reward
         logger.info(
-            "Baseline epoch %d %s: %d rollouts (%d succeeded, %d failed), reward mean %s min %s max %s, %d samples",
+            "Baseline epoch %d %s: %d rollouts (%d succeeded, %d failed), reward mean %s min %s max %s, "
+            "%d samples, %d dropped by the adapter",
             stats.epoch,
             stats.mode,
             stats.rollouts,
@@ -135,4 +146,11 @@ class Baseline(FastAlgorithm):
             stats.min_reward,
             stats.max_reward,
             stats.samples,
+            stats.dropped,
         )
+
+
+def _drop_counts(adapter: Any) -> dict[str, int]:
+    stats = getattr(adapter, "stats", None)  # TraceAdapter's AdapterStats; other adapters may have none
+    counts = getattr(stats, "drop_counts", None)
+    return counts if isinstance(counts, dict) else {}
