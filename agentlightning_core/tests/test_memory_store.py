@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 
 import anyio
+import attrs
 import pytest
 
 from agentlightning_core.plugins import resolve_component
+from agentlightning_core.spans import Span
+from agentlightning_core.store import policy
 from agentlightning_core.store.base import EnqueueRequest, LightningStore
+from agentlightning_core.store.copying import copier, replace
 from agentlightning_core.store.memory import (
     DEFAULT_SPAN_BUDGET_FRACTION,
     InMemoryLightningStore,
@@ -207,3 +212,66 @@ async def test_stored_objects_are_snapshots() -> None:
         before = await store.get_rollout_by_id(ar.rollout_id)
         await store.update_attempt(ar.rollout_id, ar.attempt_id, status="succeeded")
         assert before.status is RolloutStatus.PREPARING and ar.attempt.status is AttemptStatus.PREPARING
+
+
+def _ids() -> list[str]:
+    return [
+        f() for f in (policy.new_rollout_id, policy.new_attempt_id, policy.new_resources_id) for _ in range(3)
+    ]
+
+
+def test_forked_child_makes_other_ids_than_its_parent() -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its ids and leave at once
+        try:
+            os.write(write_end, " ".join(_ids()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    parent = _ids()
+    with os.fdopen(read_end, "rb") as pipe:
+        child = pipe.read().decode().split()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(child) == len(parent) == 9
+    assert not set(child) & set(parent), "a forked child repeated its parent's ids"
+
+
+async def test_start_attempt_error_names_the_rollout_and_status() -> None:
+    async with InMemoryLightningStore(watchdog_interval=None) as store:
+        r = await store.enqueue_rollout("x")
+        await store.update_rollout(r.rollout_id, status="cancelled")
+        with pytest.raises(ValueError) as info:
+            await store.start_attempt(r.rollout_id)
+        assert f"rollout {r.rollout_id!r}: it is cancelled" in str(info.value)
+        assert "update_rollout" in str(info.value)
+        assert (await store.statistics())["rollouts_by_status"]["cancelled"] == 1
+
+
+async def test_late_spans_and_requeue_keep_the_statistics_consistent() -> None:
+    """Bytes and counts stay exact when late spans are evicted and a requeued rollout adds more."""
+    async with InMemoryLightningStore(span_budget_bytes=1, watchdog_interval=None) as store:
+        ar = await store.start_rollout("x")
+        await store.update_attempt(ar.rollout_id, ar.attempt_id, status="failed")
+        assert await store.add_span(make_span(ar.rollout_id, ar.attempt_id, 0)) is not None
+        stats = await store.statistics()
+        assert (stats["spans"], stats["span_bytes"], stats["evicted_rollouts"]) == (0, 0, 1)
+        await store.update_rollout(ar.rollout_id, status="requeuing")
+        again = await store.dequeue_rollout()
+        assert again is not None
+        kept = await store.add_span(make_span(ar.rollout_id, again.attempt_id, 1))
+        assert kept is not None and kept.sequence_id == 2, "sequence ids are never reused"
+        stats = await store.statistics()
+        assert stats["spans"] == 1 and stats["span_bytes"] == estimate_span_bytes(kept)
+
+
+def test_copier_copies_every_field_without_running_validators() -> None:
+    span = make_span("ro-1", "at-1", 3, tokens=5)
+    copy = copier(Span, ("sequence_id",))(span, 7)
+    assert type(copy) is Span and copy is not span
+    assert copy == attrs.evolve(span, sequence_id=7) and span.sequence_id == 0
+    # validators are the caller's job: a value attrs would refuse goes through unchecked
+    assert replace(span, sequence_id=-1).sequence_id == -1
+    with pytest.raises(TypeError, match="seq_id"):
+        copier(Span, ("seq_id",))

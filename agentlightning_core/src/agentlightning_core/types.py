@@ -31,6 +31,9 @@ __all__ = [
     "Triplet",
     "Worker",
     "WorkerStatus",
+    "parse_attempt_status",
+    "parse_rollout_status",
+    "parse_worker_status",
 ]
 
 E = TypeVar("E", bound=enum.Enum)
@@ -86,15 +89,29 @@ def to_enum(cls: type[E], value: Any, what: str) -> E:
         raise ValueError(f"Invalid {what} {value!r}; expected one of: {allowed}") from None
 
 
-def _rollout_status(value: Any) -> RolloutStatus:
+# The one way a status value (an enum member or its string) is parsed: by the models'
+# converters and by the stores for the statuses callers pass in.
+
+
+def parse_rollout_status(value: Any) -> RolloutStatus:
+    """A :class:`RolloutStatus` from a member or its value; ``ValueError`` listing the valid ones."""
     return to_enum(RolloutStatus, value, "rollout status")
 
 
-def _attempt_status(value: Any) -> AttemptStatus:
+def parse_attempt_status(value: Any) -> AttemptStatus:
+    """An :class:`AttemptStatus` from a member or its value; ``cancelled`` gets its own hint."""
+    if isinstance(value, AttemptStatus):
+        return value
+    if value == "cancelled":
+        raise ValueError(
+            "Invalid attempt status 'cancelled': attempts cannot be cancelled; cancel the rollout "
+            "with update_rollout(rollout_id, status='cancelled')"
+        )
     return to_enum(AttemptStatus, value, "attempt status")
 
 
-def _worker_status(value: Any) -> WorkerStatus:
+def parse_worker_status(value: Any) -> WorkerStatus:
+    """A :class:`WorkerStatus` from a member or its value."""
     return to_enum(WorkerStatus, value, "worker status")
 
 
@@ -128,7 +145,7 @@ class Rollout(JsonModel):
     end_time: float | None = None
     mode: RolloutMode | None = attrs.field(default=None, validator=field(check_mode))
     resources_id: str | None = None
-    status: RolloutStatus = attrs.field(default=RolloutStatus.QUEUING, converter=_rollout_status)
+    status: RolloutStatus = attrs.field(default=RolloutStatus.QUEUING, converter=parse_rollout_status)
     config: RolloutConfig = attrs.field(factory=RolloutConfig)
     metadata: dict[str, Any] = attrs.field(factory=dict)
 
@@ -146,7 +163,7 @@ class Attempt(JsonModel):
     sequence_id: int = attrs.field(validator=field(check_positive_int))
     start_time: float
     end_time: float | None = None
-    status: AttemptStatus = attrs.field(default=AttemptStatus.PREPARING, converter=_attempt_status)
+    status: AttemptStatus = attrs.field(default=AttemptStatus.PREPARING, converter=parse_attempt_status)
     worker_id: str | None = None
     last_heartbeat_time: float | None = None
     metadata: dict[str, Any] = attrs.field(factory=dict)
@@ -189,7 +206,7 @@ class Worker(JsonModel):
     """A runner process as seen by the store (liveness and what it is doing)."""
 
     worker_id: str = attrs.field(validator=field(check_non_empty_str))
-    status: WorkerStatus = attrs.field(default=WorkerStatus.UNKNOWN, converter=_worker_status)
+    status: WorkerStatus = attrs.field(default=WorkerStatus.UNKNOWN, converter=parse_worker_status)
     heartbeat_stats: dict[str, Any] | None = None
     last_heartbeat_time: float | None = None
     last_dequeue_time: float | None = None

@@ -49,16 +49,23 @@ def check_positive_int(name: str, value: Any, *, allow_none: bool = False, minim
 
 
 @overload
-def check_seconds(name: str, value: Any, *, allow_none: Literal[False]) -> float: ...
+def check_seconds(
+    name: str, value: Any, *, allow_none: Literal[False], allow_zero: bool = False
+) -> float: ...
 @overload
-def check_seconds(name: str, value: Any, *, allow_none: Literal[True] = True) -> float | None: ...
-def check_seconds(name: str, value: Any, *, allow_none: bool = True) -> float | None:
-    """A positive, finite number of seconds; None too when ``allow_none`` (the default)."""
+def check_seconds(
+    name: str, value: Any, *, allow_none: Literal[True] = True, allow_zero: bool = False
+) -> float | None: ...
+def check_seconds(
+    name: str, value: Any, *, allow_none: bool = True, allow_zero: bool = False
+) -> float | None:
+    """A positive (``>= 0`` with ``allow_zero``), finite number of seconds; None too when ``allow_none``."""
     if value is None and allow_none:
         return None
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+    if not _is_number(value) or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        kind = "number of seconds >= 0" if allow_zero else "positive number of seconds"
         extra = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be a positive number of seconds{extra}, got {value!r}")
+        raise ValueError(f"{name} must be a {kind}{extra}, got {value!r}")
     return float(value)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -105,3 +107,34 @@ def test_four_processes_share_one_file_without_lock_errors(tmp_path: Path) -> No
             assert {w.worker_id for w in workers} == {f"w{i}" for i in range(4)}
 
     anyio.run(check)
+
+
+async def _enqueue(path: Path, n: int) -> list[str]:
+    async with SqliteLightningStore(path, watchdog_interval=None) as store:
+        rollouts = [await store.enqueue_rollout(i) for i in range(n)]
+        resources = await store.add_resources({})
+        ar = await store.start_rollout("started")
+        return [*(r.rollout_id for r in rollouts), resources.resources_id, ar.rollout_id, ar.attempt_id]
+
+
+def test_forked_processes_make_distinct_ids_in_one_file(tmp_path: Path) -> None:
+    """A process forked after importing the store (a runner, say) must not repeat its parent's ids."""
+    path = tmp_path / "fork.db"
+    asyncio.run(_enqueue(path, 1))  # create the file before the fork
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the same calls as the parent, then leave at once
+        code = 1
+        try:
+            os.write(write_end, " ".join(asyncio.run(_enqueue(path, 5))).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child = pipe.read().decode().split()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child failed to write its rollouts"
+    parent = asyncio.run(_enqueue(path, 5))
+    assert len(child) == len(parent) == 8
+    assert not set(child) & set(parent), "a forked child repeated its parent's ids"

@@ -149,7 +149,13 @@ class LightningStore(ABC):
 
     @abstractmethod
     async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
-        """Create a new attempt for a rollout outside the queue (e.g. a manual retry)."""
+        """Create the rollout's next attempt outside the queue (e.g. a manual retry).
+
+        Allowed while the rollout is queuing, requeuing, preparing or running: it leaves the
+        queue and becomes preparing; an attempt still active stays as it is but no longer
+        changes the rollout. A terminal rollout (succeeded, failed, cancelled) raises
+        ``ValueError``: requeue it with ``update_rollout(status="requeuing")`` to run it again.
+        """
 
     @abstractmethod
     async def query_rollouts(
@@ -226,7 +232,11 @@ class LightningStore(ABC):
         last_heartbeat_time: float | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
     ) -> Attempt:
-        """Change an attempt; a terminal status ends it and may requeue or finish the rollout."""
+        """Change an attempt; a terminal status ends it and may requeue or finish the rollout.
+
+        ``last_heartbeat_time`` without ``status`` is a heartbeat, as a span is: a preparing or
+        unresponsive attempt becomes running (see ``policy.attempt_status_after_heartbeat``).
+        """
 
     # --- spans -----------------------------------------------------------------------
 
@@ -235,11 +245,12 @@ class LightningStore(ABC):
         """Store a span (a heartbeat for its attempt). A duplicate returns None and stores nothing.
 
         A span with ``sequence_id == 0`` gets the rollout's next sequence id from the store.
+        The caller's span is left as it is: the store keeps, and returns, its own copy.
         """
 
     @abstractmethod
     async def add_many_spans(self, spans: Sequence[Span]) -> list[Span]:
-        """Store several spans in one call; returns those newly stored."""
+        """Store several spans in one call; returns (copies of) those newly stored."""
 
     @abstractmethod
     async def add_otel_span(
@@ -274,7 +285,10 @@ class LightningStore(ABC):
 
     @abstractmethod
     async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
-        """Store a new resources snapshot under a fresh id; it becomes the latest."""
+        """Store a new resources snapshot under a fresh id; it becomes the latest.
+
+        The store copies the mapping: later changes to the caller's dict do not alter the snapshot.
+        """
 
     @abstractmethod
     async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:

@@ -3,7 +3,8 @@
 Every state change happens under one :class:`threading.Lock` that is never held across an
 ``await``, so tasks of any event loop and plain threads can share one store. Stored rollouts,
 attempts and workers are never mutated in place: a change stores a new object, so what a
-caller got back is a stable snapshot (nested containers are shared; don't mutate them).
+caller got back is a stable snapshot (nested containers are shared; don't mutate them). The
+caller's own objects are not changed either: spans and resources mappings are stored as copies.
 Transition rules come from :mod:`agentlightning_core.store.policy`.
 """
 
@@ -18,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import attrs
@@ -41,6 +42,7 @@ from agentlightning_core.store.base import (
     SortOrder,
     Unset,
 )
+from agentlightning_core.store.copying import copier, replace
 from agentlightning_core.types import (
     TERMINAL_ATTEMPT_STATUSES,
     TERMINAL_ROLLOUT_STATUSES,
@@ -53,7 +55,15 @@ from agentlightning_core.types import (
     RolloutStatus,
     Worker,
     WorkerStatus,
-    to_enum,
+    parse_attempt_status,
+    parse_rollout_status,
+    parse_worker_status,
+)
+from agentlightning_core.validation import (
+    check_mode,
+    check_non_empty_str,
+    check_positive_int,
+    check_seconds,
 )
 
 if TYPE_CHECKING:
@@ -64,32 +74,22 @@ __all__ = ["DEFAULT_SPAN_BUDGET_FRACTION", "InMemoryLightningStore", "estimate_s
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 DEFAULT_SPAN_BUDGET_FRACTION = 0.25
 """Share of physical memory spans may use when no budget is given."""
 
 _now = time.time
 _QUEUED = policy.QUEUED_ROLLOUT_STATUSES
 _ACTIVE = policy.ACTIVE_ATTEMPT_STATUSES
-_FIELDS: dict[type, tuple[str, ...]] = {}
 _DEFAULT_CONFIG = RolloutConfig()
 _NO_ATTEMPTS: list[Attempt] = []
 _ROLLOUT_TEMPLATE = Rollout(rollout_id="ro-template", input=None, start_time=0.0)
-_MODES = (None, "train", "val", "test")
+_copy_span = copier(Span, ("sequence_id", "rollout_id", "attempt_id", "trace_id"))
+"""The stored copy of a caller's span (the span path calls it directly)."""
 
 
-def _replace(obj: T, **changes: Any) -> T:
-    """A copy of an attrs object with ``changes``, skipping validators (callers validated)."""
-    cls = type(obj)
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in attrs.fields(cls))  # type: ignore[arg-type]
-    new = object.__new__(cls)
-    setter = object.__setattr__
-    for name in names:
-        setter(new, name, changes[name] if name in changes else getattr(obj, name))
-    return new
+def _own(resources: NamedResources) -> NamedResources:
+    """The store's own copy of a caller's resources mapping (anything else is left for validation)."""
+    return dict(resources) if isinstance(resources, dict) else resources
 
 
 # --- span size estimate ------------------------------------------------------------
@@ -242,14 +242,8 @@ class InMemoryLightningStore(LightningStore):
         span_budget_bytes: int | None = None,
         span_budget_fraction: float | None = None,
     ) -> None:
-        if watchdog_interval is not None and not watchdog_interval > 0:
-            raise ValueError(
-                f"watchdog_interval must be a positive number of seconds or None, got {watchdog_interval!r}"
-            )
-        if span_budget_bytes is not None and (isinstance(span_budget_bytes, bool) or span_budget_bytes <= 0):
-            raise ValueError(
-                f"span_budget_bytes must be a positive number of bytes, got {span_budget_bytes!r}"
-            )
+        check_seconds("watchdog_interval", watchdog_interval)
+        check_positive_int("span_budget_bytes", span_budget_bytes, allow_none=True)
         if span_budget_fraction is not None and not 0 < span_budget_fraction <= 1:
             raise ValueError(f"span_budget_fraction must be in (0, 1], got {span_budget_fraction!r}")
         if span_budget_bytes is None:
@@ -329,7 +323,7 @@ class InMemoryLightningStore(LightningStore):
                     logger.info(
                         "Attempt %s of rollout %s is %s", attempt_id, attempt.rollout_id, verdict.value
                     )
-                    self._set_attempt(rec, idx, _replace(attempt, status=verdict, end_time=now), now)
+                    self._set_attempt(rec, idx, replace(attempt, status=verdict, end_time=now), now)
                     changed += 1
         self._flush_wakes()
         return changed
@@ -385,7 +379,9 @@ class InMemoryLightningStore(LightningStore):
                     self._finished[rid] = None
                     self._enforce_budget()
         elif was_terminal:
+            # back to work (requeued): its spans are no longer evictable, and new ones are kept
             self._finished.pop(rid, None)
+            rec.evicted = False
 
     def _set_attempt(self, rec: _RolloutRecord, idx: int, new: Attempt, now: float) -> None:
         old = rec.attempts[idx]
@@ -406,7 +402,7 @@ class InMemoryLightningStore(LightningStore):
                 r = rec.rollout
                 self._set_rollout(
                     rec,
-                    _replace(r, status=rstatus, end_time=policy.end_time_for(rstatus, r.end_time, now)),
+                    replace(r, status=rstatus, end_time=policy.end_time_for(rstatus, r.end_time, now)),
                     now,
                 )
 
@@ -427,7 +423,7 @@ class InMemoryLightningStore(LightningStore):
         resources_id = rollout.resources_id if rollout.resources_id is not None else self._latest_resources_id
         self._set_rollout(
             rec,
-            _replace(rollout, status=RolloutStatus.PREPARING, end_time=None, resources_id=resources_id),
+            replace(rollout, status=RolloutStatus.PREPARING, end_time=None, resources_id=resources_id),
             now,
         )
         if worker_id is not None:
@@ -459,7 +455,7 @@ class InMemoryLightningStore(LightningStore):
         return worker
 
     def _worker_busy(self, worker_id: str, attempt: Attempt, now: float) -> None:
-        self._workers[worker_id] = _replace(
+        self._workers[worker_id] = replace(
             self._worker(worker_id),
             status=WorkerStatus.BUSY,
             last_dequeue_time=now,
@@ -471,7 +467,7 @@ class InMemoryLightningStore(LightningStore):
     def _worker_idle(self, worker_id: str, attempt_id: str, now: float) -> None:
         worker = self._workers.get(worker_id)
         if worker is not None and worker.current_attempt_id == attempt_id:
-            self._workers[worker_id] = _replace(
+            self._workers[worker_id] = replace(
                 worker,
                 status=WorkerStatus.IDLE,
                 last_idle_time=now,
@@ -493,10 +489,9 @@ class InMemoryLightningStore(LightningStore):
     ) -> Rollout:
         if config is not None and not isinstance(config, RolloutConfig):
             raise TypeError(f"config must be a RolloutConfig, got {type(config).__name__}")
-        if mode is not None and mode not in _MODES:
-            raise ValueError(f"Invalid rollout mode {mode!r}; expected one of: train, val, test (or None)")
-        # built like _replace from a template: every field is ours or checked above (a hot path)
-        return _replace(
+        check_mode("mode", mode)
+        # built like replace() from a template: every field is ours or checked above (a hot path)
+        return replace(
             _ROLLOUT_TEMPLATE,
             rollout_id=policy.new_rollout_id(),
             input=input,
@@ -504,7 +499,7 @@ class InMemoryLightningStore(LightningStore):
             mode=mode,
             resources_id=resources_id,
             status=status,
-            config=config if config is not None else _replace(_DEFAULT_CONFIG, retry_condition=[]),
+            config=config if config is not None else replace(_DEFAULT_CONFIG, retry_condition=[]),
             metadata=dict(metadata) if metadata else {},
         )
 
@@ -558,8 +553,7 @@ class InMemoryLightningStore(LightningStore):
         return got[0] if got else None
 
     async def dequeue_many_rollouts(self, limit: int, worker_id: str | None = None) -> list[AttemptedRollout]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"limit must be an integer >= 0, got {limit!r}")
+        check_positive_int("limit", limit, minimum=0)
         now = _now()
         out: list[AttemptedRollout] = []
         with self._lock:
@@ -568,13 +562,15 @@ class InMemoryLightningStore(LightningStore):
                 rollout_id, _ = queue.popitem(last=False)
                 out.append(self._new_attempt(self._rollouts[rollout_id], worker_id, now))
             if worker_id is not None and not out:
-                self._workers[worker_id] = _replace(self._worker(worker_id), last_dequeue_time=now)
+                self._workers[worker_id] = replace(self._worker(worker_id), last_dequeue_time=now)
         return out
 
     async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
         now = _now()
         with self._lock:
-            return self._new_attempt(self._record(rollout_id), worker_id, now)
+            rec = self._record(rollout_id)
+            policy.check_can_start_attempt(rec.rollout)
+            return self._new_attempt(rec, worker_id, now)
 
     async def query_rollouts(
         self,
@@ -624,11 +620,7 @@ class InMemoryLightningStore(LightningStore):
         if input is not UNSET:
             changes["input"] = input
         if mode is not UNSET:
-            if mode not in _MODES:
-                raise ValueError(
-                    f"Invalid rollout mode {mode!r}; expected one of: train, val, test (or None)"
-                )
-            changes["mode"] = mode
+            changes["mode"] = check_mode("mode", mode)
         if resources_id is not UNSET:
             changes["resources_id"] = resources_id
         if config is not UNSET:
@@ -639,7 +631,7 @@ class InMemoryLightningStore(LightningStore):
             if not isinstance(metadata, dict):
                 raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
             changes["metadata"] = dict(metadata)
-        new_status = None if isinstance(status, Unset) else policy.parse_rollout_status(status)
+        new_status = None if isinstance(status, Unset) else parse_rollout_status(status)
         now = _now()
         with self._lock:
             rec = self._record(rollout_id)
@@ -648,7 +640,7 @@ class InMemoryLightningStore(LightningStore):
                 changes["end_time"] = policy.end_time_for(new_status, rec.rollout.end_time, now)
                 if new_status in _QUEUED and rec.rollout.status in _QUEUED:
                     self._queue.move_to_end(rollout_id)  # re-queued explicitly: back of the line
-            self._set_rollout(rec, _replace(rec.rollout, **changes), now)
+            self._set_rollout(rec, replace(rec.rollout, **changes), now)
             result = rec.rollout
         self._flush_wakes()
         return result
@@ -658,8 +650,7 @@ class InMemoryLightningStore(LightningStore):
     ) -> list[Rollout]:
         if isinstance(rollout_ids, str):
             raise TypeError(f"rollout_ids must be a list of ids, got the string {rollout_ids!r}")
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
+        timeout = policy.check_wait_timeout(timeout)
         waiter: _Waiter | None = None
         with self._lock:
             recs = [self._record(rid) for rid in rollout_ids]
@@ -718,7 +709,7 @@ class InMemoryLightningStore(LightningStore):
         metadata: dict[str, Any] | Unset = UNSET,
     ) -> Attempt:
         changes: dict[str, Any] = {}
-        new_status = None if isinstance(status, Unset) else policy.parse_attempt_status(status)
+        new_status = None if isinstance(status, Unset) else parse_attempt_status(status)
         if worker_id is not UNSET:
             changes["worker_id"] = worker_id
         if last_heartbeat_time is not UNSET:
@@ -732,10 +723,15 @@ class InMemoryLightningStore(LightningStore):
             rec = self._record(rollout_id)
             idx = self._attempt_idx(rec, attempt_id)
             attempt = rec.attempts[idx]
+            if new_status is None and last_heartbeat_time is not UNSET:
+                # an explicit heartbeat revives the attempt exactly as a span does
+                revived = policy.attempt_status_after_heartbeat(attempt.status)
+                if revived is not attempt.status:
+                    new_status = revived
             if new_status is not None:
                 changes["status"] = new_status
                 changes["end_time"] = policy.end_time_for(new_status, attempt.end_time, now)
-            new = _replace(attempt, **changes)
+            new = replace(attempt, **changes)
             self._set_attempt(rec, idx, new, now)
         self._flush_wakes()
         return new
@@ -751,35 +747,29 @@ class InMemoryLightningStore(LightningStore):
             )
         return rec, rec.attempts[self._attempt_idx(rec, attempt_id)].attempt_id
 
-    def _store_span(self, rec: _RolloutRecord, attempt_id: str, span: Span) -> bool:
-        """Store one span of ``rec`` (lock held); False for a duplicate or an evicted rollout."""
+    def _store_span(self, rec: _RolloutRecord, attempt_id: str, span: Span) -> Span | None:
+        """Store a copy of one span of ``rec`` (lock held) and return it; None for a duplicate
+        or an evicted rollout. The caller's span is not changed."""
         if rec.evicted:
             self._dropped_spans += 1
-            return False
+            return None
         by_attempt = rec.span_keys
         if by_attempt is None:
             by_attempt = rec.span_keys = {}
             rec.spans = []
+            if rec.rollout.status in TERMINAL_ROLLOUT_STATUSES:
+                # late spans of a rollout that ended without any: evictable like the others
+                self._finished[rec.rollout.rollout_id] = None
         keys = by_attempt.get(attempt_id)
         if keys is None:
             keys = by_attempt[attempt_id] = set()
         span_id = span.span_id
         if span_id in keys:
-            return False
+            return None
         keys.add(span_id)
-        setter = object.__setattr__
-        seq = span.sequence_id
-        nxt = rec.next_sequence_id
-        if seq == 0:  # the store allocates (policy.next_sequence_id, inlined on this hot path)
-            seq = nxt
-            setter(span, "sequence_id", seq)
-            rec.next_sequence_id = seq + 1
-        elif seq >= nxt:
-            rec.next_sequence_id = seq + 1
-        # share the strings many spans repeat instead of keeping a copy per span
-        setter(span, "rollout_id", rec.rollout.rollout_id)
-        setter(span, "attempt_id", attempt_id)
-        setter(span, "trace_id", sys.intern(span.trace_id))
+        seq, rec.next_sequence_id = policy.next_sequence_id(rec.next_sequence_id, span.sequence_id)
+        # the stored copy shares the strings many spans repeat instead of keeping one per span
+        span = _copy_span(span, seq, rec.rollout.rollout_id, attempt_id, sys.intern(span.trace_id))
         spans = rec.spans
         assert spans is not None
         if spans and spans[-1].sequence_id > seq:
@@ -789,7 +779,7 @@ class InMemoryLightningStore(LightningStore):
         rec.span_bytes += size
         self._span_bytes += size
         self._span_count += 1
-        return True
+        return span
 
     def _heartbeat(self, rec: _RolloutRecord, attempt_id: str, now: float) -> None:
         idx = _attempt_position(rec, attempt_id)
@@ -798,7 +788,7 @@ class InMemoryLightningStore(LightningStore):
         self._set_attempt(
             rec,
             idx,
-            _replace(
+            replace(
                 attempt,
                 status=policy.attempt_status_after_heartbeat(attempt.status),
                 last_heartbeat_time=now,
@@ -818,9 +808,9 @@ class InMemoryLightningStore(LightningStore):
             stored = self._store_span(rec, attempt_id, span)
             if not rec.evicted:
                 self._heartbeat(rec, attempt_id, now)
-            if stored:
+            if stored is not None:
                 self._after_spans()
-        return span if stored else None
+        return stored
 
     async def add_many_spans(self, spans: Sequence[Span]) -> list[Span]:
         now = _now()
@@ -840,8 +830,9 @@ class InMemoryLightningStore(LightningStore):
                     rec, attempt_id = targets[key]
                     last_key = key
                 assert rec is not None
-                if self._store_span(rec, attempt_id, span):
-                    stored.append(span)
+                copy = self._store_span(rec, attempt_id, span)
+                if copy is not None:
+                    stored.append(copy)
             for rec, attempt_id in targets.values():
                 if not rec.evicted:
                     self._heartbeat(rec, attempt_id, now)
@@ -926,6 +917,7 @@ class InMemoryLightningStore(LightningStore):
             rec.spans = None
             rec.span_keys = None
             rec.span_bytes = 0
+            rec.spans_in_order = True
             rec.evicted = True
             evicted += 1
         self._evicted_rollouts += evicted
@@ -949,7 +941,7 @@ class InMemoryLightningStore(LightningStore):
             create_time=now,
             update_time=now,
             version=1,
-            resources=resources,
+            resources=_own(resources),
         )
         with self._lock:
             self._resources[update.resources_id] = update
@@ -965,7 +957,7 @@ class InMemoryLightningStore(LightningStore):
                 create_time=old.create_time if old is not None else now,
                 update_time=now,
                 version=old.version + 1 if old is not None else 1,
-                resources=resources,
+                resources=_own(resources),
             )
             self._resources[resources_id] = update
             self._latest_resources_id = resources_id
@@ -1013,7 +1005,7 @@ class InMemoryLightningStore(LightningStore):
         with self._lock:
             workers = list(self._workers.values())
         if status_in is not None:
-            wanted = frozenset(to_enum(WorkerStatus, s, "worker status") for s in status_in)
+            wanted = frozenset(parse_worker_status(s) for s in status_in)
             workers = [w for w in workers if w.status in wanted]
         return policy.paginate(workers, limit, offset)
 
@@ -1033,12 +1025,11 @@ class InMemoryLightningStore(LightningStore):
         status: WorkerStatus | str | Unset = UNSET,
         heartbeat_stats: dict[str, Any] | Unset | None = UNSET,
     ) -> Worker:
-        if not isinstance(worker_id, str) or not worker_id:
-            raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
+        check_non_empty_str("worker_id", worker_id)
         now = _now()
         changes: dict[str, Any] = {"last_heartbeat_time": now}
         if not isinstance(status, Unset):
-            new_status = to_enum(WorkerStatus, status, "worker status")
+            new_status = parse_worker_status(status)
             changes["status"] = new_status
             if new_status is WorkerStatus.BUSY:
                 changes["last_busy_time"] = now
@@ -1047,7 +1038,7 @@ class InMemoryLightningStore(LightningStore):
         if heartbeat_stats is not UNSET:
             changes["heartbeat_stats"] = dict(heartbeat_stats) if heartbeat_stats is not None else None
         with self._lock:
-            worker = self._workers[worker_id] = _replace(self._worker(worker_id), **changes)
+            worker = self._workers[worker_id] = replace(self._worker(worker_id), **changes)
         return worker
 
     # --- introspection ---------------------------------------------------------------

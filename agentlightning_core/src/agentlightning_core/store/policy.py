@@ -4,15 +4,17 @@ A backend keeps its own data structures but asks these functions what a change m
 the in-memory store, the SQLite store and anything else agree on every transition:
 
 - ids: :func:`new_rollout_id` (``ro-<16 hex>``), :func:`new_attempt_id` (``at-<16 hex>``),
-  :func:`new_resources_id` (``rs-<16 hex>``);
-- status values given by callers: :func:`parse_rollout_status`, :func:`parse_attempt_status`
-  (``cancelled`` is a rollout status only, set through ``update_rollout``);
+  :func:`new_resources_id` (``rs-<16 hex>``), unique across forked processes too;
+- status values given by callers are parsed by the types' own converters
+  (:func:`~agentlightning_core.types.parse_rollout_status` and its siblings);
+- which rollouts may get a new attempt: :func:`check_can_start_attempt` (not terminal ones);
 - what the rollout becomes when its latest attempt changes: :func:`rollout_status_for_attempt`;
-- heartbeats (a span or an explicit heartbeat): :func:`attempt_status_after_heartbeat`;
+- heartbeats: :func:`attempt_status_after_heartbeat`, applied alike to a stored span and to
+  ``update_attempt(last_heartbeat_time=...)`` given without a status;
 - the watchdog: :func:`watchdog_verdict`;
 - ``end_time`` of terminal statuses: :func:`end_time_for`;
-- queries: :func:`rollout_predicate`, :func:`span_predicate`, :func:`sort_items`,
-  :func:`check_paging`, :func:`paginate`.
+- queries: :func:`rollout_predicate`, :func:`span_predicate`, :func:`check_sort`,
+  :func:`sort_items`, :func:`check_paging`, :func:`paginate`, :func:`check_wait_timeout`.
 
 Span sequence ids of a rollout start at :data:`FIRST_SEQUENCE_ID` and only grow; a span added
 with ``sequence_id == 0`` asks the store to allocate one (:func:`next_sequence_id`).
@@ -34,8 +36,9 @@ from agentlightning_core.types import (
     Rollout,
     RolloutConfig,
     RolloutStatus,
-    to_enum,
+    parse_rollout_status,
 )
+from agentlightning_core.validation import check_positive_int, check_seconds
 
 __all__ = [
     "ACTIVE_ATTEMPT_STATUSES",
@@ -45,15 +48,16 @@ __all__ = [
     "RESOURCES_ID_PREFIX",
     "ROLLOUT_ID_PREFIX",
     "attempt_status_after_heartbeat",
+    "check_can_start_attempt",
     "check_paging",
+    "check_sort",
+    "check_wait_timeout",
     "end_time_for",
     "new_attempt_id",
     "new_resources_id",
     "new_rollout_id",
     "next_sequence_id",
     "paginate",
-    "parse_attempt_status",
-    "parse_rollout_status",
     "rollout_predicate",
     "rollout_status_for_attempt",
     "should_retry",
@@ -77,8 +81,17 @@ ACTIVE_ATTEMPT_STATUSES = frozenset({AttemptStatus.PREPARING, AttemptStatus.RUNN
 
 _RETRYABLE = frozenset({AttemptStatus.FAILED, AttemptStatus.TIMEOUT, AttemptStatus.UNRESPONSIVE})
 
-# Ids need uniqueness, not secrecy: a PRNG seeded from the OS is ~4x cheaper than uuid4.
+# Ids need uniqueness, not secrecy: a PRNG seeded from the OS is ~4x cheaper than uuid4. A
+# forked child would otherwise continue its parent's sequence (same ids in both processes, and
+# processes share an SQLite file or a server), so the child reseeds from the OS at fork.
 _rng = random.Random(os.urandom(16))
+
+
+def _reseed() -> None:
+    _rng.seed(os.urandom(16))
+
+
+os.register_at_fork(after_in_child=_reseed)
 
 
 def _new_id(prefix: str) -> str:
@@ -100,25 +113,22 @@ def new_resources_id() -> str:
     return _new_id(RESOURCES_ID_PREFIX)
 
 
-# --- status values -----------------------------------------------------------------
-
-
-def parse_rollout_status(value: Any) -> RolloutStatus:
-    """Validate a rollout status given to ``update_rollout`` / ``query_rollouts``."""
-    return to_enum(RolloutStatus, value, "rollout status")
-
-
-def parse_attempt_status(value: Any) -> AttemptStatus:
-    """Validate an attempt status given to ``update_attempt``; ``cancelled`` gets its own hint."""
-    if value == "cancelled" or value is RolloutStatus.CANCELLED:
-        raise ValueError(
-            "Invalid attempt status 'cancelled': attempts cannot be cancelled; cancel the rollout "
-            "with update_rollout(rollout_id, status='cancelled')"
-        )
-    return to_enum(AttemptStatus, value, "attempt status")
-
-
 # --- transitions -------------------------------------------------------------------
+
+
+def check_can_start_attempt(rollout: Rollout) -> None:
+    """Refuse a new attempt (``start_attempt``) for a terminal rollout.
+
+    A terminal rollout changes only through ``update_rollout``: requeue it there to run it again.
+    """
+    if rollout.status in TERMINAL_ROLLOUT_STATUSES:
+        rid = rollout.rollout_id
+        raise ValueError(
+            f"Cannot start an attempt of rollout {rid!r}: it is {rollout.status.value}, and a finished "
+            "rollout changes only through update_rollout. start_attempt needs a rollout that is "
+            "queuing, requeuing, preparing or running; to run this one again, requeue it first with "
+            f"update_rollout({rid!r}, status='requeuing')"
+        )
 
 
 def should_retry(config: RolloutConfig, attempt: Attempt) -> bool:
@@ -151,7 +161,10 @@ def rollout_status_for_attempt(rollout: Rollout, attempt: Attempt) -> RolloutSta
 
 
 def attempt_status_after_heartbeat(status: AttemptStatus) -> AttemptStatus:
-    """A heartbeat (span or explicit) moves preparing/unresponsive to running; others stay."""
+    """A heartbeat moves preparing/unresponsive to running; other statuses stay.
+
+    A heartbeat is a stored span, or ``update_attempt(last_heartbeat_time=...)`` without a status.
+    """
     if status is AttemptStatus.PREPARING or status is AttemptStatus.UNRESPONSIVE:
         return AttemptStatus.RUNNING
     return status
@@ -195,12 +208,16 @@ def next_sequence_id(current_next: int, given: int) -> tuple[int, int]:
 # --- queries -----------------------------------------------------------------------
 
 
+def check_wait_timeout(timeout: float | None) -> float | None:
+    """The ``timeout`` of ``wait_for_rollouts``: seconds >= 0 (0 checks without waiting) or None."""
+    return check_seconds("timeout", timeout, allow_zero=True)
+
+
 def check_paging(limit: int, offset: int) -> None:
     """Reject paging arguments no backend can honour."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < -1:
         raise ValueError(f"limit must be an integer >= 0, or -1 for no limit; got {limit!r}")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+    check_positive_int("offset", offset, minimum=0)
 
 
 def paginate(items: Sequence[T], limit: int, offset: int) -> PaginatedResult[T]:
@@ -213,9 +230,12 @@ def paginate(items: Sequence[T], limit: int, offset: int) -> PaginatedResult[T]:
     return PaginatedResult(items=page, total=total, limit=limit, offset=offset)
 
 
-def _check_order(sort_order: str) -> bool:
+def check_sort(sort_by: str | None, sort_order: str, allowed: Sequence[str]) -> bool:
+    """Reject an unknown sort field or order; returns whether the order is descending."""
     if sort_order not in ("asc", "desc"):
         raise ValueError(f"sort_order must be 'asc' or 'desc', got {sort_order!r}")
+    if sort_by is not None and sort_by not in allowed:
+        raise ValueError(f"Cannot sort by {sort_by!r}; expected one of: {', '.join(allowed)}")
     return sort_order == "desc"
 
 
@@ -224,14 +244,12 @@ def sort_items(items: Iterable[T], sort_by: str | None, sort_order: str, allowed
 
     ``sort_by=None`` keeps the given order (reversed for ``"desc"``).
     """
-    descending = _check_order(sort_order)
+    descending = check_sort(sort_by, sort_order, allowed)
     result = list(items)
     if sort_by is None:
         if descending:
             result.reverse()
         return result
-    if sort_by not in allowed:
-        raise ValueError(f"Cannot sort by {sort_by!r}; expected one of: {', '.join(allowed)}")
     present = [x for x in result if getattr(x, sort_by) is not None]
     missing = [x for x in result if getattr(x, sort_by) is None] if len(present) < len(result) else []
     present.sort(key=lambda x: getattr(x, sort_by), reverse=descending)

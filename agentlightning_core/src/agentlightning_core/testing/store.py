@@ -41,6 +41,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
+import attrs
 import pytest
 
 from agentlightning_core.errors import (
@@ -203,6 +204,29 @@ class StoreConformance:
         r = await store.enqueue_rollout("x")
         await store.start_attempt(r.rollout_id)
         assert await store.dequeue_rollout() is None
+
+    async def test_start_attempt_refuses_a_finished_rollout(self, store: LightningStore) -> None:
+        succeeded = await store.start_rollout("s")
+        await store.update_attempt(succeeded.rollout_id, succeeded.attempt_id, status="succeeded")
+        failed = await store.start_rollout("f")
+        await store.update_attempt(failed.rollout_id, failed.attempt_id, status="failed")
+        cancelled = await store.enqueue_rollout("c")
+        await store.update_rollout(cancelled.rollout_id, status="cancelled")
+        for rollout_id, status in (
+            (succeeded.rollout_id, "succeeded"),
+            (failed.rollout_id, "failed"),
+            (cancelled.rollout_id, "cancelled"),
+        ):
+            before = await store.get_rollout_by_id(rollout_id)
+            attempts = (await store.query_attempts(rollout_id)).total
+            with pytest.raises(ValueError, match=rf"{rollout_id}.*{status}.*update_rollout"):
+                await store.start_attempt(rollout_id, worker_id="w1")
+            assert await store.get_rollout_by_id(rollout_id) == before, "a refused attempt changes nothing"
+            assert (await store.query_attempts(rollout_id)).total == attempts
+        # requeued through update_rollout, it may run again
+        await store.update_rollout(failed.rollout_id, status="requeuing")
+        again = await store.start_attempt(failed.rollout_id)
+        assert again.attempt.sequence_id == 2 and again.rollout.status is RolloutStatus.PREPARING
 
     async def test_cancelled_rollout_is_never_dequeued(self, store: LightningStore) -> None:
         a = await store.enqueue_rollout("a")
@@ -376,18 +400,26 @@ class StoreConformance:
 
     async def test_update_attempt_other_fields(self, store: LightningStore) -> None:
         ar = await store.start_rollout("x", worker_id="w1")
-        u = await store.update_attempt(
-            ar.rollout_id, ar.attempt_id, worker_id="w2", last_heartbeat_time=123.0, metadata={"m": 1}
-        )
-        assert (u.worker_id, u.last_heartbeat_time, u.metadata, u.status) == (
-            "w2",
-            123.0,
-            {"m": 1},
-            "preparing",
-        )
+        u = await store.update_attempt(ar.rollout_id, ar.attempt_id, worker_id="w2", metadata={"m": 1})
+        assert (u.worker_id, u.metadata, u.status) == ("w2", {"m": 1}, "preparing")
         u2 = await store.update_attempt(ar.rollout_id, "latest", worker_id=None)
         assert u2.worker_id is None and u2.metadata == {"m": 1}
         assert await store.get_latest_attempt(ar.rollout_id) == u2
+
+    async def test_explicit_heartbeat_is_a_heartbeat(self, store: LightningStore) -> None:
+        ar = await store.start_rollout("x")
+        u = await store.update_attempt(ar.rollout_id, ar.attempt_id, last_heartbeat_time=123.0)
+        assert (u.last_heartbeat_time, u.status, u.end_time) == (123.0, AttemptStatus.RUNNING, None)
+        assert (await store.get_rollout_by_id(ar.rollout_id)).status is RolloutStatus.RUNNING
+        # a status given with it wins
+        done = await store.update_attempt(
+            ar.rollout_id, ar.attempt_id, status="succeeded", last_heartbeat_time=124.0
+        )
+        assert done.status is AttemptStatus.SUCCEEDED and done.last_heartbeat_time == 124.0
+        # and a finished attempt stays finished
+        late = await store.update_attempt(ar.rollout_id, ar.attempt_id, last_heartbeat_time=125.0)
+        assert late.status is AttemptStatus.SUCCEEDED and late.end_time == done.end_time
+        assert (await store.get_rollout_by_id(ar.rollout_id)).status is RolloutStatus.SUCCEEDED
 
     async def test_update_attempt_rejects_bad_status_and_unknown_ids(self, store: LightningStore) -> None:
         ar = await store.start_rollout("x")
@@ -446,6 +478,26 @@ class StoreConformance:
         )
         assert (s.rollout_id, s.attempt_id, s.trace_id) == (ar.rollout_id, ar.attempt_id, span.trace_id)
         assert s.start_time == span.start_time and s.end_time == span.end_time
+
+    async def test_callers_spans_are_left_unchanged(self, store: LightningStore) -> None:
+        ar = await store.start_rollout("x")
+        span = make_span(ar.rollout_id, ar.attempt_id, 0)
+        original = attrs.evolve(span)
+        stored = await store.add_span(span)
+        assert stored is not None and stored.sequence_id >= 1
+        assert span == original and span.sequence_id == 0, "add_span changed the caller's span"
+        batch = [make_span(ar.rollout_id, ar.attempt_id, i) for i in range(1, 4)]
+        originals = [attrs.evolve(s) for s in batch]
+        added = await store.add_many_spans(batch)
+        assert [s.sequence_id > 0 for s in added] == [True] * 3
+        assert batch == originals, "add_many_spans changed the caller's spans"
+        # a refused batch leaves them unchanged too
+        refused = [make_span(ar.rollout_id, ar.attempt_id, 9), make_span(ar.rollout_id, "at-ghost", 10)]
+        refused_originals = [attrs.evolve(s) for s in refused]
+        with pytest.raises(AttemptNotFoundError):
+            await store.add_many_spans(refused)
+        assert refused == refused_originals
+        assert (await store.query_spans(ar.rollout_id)).total == 4
 
     async def test_duplicate_span_is_stored_once(self, store: LightningStore) -> None:
         ar = await store.start_rollout("x")
@@ -575,6 +627,20 @@ class StoreConformance:
         with pytest.raises(ResourcesNotFoundError, match="rs-missing"):
             await store.get_resources_by_id("rs-missing")
 
+    async def test_resources_snapshot_is_the_stores_own(self, store: LightningStore) -> None:
+        mine: dict[str, Any] = {"prompt": PromptTemplate("v1")}
+        added = await store.add_resources(mine)
+        updated = await store.update_resources("rs-mine", mine)
+        mine["extra"] = PromptTemplate("later")
+        del mine["prompt"]
+        for got in (
+            await store.get_resources_by_id(added.resources_id),
+            await store.get_resources_by_id("rs-mine"),
+            added,
+            updated,
+        ):
+            assert list(got.resources) == ["prompt"], "a later change to the caller's dict leaked in"
+
     async def test_query_resources(self, store: LightningStore) -> None:
         ids = [(await store.add_resources({"p": PromptTemplate(str(i))})).resources_id for i in range(3)]
         await store.update_resources(ids[0], {"p": PromptTemplate("again")})
@@ -654,10 +720,20 @@ class StoreConformance:
         a = await store.enqueue_rollout("a")
         b = await store.enqueue_rollout("b")
         await store.update_rollout(a.rollout_id, status="failed")
-        t0 = time.monotonic()
-        got = await store.wait_for_rollouts([a.rollout_id, b.rollout_id], timeout=0.05)
-        assert time.monotonic() - t0 >= 0.04
+        earlier = anyio.Event()
+
+        async def earlier_deadline() -> None:
+            await anyio.sleep(WATCHDOG_INTERVAL)
+            earlier.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(earlier_deadline)
+            await anyio.sleep(0)  # its deadline is set before the wait starts
+            got = await store.wait_for_rollouts([a.rollout_id, b.rollout_id], timeout=5 * WATCHDOG_INTERVAL)
+            # ordering, not a duration: a deadline set before the wait's, and shorter, has passed
+            assert earlier.is_set(), "wait_for_rollouts returned before its timeout"
         assert [r.rollout_id for r in got] == [a.rollout_id]
+        assert (await store.get_rollout_by_id(b.rollout_id)).status is RolloutStatus.QUEUING
 
     # --- watchdog --------------------------------------------------------------------
 
@@ -715,6 +791,28 @@ class StoreConformance:
         await store.add_span(make_span(r.rollout_id, ar.attempt_id, 0))
         attempt = await store.get_latest_attempt(r.rollout_id)
         assert attempt is not None and attempt.status is AttemptStatus.RUNNING and attempt.end_time is None
+        assert (await store.get_rollout_by_id(r.rollout_id)).status is RolloutStatus.RUNNING
+        assert await store.dequeue_rollout() is None, "a recovered rollout leaves the queue"
+        await store.update_attempt(r.rollout_id, ar.attempt_id, status="succeeded")
+        assert (await store.get_rollout_by_id(r.rollout_id)).status is RolloutStatus.SUCCEEDED
+
+    async def test_unresponsive_attempt_recovers_on_an_explicit_heartbeat(
+        self, store: LightningStore
+    ) -> None:
+        r = await store.enqueue_rollout("x", config=_retry(2, "unresponsive", unresponsive_seconds=0.05))
+        ar = await store.dequeue_rollout(worker_id="w1")
+        assert ar is not None
+
+        async def unresponsive() -> bool:
+            a = await store.get_latest_attempt(r.rollout_id)
+            return a is not None and a.status is AttemptStatus.UNRESPONSIVE
+
+        await wait_until(unresponsive, "the attempt to become unresponsive")
+        # change the config so the watchdog leaves the recovered attempt alone
+        await store.update_rollout(r.rollout_id, config=_retry(2, "unresponsive"))
+        beat = await store.update_attempt(r.rollout_id, ar.attempt_id, last_heartbeat_time=time.time())
+        assert beat.status is AttemptStatus.RUNNING and beat.end_time is None
+        assert await store.get_latest_attempt(r.rollout_id) == beat
         assert (await store.get_rollout_by_id(r.rollout_id)).status is RolloutStatus.RUNNING
         assert await store.dequeue_rollout() is None, "a recovered rollout leaves the queue"
         await store.update_attempt(r.rollout_id, ar.attempt_id, status="succeeded")
@@ -864,3 +962,41 @@ class SpanBudgetConformance:
                 await store.query_spans(first.rollout_id)
             for ar in running[1:]:
                 assert (await store.query_spans(ar.rollout_id)).total == self.spans_per_rollout
+
+    async def test_late_spans_of_a_finished_rollout_are_evictable(self, store_factory: StoreFactory) -> None:
+        size = await self._bytes_per_rollout(store_factory)
+        async with store_factory(
+            watchdog_interval=WATCHDOG_INTERVAL, span_budget_bytes=math.ceil(size * 1.5)
+        ) as store:
+            ended = await store.start_rollout("ended without spans")
+            await store.update_attempt(ended.rollout_id, ended.attempt_id, status="succeeded")
+            await self._fill(store, ended.rollout_id, ended.attempt_id)  # spans arriving late
+            assert (await store.query_spans(ended.rollout_id)).total == self.spans_per_rollout
+            live = await store.start_rollout("live")
+            await self._fill(store, live.rollout_id, live.attempt_id)  # over budget now
+            with pytest.raises(SpansEvictedError, match=ended.rollout_id):
+                await store.query_spans(ended.rollout_id)
+            assert (await store.query_spans(live.rollout_id)).total == self.spans_per_rollout
+            stats = await store.statistics()
+            assert stats["evicted_rollouts"] == 1 and stats["span_bytes"] <= size * 1.5
+
+    async def test_requeued_rollout_keeps_its_new_spans_after_eviction(
+        self, store_factory: StoreFactory
+    ) -> None:
+        size = await self._bytes_per_rollout(store_factory)
+        async with store_factory(
+            watchdog_interval=WATCHDOG_INTERVAL, span_budget_bytes=math.ceil(size * 1.5)
+        ) as store:
+            first = await self._finished_rollout(store)
+            await self._finished_rollout(store)  # over budget: the first one's spans go
+            with pytest.raises(SpansEvictedError):
+                await store.query_spans(first)
+            await store.update_rollout(first, status="requeuing")
+            again = await store.dequeue_rollout()
+            assert again is not None and again.rollout_id == first
+            stored = await store.add_span(make_span(first, again.attempt_id, 0))
+            assert stored is not None, "a span of the requeued rollout was dropped"
+            spans = await store.query_spans(first)
+            assert [s.attempt_id for s in spans] == [again.attempt_id]
+            attempt = await store.get_latest_attempt(first)
+            assert attempt is not None and attempt.status is AttemptStatus.RUNNING

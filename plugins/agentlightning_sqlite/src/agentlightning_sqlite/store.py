@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -42,6 +41,7 @@ from agentlightning_core.store.base import (
     SortOrder,
     Unset,
 )
+from agentlightning_core.store.copying import copier
 from agentlightning_core.types import (
     TERMINAL_ATTEMPT_STATUSES,
     TERMINAL_ROLLOUT_STATUSES,
@@ -54,8 +54,11 @@ from agentlightning_core.types import (
     RolloutStatus,
     Worker,
     WorkerStatus,
-    to_enum,
+    parse_attempt_status,
+    parse_rollout_status,
+    parse_worker_status,
 )
+from agentlightning_core.validation import check_mode, check_non_empty_str, check_positive_int, check_seconds
 from agentlightning_sqlite import codec
 from agentlightning_sqlite.codec import ATTEMPT_COLUMNS, ROLLOUT_COLUMNS, SPAN_COLUMNS, WORKER_COLUMNS
 from agentlightning_sqlite.errors import SqliteStoreError
@@ -78,6 +81,7 @@ _FINISHED = "status IN ('succeeded', 'failed', 'cancelled')"
 """The condition of the partial index ``rollouts_finished``, word for word (SQLite matches it so)."""
 assert set(_TERMINAL_ROLLOUT) == {"succeeded", "failed", "cancelled"}, "update _FINISHED and the schema"
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's variable limit
+_with_sequence_id = copier(Span, ("sequence_id",))  # the stored copy of a caller's span
 _RETENTION_BATCH = 200  # rollouts deleted per transaction, so other writers are not held up
 
 
@@ -91,20 +95,6 @@ _INSERT_QUEUED_ROLLOUT = (
     _ROLLOUT_INSERT_COLUMNS + "(SELECT coalesce((SELECT queue_seq FROM rollouts WHERE queue_seq IS NOT NULL"
     " ORDER BY queue_seq DESC LIMIT 1), 0) + 1))"
 )
-
-
-def _check_seconds(name: str, value: float | None, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"{name} must be a positive number of seconds{' or None' if allow_none else ''}, got {value!r}"
-        )
 
 
 def _order(column: str, sort_order: SortOrder, tie: str) -> str:
@@ -157,16 +147,12 @@ class SqliteLightningStore(LightningStore):
     ) -> None:
         if durability not in ("process_crash", "power_loss"):
             raise ValueError(f"Unknown durability {durability!r}; expected 'process_crash' or 'power_loss'")
-        _check_seconds("watchdog_interval", watchdog_interval)
-        _check_seconds("retention_seconds", retention_seconds)
-        _check_seconds("lock_timeout", lock_timeout, allow_none=False)
-        _check_seconds("poll_interval", poll_interval, allow_none=False)
         self.path = Path(path)
         self.durability: Durability = durability
-        self.watchdog_interval = watchdog_interval
-        self.retention_seconds = retention_seconds
-        self.lock_timeout = float(lock_timeout)
-        self.poll_interval = float(poll_interval)
+        self.watchdog_interval = check_seconds("watchdog_interval", watchdog_interval)
+        self.retention_seconds = check_seconds("retention_seconds", retention_seconds)
+        self.lock_timeout = check_seconds("lock_timeout", lock_timeout, allow_none=False)
+        self.poll_interval = check_seconds("poll_interval", poll_interval, allow_none=False)
         self._worker: ConnectionWorker | None = None
         self._open_lock = threading.Lock()
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -359,8 +345,8 @@ class SqliteLightningStore(LightningStore):
             " VALUES (?, ?, ?, ?, ?, ?, '{}')",
             (rid, attempt.attempt_id, attempt.sequence_id, str(attempt.status), now, worker_id),
         )
-        # A new attempt always (re)starts its rollout, whatever it was; a rollout without
-        # resources takes the latest ones (looked up in the same statement).
+        # A new attempt (re)starts its rollout (never a terminal one: callers checked); a
+        # rollout without resources takes the latest ones (looked up in the same statement).
         rollout.status = RolloutStatus.PREPARING
         rollout.end_time = None
         rollout.resources_id = conn.execute(
@@ -396,8 +382,7 @@ class SqliteLightningStore(LightningStore):
         return got[0] if got else None
 
     async def dequeue_many_rollouts(self, limit: int, worker_id: str | None = None) -> list[AttemptedRollout]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"limit must be an integer >= 0, got {limit!r}")
+        check_positive_int("limit", limit, minimum=0)
         if limit == 0:
             return []
         return await self._write(lambda conn: self._dequeue(conn, limit, worker_id))
@@ -413,9 +398,9 @@ class SqliteLightningStore(LightningStore):
     async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
         def op(conn: Conn) -> AttemptedRollout:
             row = self._rollout_row(conn, rollout_id, ", r.attempt_count")
-            return self._new_attempt(
-                conn, time.time(), row[0], codec.rollout_from_row(row), row[10], worker_id
-            )
+            rollout = codec.rollout_from_row(row)
+            policy.check_can_start_attempt(rollout)
+            return self._new_attempt(conn, time.time(), row[0], rollout, row[10], worker_id)
 
         return await self._write(op)
 
@@ -433,15 +418,11 @@ class SqliteLightningStore(LightningStore):
     ) -> PaginatedResult[Rollout]:
         policy.check_paging(limit, offset)
         policy.rollout_predicate(status_in, rollout_ids, rollout_id_contains, filter_logic)  # validates
-        if sort_order not in ("asc", "desc"):
-            raise ValueError(f"sort_order must be 'asc' or 'desc', got {sort_order!r}")
-        allowed = ("start_time", "end_time", "rollout_id", "status")
-        if sort_by is not None and sort_by not in allowed:
-            raise ValueError(f"Cannot sort by {sort_by!r}; expected one of: {', '.join(allowed)}")
+        policy.check_sort(sort_by, sort_order, ("start_time", "end_time", "rollout_id", "status"))
         clauses: list[str] = []
         params: list[Any] = []
         if status_in is not None:
-            statuses = sorted({str(policy.parse_rollout_status(s)) for s in status_in})
+            statuses = sorted({str(parse_rollout_status(s)) for s in status_in})
             clause = f"r.status IN ({_qmarks(len(statuses))})" if statuses else "0"
             # Implied terms that let SQLite use a partial index (rollouts_finished, rollouts_queue).
             if statuses and set(statuses) <= set(_TERMINAL_ROLLOUT):
@@ -518,7 +499,9 @@ class SqliteLightningStore(LightningStore):
         config: RolloutConfig | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
     ) -> Rollout:
-        new_status = policy.parse_rollout_status(status) if not isinstance(status, Unset) else None
+        new_status = parse_rollout_status(status) if not isinstance(status, Unset) else None
+        if not isinstance(mode, Unset):
+            check_mode("mode", mode)
         if not isinstance(config, (Unset, RolloutConfig)):
             raise TypeError(f"config must be a RolloutConfig, got {type(config).__name__}")
         if not isinstance(metadata, (Unset, dict)):
@@ -561,10 +544,7 @@ class SqliteLightningStore(LightningStore):
     ) -> list[Rollout]:
         if isinstance(rollout_ids, str):
             raise TypeError(f"rollout_ids must be a list of ids, got the string {rollout_ids!r}")
-        if timeout is not None and (
-            not isinstance(timeout, (int, float)) or timeout < 0 or math.isnan(timeout)
-        ):
-            raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+        timeout = policy.check_wait_timeout(timeout)
         ids = list(rollout_ids)
         deadline = None if timeout is None else time.monotonic() + timeout
 
@@ -615,10 +595,7 @@ class SqliteLightningStore(LightningStore):
         offset: int = 0,
     ) -> PaginatedResult[Attempt]:
         policy.check_paging(limit, offset)
-        if sort_order not in ("asc", "desc"):
-            raise ValueError(f"sort_order must be 'asc' or 'desc', got {sort_order!r}")
-        if sort_by not in ("sequence_id", "start_time"):
-            raise ValueError(f"Cannot sort by {sort_by!r}; expected one of: sequence_id, start_time")
+        policy.check_sort(sort_by, sort_order, ("sequence_id", "start_time"))
 
         def op(conn: Conn) -> PaginatedResult[Attempt]:
             rid = self._rollout_row(conn, rollout_id)[0]
@@ -705,7 +682,7 @@ class SqliteLightningStore(LightningStore):
         last_heartbeat_time: float | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
     ) -> Attempt:
-        new_status = policy.parse_attempt_status(status) if not isinstance(status, Unset) else None
+        new_status = parse_attempt_status(status) if not isinstance(status, Unset) else None
         if not isinstance(metadata, (Unset, dict)):
             raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
 
@@ -725,9 +702,14 @@ class SqliteLightningStore(LightningStore):
             if changed:
                 sets = ", ".join(f"{k} = ?" for k in changed)
                 conn.execute(f"UPDATE attempts SET {sets} WHERE aid = ?", (*changed.values(), aid))
+            status = new_status
+            if status is None and not isinstance(last_heartbeat_time, Unset):
+                # an explicit heartbeat revives the attempt exactly as a span does
+                revived = policy.attempt_status_after_heartbeat(attempt.status)
+                status = revived if revived is not attempt.status else None
             terminal = False
-            if new_status is not None:
-                terminal = self._apply_attempt_status(conn, aid, rid, attempt, new_status, time.time())
+            if status is not None:
+                terminal = self._apply_attempt_status(conn, aid, rid, attempt, status, time.time())
             return attempt, terminal
 
         attempt, terminal = await self._write(op)
@@ -796,8 +778,8 @@ class SqliteLightningStore(LightningStore):
                     continue  # a duplicate: stored once only
                 seen.add(key)
                 seq, totals[0] = next_sequence_id(totals[0], span.sequence_id)
-                if seq != span.sequence_id:  # allocated: set on the caller's span, as the memory store does
-                    object.__setattr__(span, "sequence_id", seq)
+                if seq != span.sequence_id:  # allocated: on a copy; the caller's span stays as given
+                    span = _with_sequence_id(span, seq)
                 body = encode_body(span)
                 trace_id = span.trace_id
                 if trace_id != last_trace:  # spans of a batch mostly share their trace
@@ -895,11 +877,7 @@ class SqliteLightningStore(LightningStore):
         offset: int = 0,
     ) -> PaginatedResult[Span]:
         policy.check_paging(limit, offset)
-        if sort_order not in ("asc", "desc"):
-            raise ValueError(f"sort_order must be 'asc' or 'desc', got {sort_order!r}")
-        allowed = ("sequence_id", "start_time", "end_time")
-        if sort_by not in allowed:
-            raise ValueError(f"Cannot sort by {sort_by!r}; expected one of: {', '.join(allowed)}")
+        policy.check_sort(sort_by, sort_order, ("sequence_id", "start_time", "end_time"))
 
         def op(conn: Conn) -> PaginatedResult[Span]:
             clauses = ["s.rid = ?"]
@@ -963,8 +941,7 @@ class SqliteLightningStore(LightningStore):
         return await self._write(op)
 
     async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
-        if not isinstance(resources_id, str) or not resources_id:
-            raise ValueError(f"resources_id must be a non-empty string, got {resources_id!r}")
+        check_non_empty_str("resources_id", resources_id)
         body = self._check_resources(resources)
 
         def op(conn: Conn) -> ResourcesUpdate:
@@ -1014,11 +991,7 @@ class SqliteLightningStore(LightningStore):
         offset: int = 0,
     ) -> PaginatedResult[ResourcesUpdate]:
         policy.check_paging(limit, offset)
-        if sort_order not in ("asc", "desc"):
-            raise ValueError(f"sort_order must be 'asc' or 'desc', got {sort_order!r}")
-        allowed = ("create_time", "update_time", "resources_id")
-        if sort_by not in allowed:
-            raise ValueError(f"Cannot sort by {sort_by!r}; expected one of: {', '.join(allowed)}")
+        policy.check_sort(sort_by, sort_order, ("create_time", "update_time", "resources_id"))
 
         def op(conn: Conn) -> PaginatedResult[ResourcesUpdate]:
             total = conn.execute("SELECT count(*) FROM resources").fetchone()[0]
@@ -1061,7 +1034,7 @@ class SqliteLightningStore(LightningStore):
         policy.check_paging(limit, offset)
         where, params = "", []
         if status_in is not None:
-            statuses = sorted({str(to_enum(WorkerStatus, s, "worker status")) for s in status_in})
+            statuses = sorted({str(parse_worker_status(s)) for s in status_in})
             where = f" WHERE status IN ({_qmarks(len(statuses))})" if statuses else " WHERE 0"
             params = statuses
 
@@ -1092,9 +1065,8 @@ class SqliteLightningStore(LightningStore):
         status: WorkerStatus | str | Unset = UNSET,
         heartbeat_stats: dict[str, Any] | Unset | None = UNSET,
     ) -> Worker:
-        if not isinstance(worker_id, str) or not worker_id:
-            raise ValueError(f"worker_id must be a non-empty string, got {worker_id!r}")
-        new_status = to_enum(WorkerStatus, status, "worker status") if not isinstance(status, Unset) else None
+        check_non_empty_str("worker_id", worker_id)
+        new_status = parse_worker_status(status) if not isinstance(status, Unset) else None
         if not isinstance(heartbeat_stats, (Unset, dict)) and heartbeat_stats is not None:
             raise TypeError(f"heartbeat_stats must be a dict or None, got {type(heartbeat_stats).__name__}")
 
@@ -1229,8 +1201,7 @@ class SqliteLightningStore(LightningStore):
     async def delete_finished(self, older_than: float) -> int:
         """Delete finished rollouts (with their attempts and spans) that ended more than
         ``older_than`` seconds ago; returns how many were deleted."""
-        if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or older_than < 0:
-            raise ValueError(f"older_than must be a number of seconds >= 0, got {older_than!r}")
+        check_seconds("older_than", older_than, allow_none=False, allow_zero=True)
         cutoff = time.time() - older_than
 
         select = f"SELECT rid FROM rollouts WHERE {_FINISHED} AND end_time < ? LIMIT ?"  # rollouts_finished

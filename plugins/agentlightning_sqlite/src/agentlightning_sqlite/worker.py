@@ -166,12 +166,6 @@ class ConnectionWorker:
         """Run ``fn(conn)`` in a write transaction: all of it commits or none, before this returns."""
         return await self._submit(True, fn)
 
-    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Blocking :meth:`write` for use outside an event loop (e.g. from another thread)."""
-        fut: Future[T] = Future()
-        self._put(True, fn, fut)
-        return fut.result()
-
     async def _submit(self, write: bool, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
             loop = asyncio.get_running_loop()
