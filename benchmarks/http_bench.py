@@ -25,7 +25,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
+
 from agentlightning_core.remote.client import LightningStoreClient
+from agentlightning_core.remote.config import TOKEN_ENV, event_loop_options
 from agentlightning_core.spans import Span
 
 
@@ -43,7 +46,7 @@ def start_server() -> tuple[subprocess.Popen[bytes], str]:
             "0",
         ],
         stdout=subprocess.PIPE,
-        env={**os.environ, "AGL_SERVER_TOKEN": ""},
+        env={**os.environ, TOKEN_ENV: ""},
     )
     assert process.stdout is not None
     line = process.stdout.readline().decode()
@@ -180,17 +183,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    try:
-        import uvloop
-
-        run: Callable[[Any], Any] = uvloop.run
-    except ImportError:
-        run = asyncio.run
+    loop = event_loop_options()
     process, url = start_server()
     try:
-        results = run(bench_store(url, args.n, args.spans, args.batch))
+        results = anyio.run(bench_store, url, args.n, args.spans, args.batch, backend_options=loop)
         if args.compare_clients:
-            results.update(run(compare_clients(url, args.n)))
+            results.update(anyio.run(compare_clients, url, args.n, backend_options=loop))
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)

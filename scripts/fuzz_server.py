@@ -20,6 +20,8 @@ import signal
 import subprocess
 import sys
 
+from agentlightning_core.remote.config import TOKEN_ENV
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,7 +49,7 @@ def main() -> int:
             "0",
         ],
         stdout=subprocess.PIPE,
-        env={**os.environ, "AGL_SERVER_TOKEN": ""},
+        env={**os.environ, TOKEN_ENV: ""},
     )
     try:
         assert server.stdout is not None

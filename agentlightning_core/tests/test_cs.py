@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from agentlightning_core import ClientServerExecutionStrategy, Trainer, algo, rollout
+from agentlightning_core.execution.base import runner_worker_id
 from agentlightning_core.execution.cs import RunnerProcessError
 from agentlightning_core.testing.agents import crash_once_agent, double_agent, pid_agent
+from agentlightning_core.types import RolloutConfig
 
 
 def make_trainer(**kwargs: Any) -> Trainer:
@@ -86,6 +88,72 @@ def test_dead_runner_is_reported_and_stops_the_run_without_restarts() -> None:
     ):
         make_trainer(strategy=strategy).dev(crash_once_agent, [0])
     assert strategy.runner_pids() == {}
+
+
+def test_a_dead_runners_attempt_is_requeued_or_failed_at_once() -> None:
+    """No watchdog, no unresponsive_seconds: the parent marks the dead runner's attempt."""
+    outcome: dict[str, Any] = {}
+
+    @algo
+    async def run(store, train_dataset):  # type: ignore[no-untyped-def]
+        retried = await store.enqueue_rollout(
+            0, config=RolloutConfig(max_attempts=2, retry_condition=["unresponsive"])
+        )
+        plain = await store.enqueue_rollout(0)  # default config: one attempt
+        ids = [retried.rollout_id, plain.rollout_id]
+        outcome["finished"] = len(await store.wait_for_rollouts(ids, timeout=30))
+        for name, rid in zip(("retried", "plain"), ids, strict=True):
+            attempts = (await store.query_attempts(rid)).items
+            rollout_ = await store.get_rollout_by_id(rid)
+            outcome[name] = (rollout_.status.value, [a.status.value for a in attempts])
+            outcome[f"{name}_workers"] = {a.worker_id for a in attempts}
+
+    strategy = ClientServerExecutionStrategy(restart_runners=True)
+    make_trainer(algorithm=run, strategy=strategy).fit(
+        crash_once_agent, []
+    )  # kills every first attempt of task 0
+    assert outcome["finished"] == 2
+    assert outcome["retried"] == ("succeeded", ["unresponsive", "succeeded"])
+    assert outcome["plain"] == ("failed", ["unresponsive"])
+    assert strategy.restarts == 2
+    assert (
+        outcome["retried_workers"] == outcome["plain_workers"] == set(strategy.runner_worker_ids().values())
+    )
+
+
+def test_worker_ids_name_the_machine_and_the_run() -> None:
+    strategy = ClientServerExecutionStrategy(worker_index_offset=10)
+    assert strategy.worker_id(3) == f"runner-{socket.gethostname()}-{os.getpid()}-3"
+    assert ClientServerExecutionStrategy(worker_id_prefix="gpu-node-7").worker_id(0) == "gpu-node-7-0"
+    with pytest.raises(ValueError, match="worker_id_prefix must be a non-empty string"):
+        ClientServerExecutionStrategy(worker_id_prefix="")
+
+    async def named(store, index, stop, *, worker_id=None):  # type: ignore[no-untyped-def]
+        return None
+
+    async def plain(store, index, stop):  # type: ignore[no-untyped-def]
+        return None
+
+    # a bundle that takes worker_id runs under the strategy's name; others keep runner-<index>
+    assert runner_worker_id(named, 2, "gpu-node-7-2") == "gpu-node-7-2"
+    assert runner_worker_id(plain, 2, "gpu-node-7-2") == "runner-2"
+
+
+def test_strategy_options_are_checked() -> None:
+    for kwargs, message in [
+        ({"graceful_seconds": -1}, "graceful_seconds must be a positive number of seconds, got -1"),
+        ({"connect_timeout": float("inf")}, "connect_timeout must be a positive number of seconds, got inf"),
+        ({"max_restarts": -1}, "max_restarts must be an integer >= 0 or None, got -1"),
+        ({"worker_index_offset": 1.5}, "worker_index_offset must be an integer >= 0, got 1.5"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            ClientServerExecutionStrategy(**kwargs)
+
+    async def nothing(*args: Any) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="n_runners must be an integer >= 1, got 0"):
+        ClientServerExecutionStrategy().execute(nothing, nothing, None, n_runners=0)  # type: ignore[arg-type]
 
 
 def test_algorithm_exception_stops_runners_and_is_raised() -> None:

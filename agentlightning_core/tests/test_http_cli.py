@@ -1,18 +1,24 @@
-"""``agl store serve``: a real server process, reached by the HTTP client, stopped by a signal."""
+"""``agl store serve``: a real server process, reached by the HTTP client, stopped by a signal;
+and the store options every store command shares."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import anyio
 import pytest
 
-from agentlightning_core.cli import build_parser
+from agentlightning_core.cli import build_parser, main
+from agentlightning_core.cli.store import store_spec_from_args
+from agentlightning_core.plugins import resolve_component
 from agentlightning_core.remote.client import LightningStoreClient
+from agentlightning_core.testing.store import make_span
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +78,61 @@ def test_serve_options() -> None:
     assert (args.store, args.host, args.port, args.token) == ("memory", "127.0.0.1", 4747, None)
     args = build_parser().parse_args(["store", "serve", "--store", "sqlite", "--path", "x.db", "--port", "0"])
     assert (args.store, args.path, args.port) == ("sqlite", "x.db", 0)
+
+
+# --- store specs, shared by every command that takes a store --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "spec"),
+    [
+        (["store", "vacuum"], "sqlite"),
+        (["store", "vacuum", "--store", "sqlite", "--path", "x.db"], {"type": "sqlite", "path": "x.db"}),
+        (
+            ["store", "vacuum", "--store", '{"type": "sqlite", "path": "x.db"}'],
+            {"type": "sqlite", "path": "x.db"},
+        ),
+        (["store", "serve", "--store", '{"type": "memory"}', "--path", "m"], {"type": "memory", "path": "m"}),
+        (["store", "serve", "--store", "pkg.mod:Store"], "pkg.mod:Store"),
+        (
+            ["traces", "show", "ro-1", "--store", "sqlite", "--path", "x.db"],
+            {"type": "sqlite", "path": "x.db"},
+        ),
+        (
+            ["traces", "show", "ro-1", "--store", ' {"type": "sqlite", "path": "x.db"}'],
+            {"type": "sqlite", "path": "x.db"},
+        ),
+    ],
+)
+def test_store_commands_take_the_same_store_specs(argv: list[str], spec: object) -> None:
+    assert store_spec_from_args(build_parser().parse_args(argv)) == spec
+
+
+def test_bad_store_specs_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    both = ["--store", '{"type": "sqlite", "path": "a.db"}', "--path", "b.db"]
+    assert main(["traces", "show", "ro-1", *both]) == 1
+    assert "--path 'b.db' contradicts the path 'a.db' in --store" in capsys.readouterr().err
+    assert main(["store", "vacuum", "--store", "{sqlite}"]) == 1
+    assert "starts with '{' but is not valid JSON" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["traces", "show", "ro-1"])  # --store is required there
+
+
+async def test_traces_show_reads_a_file_store_named_either_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "runs.db")
+    async with resolve_component("store", {"type": "sqlite", "path": path}) as store:
+        attempted = await store.start_rollout("task")
+        await store.add_span(make_span(attempted.rollout_id, attempted.attempt_id, 1, name="agent-step"))
+    rid = attempted.rollout_id
+    outputs = []
+    for store_args in (
+        ["--store", "sqlite", "--path", path],
+        ["--store", json.dumps({"type": "sqlite", "path": path})],
+    ):
+        code = await anyio.to_thread.run_sync(main, ["traces", "show", rid, *store_args])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        outputs.append(captured.out)
+    assert outputs[0] == outputs[1] and "agent-step" in outputs[0]

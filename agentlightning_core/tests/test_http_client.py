@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import random
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +17,7 @@ from agentlightning_core.errors import RolloutNotFoundError, StoreUnavailableErr
 from agentlightning_core.plugins import resolve_component
 from agentlightning_core.remote.app import StoreApp
 from agentlightning_core.remote.client import LightningStoreClient
-from agentlightning_core.store.base import LightningStore
+from agentlightning_core.store.base import EnqueueRequest, LightningStore
 from agentlightning_core.store.memory import InMemoryLightningStore
 from agentlightning_core.testing.http_server import StoreServerThread
 from agentlightning_core.testing.store import make_span
@@ -284,8 +285,14 @@ async def test_a_client_pickles_before_use_and_works_after(served: tuple[str, Fa
 def test_bad_options_are_refused() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         LightningStoreClient("127.0.0.1:4747")
-    with pytest.raises(ValueError, match="max_span_batch"):
+    with pytest.raises(ValueError, match=r"max_span_batch must be an integer >= 1, got 0"):
         LightningStoreClient(max_span_batch=0)
+    with pytest.raises(ValueError, match=r"max_retries must be an integer >= 0, got -1"):
+        LightningStoreClient(max_retries=-1)
+    with pytest.raises(ValueError, match=r"timeout must be a positive number of seconds, got nan"):
+        LightningStoreClient(timeout=float("nan"))
+    with pytest.raises(ValueError, match=r"connection_limit must be an integer >= 1, got 0"):
+        LightningStoreClient(connection_limit=0)
 
 
 async def test_one_client_per_event_loop(served: tuple[str, Faults], client: LightningStoreClient) -> None:
@@ -313,3 +320,65 @@ async def test_wait_for_rollouts_polls_in_bounded_requests(served: tuple[str, Fa
             tg.start_soon(finish)
             done = await client.wait_for_rollouts([ar.rollout_id], timeout=None)
         assert [r.status for r in done] == ["succeeded"]
+
+
+# --- idempotency keys and caller-owned objects ----------------------------------------------
+
+
+class KeyRecorder:
+    """ASGI wrapper recording the idempotency and client-id headers of every request."""
+
+    def __init__(self, app: StoreApp) -> None:
+        self.app = app
+        self.seen: list[tuple[bytes | None, bytes | None]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = dict(scope["headers"])
+        self.seen.append((headers.get(b"agl-client-id"), headers.get(b"idempotency-key")))
+        await self.app(scope, receive, send)
+
+
+async def test_idempotency_keys_do_not_follow_the_random_seed(servers: StoreServerThread) -> None:
+    holder: list[KeyRecorder] = []
+
+    def wrap(app: StoreApp) -> KeyRecorder:
+        holder.append(KeyRecorder(app))
+        return holder[0]
+
+    url = await servers.open_store(InMemoryLightningStore(), wrap=wrap)
+    try:
+        async with LightningStoreClient(url, **FAST) as a, LightningStoreClient(url, **FAST) as b:
+            for client in (a, b, a):
+                random.seed(42)  # as a training script does, in every runner process
+                await client.enqueue_rollout("x")
+        keys = [key for _, key in holder[0].seen]
+        assert None not in keys and len(set(keys)) == 3
+        client_ids = [cid for cid, _ in holder[0].seen]
+        assert client_ids[0] == client_ids[2] != client_ids[1]  # one id per client object
+    finally:
+        await servers.close_store(url)
+
+
+async def test_clients_seeded_alike_never_get_each_others_rollouts(served: tuple[str, Faults]) -> None:
+    url, _ = served
+    async with LightningStoreClient(url, **FAST) as a, LightningStoreClient(url, **FAST) as b:
+        await a.enqueue_many_rollouts([EnqueueRequest(input=1), EnqueueRequest(input=2)])
+        random.seed(7)
+        first = await a.dequeue_rollout(worker_id="wa")
+        random.seed(7)
+        second = await b.dequeue_rollout(worker_id="wb")
+        assert first is not None and second is not None
+        assert {first.input, second.input} == {1, 2}
+        assert (await a.query_rollouts(status_in=["queuing"])).total == 0
+
+
+async def test_stored_spans_leave_the_callers_spans_as_they_were(client: LightningStoreClient) -> None:
+    attempted = await client.start_rollout("s")
+    span = make_span(attempted.rollout_id, attempted.attempt_id, 1, sequence_id=0)
+    stored = await client.add_span(span)
+    assert stored is not None and stored.sequence_id >= 1
+    assert span.sequence_id == 0  # the caller's object is not the store's to change
+    spans = [make_span(attempted.rollout_id, attempted.attempt_id, i, sequence_id=0) for i in (2, 3, 4)]
+    stored_many = await client.add_many_spans(spans)
+    assert [s.sequence_id for s in spans] == [0, 0, 0]
+    assert sorted(s.sequence_id for s in stored_many) == [stored.sequence_id + i for i in (1, 2, 3)]

@@ -15,6 +15,8 @@ import pytest
 
 from agentlightning_core.errors import RolloutNotFoundError
 from agentlightning_core.remote.client import LightningStoreClient
+from agentlightning_core.remote.config import base_url, token_from_env
+from agentlightning_core.remote.idempotency import Answer, IdempotencyCache
 from agentlightning_core.remote.openapi import openapi_document
 from agentlightning_core.remote.protocol import OPERATIONS
 from agentlightning_core.remote.server import LightningStoreServer
@@ -150,6 +152,47 @@ async def test_wrong_types_are_422_naming_the_field(
     await assert_still_serving(http, url)
 
 
+@pytest.mark.parametrize(
+    ("resources", "needle"),
+    [
+        ([{"resource_type": "llm"}], "expected object"),
+        ({"p": 3}, "resources.p"),
+        ({"p": {"resource_type": "llm", "endpoint": "http://x"}}, "model"),
+        ({"": {"resource_type": "llm", "endpoint": "http://x", "model": "m"}}, "non-empty"),
+        ({"p": {"resource_type": "prompt_template", "template": "Hi {"}}, "not a valid f-string template"),
+    ],
+)
+async def test_bad_resources_are_422_with_a_clear_message(
+    http: aiohttp.ClientSession, url: str, resources: Any, needle: str
+) -> None:
+    status, answer = await call(http, url, "add_resources", {"resources": resources})
+    assert status == 422 and needle in answer["message"], answer
+    await assert_still_serving(http, url)
+
+
+async def test_resources_travel_as_their_own_classes(http: aiohttp.ClientSession, url: str) -> None:
+    from agentlightning_core.resources import LLM, PromptTemplate, ProxyLLM, ResourcesUpdate
+
+    sent = {
+        "llm": LLM(endpoint="http://llm", model="m"),
+        "proxy": ProxyLLM(endpoint="http://proxy", model="m"),
+        "prompt": PromptTemplate(template="Hi {name}", engine="f-string"),
+    }
+    status, body = await call(
+        http, url, "add_resources", {"resources": {k: v.to_dict() for k, v in sent.items()}}
+    )
+    assert status == 200
+    got = ResourcesUpdate.from_dict(body).resources
+    assert got == sent and [type(v) for v in got.values()] == [LLM, ProxyLLM, PromptTemplate]
+    # past the schema, the codec still refuses what it cannot decode, naming the field
+    decode = OPERATIONS["add_resources"].params[0].decode
+    assert decode is not None
+    with pytest.raises(ValueError, match=r"resources: unknown resource_type 'gpu'.*'llm', 'prompt_template'"):
+        decode({"p": {"resource_type": "gpu"}})
+    with pytest.raises(TypeError, match=r"resources: expected a JSON dict, got list"):
+        decode([])
+
+
 async def test_invalid_values_the_store_refuses_are_422(http: aiohttp.ClientSession, url: str) -> None:
     _, ar = await call(http, url, "start_rollout", {"input": 1})
     status, body = await call(
@@ -262,6 +305,67 @@ async def test_a_repeated_idempotency_key_is_answered_not_rerun(
     # a different key runs the operation: the queue is now empty
     assert await call(http, url, "dequeue_rollout", {}, headers={"Idempotency-Key": "k-3"}) == (200, None)
     assert servers.app(url).idempotency.replays == 2
+
+
+async def test_idempotency_keys_are_kept_per_client(
+    servers: StoreServerThread, http: aiohttp.ClientSession, url: str
+) -> None:
+    await call(http, url, "enqueue_many_rollouts", {"requests": [{"input": 1}, {"input": 2}]})
+    same_key = "same-key-from-a-seeded-rng"
+    a = await call(
+        http, url, "dequeue_rollout", {}, headers={"Idempotency-Key": same_key, "Agl-Client-Id": "a"}
+    )
+    b = await call(
+        http, url, "dequeue_rollout", {}, headers={"Idempotency-Key": same_key, "Agl-Client-Id": "b"}
+    )
+    assert a[0] == b[0] == 200
+    assert {a[1]["rollout"]["input"], b[1]["rollout"]["input"]} == {1, 2}  # two clients, two rollouts
+    again = await call(
+        http, url, "dequeue_rollout", {}, headers={"Idempotency-Key": same_key, "Agl-Client-Id": "a"}
+    )
+    assert again == a and servers.app(url).idempotency.replays == 1  # a's retry is answered
+
+
+async def test_waiters_of_a_cancelled_run_share_one_new_run() -> None:
+    cache = IdempotencyCache()
+    runs: list[str] = []
+    gate = anyio.Event()
+    results: dict[str, tuple[Answer, bool]] = {}
+
+    async def first_run() -> Answer:
+        runs.append("first")
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def later_run() -> Answer:
+        runs.append("later")
+        await gate.wait()
+        return Answer(200, b"done")
+
+    async def waiter(name: str) -> None:
+        results[name] = await cache.run("k", later_run)
+
+    first_scope = anyio.CancelScope()
+
+    async def first() -> None:
+        with first_scope:
+            await cache.run("k", first_run)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(waiter, "a")
+        tg.start_soon(waiter, "b")
+        await anyio.wait_all_tasks_blocked()
+        first_scope.cancel()  # the first run ends without an answer; both waiters wake up
+        await anyio.wait_all_tasks_blocked()
+        gate.set()
+    assert runs == ["first", "later"]  # one new run, not one per waiter
+    assert sorted(results.values(), key=lambda r: r[1]) == [
+        (Answer(200, b"done"), False),
+        (Answer(200, b"done"), True),
+    ]
+    assert cache._pending == {} and len(cache) == 1
 
 
 async def _gather(*coros: Any) -> list[Any]:
@@ -381,6 +485,50 @@ async def test_server_lifecycle_in_the_current_loop() -> None:
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", server.port)) != 0  # nothing listens any more
         await server.aclose()  # idempotent
+
+
+@pytest.mark.parametrize("checkpoints", range(7))  # every phase of start-up
+async def test_a_start_cancelled_midway_leaves_no_server_behind(checkpoints: int) -> None:
+    import asyncio
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with InMemoryLightningStore() as store:
+        server = LightningStoreServer(store, port=port)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.start)
+            for _ in range(checkpoints):
+                await anyio.sleep(0)
+            tg.cancel_scope.cancel()
+        await server.aclose()  # stops the server if the start finished before the cancellation
+        assert [t for t in asyncio.all_tasks() if t.get_name().startswith("agl-store-server")] == []
+        # the port is free: a new server binds it and answers
+        again = LightningStoreServer(store, port=port)
+        async with again, LightningStoreClient(again.url, max_retries=0) as client:
+            assert (await client.statistics())["rollouts"] == 0
+
+
+def test_server_options_are_checked() -> None:
+    store = InMemoryLightningStore()
+    with pytest.raises(ValueError, match=r"port must be an integer >= 0, got -1"):
+        LightningStoreServer(store, port=-1)
+    with pytest.raises(ValueError, match=r"port must be in 0..65535"):
+        LightningStoreServer(store, port=70000)
+    with pytest.raises(ValueError, match=r"max_body_bytes must be an integer >= 1, got 0"):
+        LightningStoreServer(store, max_body_bytes=0)
+    with pytest.raises(ValueError, match=r"ttl_seconds must be a positive number of seconds, got 0"):
+        IdempotencyCache(ttl_seconds=0)
+
+
+def test_urls_and_tokens_are_formed_in_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert base_url("127.0.0.1", 4747) == "http://127.0.0.1:4747"
+    assert base_url("::1", 80) == "http://[::1]:80" == base_url("[::1]", 80)
+    assert LightningStoreServer(InMemoryLightningStore(), "::1", 5).url == "http://[::1]:5"
+    monkeypatch.setenv("AGL_SERVER_TOKEN", "env")
+    assert (token_from_env(None), token_from_env("given"), token_from_env("")) == ("env", "given", None)
+    monkeypatch.delenv("AGL_SERVER_TOKEN")
+    assert token_from_env(None) is None
 
 
 async def test_errors_of_the_client_name_the_server_message(url: str) -> None:

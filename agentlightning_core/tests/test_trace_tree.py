@@ -8,7 +8,8 @@ import pytest
 
 from agentlightning_core.adapter.tree import TraceTree
 from agentlightning_core.cli import main
-from agentlightning_core.cli.traces import parse_store_spec, render_trace
+from agentlightning_core.cli.store import parse_store_spec
+from agentlightning_core.cli.traces import render_trace
 from agentlightning_core.emitter import emit_reward
 from agentlightning_core.store.memory import InMemoryLightningStore
 from agentlightning_core.testing.adapter import llm_span, reward_span, sample_trace, span

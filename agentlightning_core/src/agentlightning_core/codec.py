@@ -183,9 +183,20 @@ def _decoder_for(cls: type) -> Decoder:
     return dec
 
 
-def from_json_value(cls: type[T], data: Any) -> T:
-    """Decode plain JSON data into ``cls`` (a model class)."""
-    return _decoder_for(cls)(data)  # type: ignore[no-any-return]
+_hint_decoders: dict[tuple[Any, str], Decoder] = {}
+
+
+def from_json_value(cls: type[T], data: Any, *, name: str | None = None) -> T:
+    """Decode plain JSON data into ``cls``: a model class, or a supported type hint such as
+    ``NamedResources`` (``dict[str, LLM | ProxyLLM | PromptTemplate]``), whose errors then
+    call the value ``name``."""
+    if attrs.has(cls):
+        return _decoder_for(cls)(data)  # type: ignore[no-any-return]
+    where = name or str(cls)
+    dec = _hint_decoders.get((cls, where))
+    if dec is None:
+        dec = _hint_decoders[(cls, where)] = _decoder_for_type(cls, where)
+    return dec(data)  # type: ignore[no-any-return]
 
 
 class JsonModel:

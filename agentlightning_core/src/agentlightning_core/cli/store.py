@@ -1,7 +1,7 @@
-"""``agl store``: commands that act on a store given by spec (``--store NAME --path FILE``).
+"""``agl store``: commands that act on a store given by spec (``--store SPEC [--path FILE]``).
 
-Subcommands register in :func:`add_parser`; each gets the shared store options from
-:func:`add_store_options` and builds its store with :func:`store_from_args`.
+Every command that takes a store (here and ``agl traces``) gets the same options from
+:func:`add_store_options` and builds the store with :func:`store_from_args`.
 """
 
 from __future__ import annotations
@@ -10,23 +10,59 @@ import argparse
 import json
 from typing import Any
 
-__all__ = ["add_parser", "add_store_options", "store_from_args"]
+from agentlightning_core.remote.config import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
+
+__all__ = ["add_parser", "add_store_options", "parse_store_spec", "store_from_args", "store_spec_from_args"]
+
+_SPEC_HELP = (
+    "the store: a registered name (memory, sqlite, ...), package.module:Class, "
+    'or a JSON object like \'{"type": "sqlite", "path": "runs.db"}\''
+)
 
 
-def add_store_options(parser: argparse.ArgumentParser, default: str = "sqlite") -> None:
-    """Add ``--store`` (a registered store name) and ``--path`` (its file, when it has one)."""
-    parser.add_argument("--store", default=default, help=f"registered store name (default: {default})")
+def add_store_options(parser: argparse.ArgumentParser, default: str | None = "sqlite") -> None:
+    """Add ``--store SPEC`` (required when ``default`` is None) and ``--path FILE``."""
+    if default is None:
+        parser.add_argument("--store", required=True, help=_SPEC_HELP)
+    else:
+        parser.add_argument("--store", default=default, help=f"{_SPEC_HELP} (default: {default})")
     parser.add_argument("--path", help="the store's file, for stores that keep one (e.g. sqlite)")
 
 
+def parse_store_spec(text: str) -> Any:
+    """A store spec from the command line: a JSON object when it starts with ``{``, else a
+    registered name or ``"package.module:Class"``."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            spec = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"--store {text!r} starts with '{{' but is not valid JSON: {exc}") from exc
+        if not isinstance(spec, dict):
+            raise ValueError(f"--store {text!r} must be one JSON object")
+        return spec
+    return text
+
+
+def store_spec_from_args(args: argparse.Namespace) -> Any:
+    """The spec of ``--store``, with ``--path`` as the store's ``path`` argument when given."""
+    spec = parse_store_spec(args.store)
+    if args.path is None:
+        return spec
+    if isinstance(spec, dict):
+        if "path" in spec and spec["path"] != args.path:
+            raise ValueError(
+                f"--path {args.path!r} contradicts the path {spec['path']!r} in --store; give the path once"
+            )
+        return {**spec, "path": args.path}
+    return {"type": spec, "path": args.path}
+
+
 def store_from_args(args: argparse.Namespace) -> Any:
-    """Resolve the store named by ``args.store`` with ``path=args.path`` when given."""
+    """The store that ``--store``/``--path`` name (not started)."""
     from agentlightning_core.plugins import resolve_component
 
-    kwargs: dict[str, Any] = {}
-    if args.path is not None:
-        kwargs["path"] = args.path
-    return resolve_component("store", args.store, **kwargs)
+    return resolve_component("store", store_spec_from_args(args))
 
 
 def _vacuum(args: argparse.Namespace) -> int:
@@ -85,11 +121,16 @@ def add_parser(sub: Any) -> None:
     s = group.add_parser("serve", help="serve a store over HTTP for runners in other processes or machines")
     add_store_options(s, default="memory")
     s.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST}, this machine only)"
     )
-    s.add_argument("--port", type=int, default=4747, help="port to bind; 0 picks a free one (default: 4747)")
+    s.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port to bind; 0 picks a free one (default: {DEFAULT_PORT})",
+    )
     s.add_argument(
         "--token",
-        help="bearer token clients must send (default: $AGL_SERVER_TOKEN; none when unset)",
+        help=f"bearer token clients must send (default: ${TOKEN_ENV}; none when unset)",
     )
     s.set_defaults(handler=_serve)

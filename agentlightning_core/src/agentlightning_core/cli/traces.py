@@ -1,24 +1,13 @@
-"""``agl traces show ROLLOUT_ID --store SPEC``: print the span tree of a rollout."""
+"""``agl traces show ROLLOUT_ID --store SPEC [--path FILE]``: print the span tree of a rollout."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-__all__ = ["add_parser", "parse_store_spec", "render_trace"]
+from agentlightning_core.cli.store import add_store_options, store_spec_from_args
 
-
-def parse_store_spec(text: str) -> Any:
-    """A store spec from the command line: a JSON object when it starts with ``{``, else a
-    registered name or ``"package.module:Class"``."""
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"--store {text!r} starts with '{{' but is not valid JSON: {exc}") from exc
-    return text
+__all__ = ["add_parser", "render_trace"]
 
 
 async def render_trace(store_spec: Any, rollout_id: str, attempt: str | None, fmt: str) -> str:
@@ -40,7 +29,7 @@ async def render_trace(store_spec: Any, rollout_id: str, attempt: str | None, fm
 def _show(args: argparse.Namespace) -> int:
     import anyio
 
-    out = anyio.run(render_trace, parse_store_spec(args.store), args.rollout_id, args.attempt, args.format)
+    out = anyio.run(render_trace, store_spec_from_args(args), args.rollout_id, args.attempt, args.format)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(out + "\n")
@@ -54,11 +43,7 @@ def add_parser(sub: Any) -> None:
     tsub = p.add_subparsers(dest="traces_command", metavar="SUBCOMMAND", required=True)
     show = tsub.add_parser("show", help="print the span tree of a rollout")
     show.add_argument("rollout_id")
-    show.add_argument(
-        "--store",
-        required=True,
-        help='store spec: a name (sqlite), module:Class, or JSON like \'{"type": "sqlite", "path": "x.db"}\'',
-    )
+    add_store_options(show, default=None)
     show.add_argument("--attempt", default=None, help="an attempt id or 'latest' (default: all attempts)")
     show.add_argument("--format", choices=("text", "svg"), default="text")
     show.add_argument("-o", "--output", help="write to this file instead of standard output")

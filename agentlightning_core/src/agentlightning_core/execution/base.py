@@ -7,7 +7,9 @@ machines) and how they are stopped:
 
 - ``await algorithm(store, stop)`` runs the algorithm to completion;
 - ``await runner(store, worker_index, stop)`` works the queue until ``stop`` is set or its
-  own ``max_rollouts`` budget is spent.
+  own ``max_rollouts`` budget is spent, as store worker ``runner-<worker_index>``; a bundle
+  that takes a ``worker_id`` keyword runs as the worker the strategy names instead (runners
+  spread over processes and machines need names unique beyond one process).
 
 When the algorithm returns the strategy sets ``stop`` so runners finish their current
 rollout and return. ``stop`` is anything with ``is_set()``/``set()``: a
@@ -16,6 +18,8 @@ rollout and return. ``stop`` is anything with ``is_set()``/``set()``: a
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
@@ -23,7 +27,18 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from agentlightning_core.store.base import LightningStore
 
-__all__ = ["AlgorithmBundle", "ExecutionStrategy", "RunnerBundle", "StopSignal"]
+__all__ = [
+    "DEFAULT_WORKER_PREFIX",
+    "AlgorithmBundle",
+    "ExecutionStrategy",
+    "RunnerBundle",
+    "StopSignal",
+    "runner_worker_id",
+    "single_exception",
+    "takes_worker_id",
+]
+
+DEFAULT_WORKER_PREFIX = "runner"
 
 
 class StopSignal(Protocol):
@@ -38,7 +53,10 @@ AlgorithmBundle = Callable[["LightningStore", StopSignal], Awaitable[None]]
 """``await algorithm(store, stop)``: run the algorithm until it is done."""
 
 RunnerBundle = Callable[["LightningStore", int, StopSignal], Awaitable[None]]
-"""``await runner(store, worker_index, stop)``: execute rollouts until ``stop`` is set."""
+"""``await runner(store, worker_index, stop)``: execute rollouts until ``stop`` is set.
+
+A bundle may also take a keyword ``worker_id`` (the store worker id to run as); strategies
+pass it to bundles that do (see :func:`runner_worker_id`)."""
 
 
 class ExecutionStrategy(ABC):
@@ -59,3 +77,39 @@ class ExecutionStrategy(ABC):
         An exception in the algorithm or any runner stops everything and is re-raised here;
         so is ``KeyboardInterrupt`` once runners have left the store consistent.
         """
+
+
+def single_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one meaningful exception of a task group, so a strategy re-raises it as itself:
+    KeyboardInterrupt first, else the only exception that is not a cancellation, else ``group``."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+    real = [e for e in leaves if not isinstance(e, asyncio.CancelledError)]
+    if len(real) == 1:
+        return real[0]
+    return group
+
+
+def takes_worker_id(runner: RunnerBundle) -> bool:
+    """Whether ``runner`` takes the ``worker_id`` keyword (then the strategy names its worker)."""
+    try:
+        return "worker_id" in inspect.signature(runner).parameters
+    except (TypeError, ValueError):  # no signature to read: the plain contract
+        return False
+
+
+def runner_worker_id(runner: RunnerBundle, worker_index: int, wanted: str) -> str:
+    """The store worker id ``runner`` runs as for ``worker_index``: ``wanted`` when the bundle
+    takes a ``worker_id`` keyword (the strategy then passes it), else ``runner-<index>``."""
+    return wanted if takes_worker_id(runner) else f"{DEFAULT_WORKER_PREFIX}-{worker_index}"

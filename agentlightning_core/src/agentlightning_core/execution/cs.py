@@ -18,13 +18,19 @@ What crosses to a runner process is pickled: the agent (so it must be importable
 the runner spec, the tracer spec (a name, dict or class; a tracer *instance* must be
 picklable) and the hooks.
 
-Runner processes that die are logged with their exit code or signal; with
-``restart_runners`` they are started again (up to ``max_restarts``), otherwise the run
-stops and :class:`RunnerProcessError` is raised. Attempts a dead runner held are left to
-the store's watchdog (``RolloutConfig.unresponsive_seconds``), which requeues them per
-their retry policy. Shutdown escalates: the stop event (runners finish their rollout),
-``graceful_seconds``, SIGTERM (runners mark their in-flight attempt failed),
-``terminate_seconds``, SIGKILL.
+Runner processes that die are logged with their exit code or signal; the attempt a dead
+runner was running is marked ``unresponsive`` at once (the parent knows the process's
+worker id and asks the store for its current attempt), so the rollout is requeued or
+failed per its ``RolloutConfig`` instead of waiting for a watchdog that may not be
+configured. With ``restart_runners`` the process is started again (up to
+``max_restarts``), otherwise the run stops and :class:`RunnerProcessError` is raised.
+Shutdown escalates: the stop event (runners finish their rollout), ``graceful_seconds``,
+SIGTERM (runners mark their in-flight attempt failed), ``terminate_seconds``, SIGKILL
+(their attempts are then marked ``unresponsive`` as above).
+
+Worker ids are ``<worker_id_prefix>-<index>``, the prefix defaulting to
+``runner-<hostname>-<pid of the launching process>``, so runners of different machines and
+runs never share an id.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import socket
 import sys
 import threading
 import time
@@ -45,8 +52,24 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from agentlightning_core.execution.base import AlgorithmBundle, ExecutionStrategy, RunnerBundle
+from agentlightning_core.execution.base import (
+    AlgorithmBundle,
+    ExecutionStrategy,
+    RunnerBundle,
+    runner_worker_id,
+    single_exception,
+    takes_worker_id,
+)
+from agentlightning_core.remote.config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    base_url,
+    event_loop_options,
+    token_from_env,
+)
 from agentlightning_core.store.base import LightningStore
+from agentlightning_core.types import AttemptStatus
+from agentlightning_core.validation import check_positive_int, check_seconds
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -60,11 +83,15 @@ ROLES: tuple[Role, ...] = ("algorithm", "runner", "both")
 ROLE_ENV = "AGL_ROLE"
 HOST_ENV = "AGL_SERVER_HOST"
 PORT_ENV = "AGL_SERVER_PORT"
-TOKEN_ENV = "AGL_SERVER_TOKEN"
 
 _EXIT_LOAD_FAILED = 3  # a runner process could not unpickle its bundle: restarting cannot help
 _POLL_SECONDS = 0.05
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+_RELEASE_SECONDS = 5.0  # most time spent marking a dead runner's attempt
+DEAD_RUNNER_STATUS = AttemptStatus.UNRESPONSIVE
+"""What the attempt of a runner process that died becomes. Not ``failed``: that says the
+agent failed, while here the worker was lost, which is what ``unresponsive`` means when the
+store's watchdog decides it; so one ``retry_condition`` entry covers lost workers however
+the loss was noticed."""
 
 
 class RunnerProcessError(RuntimeError):
@@ -87,8 +114,9 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
     :param terminate_seconds: how long runners may take after SIGTERM before SIGKILL.
     :param connect_timeout: role runner: how long to wait for the server to come up.
     :param server_lost_seconds: role runner: stop once the server has not answered this long.
-    :param worker_index_offset: added to local runner indexes, so worker ids (``runner-<i>``)
-        stay unique across machines (e.g. 0 on one machine, 100 on the next).
+    :param worker_index_offset: added to local runner indexes (``<worker_id_prefix>-<i>``).
+    :param worker_id_prefix: prefix of the runners' worker ids; None: ``runner-<hostname>-<pid>``
+        (unique across machines and runs).
     :param client_options: keyword arguments of each runner's ``LightningStoreClient``.
     """
 
@@ -106,6 +134,7 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
         connect_timeout: float = 60.0,
         server_lost_seconds: float = 10.0,
         worker_index_offset: int = 0,
+        worker_id_prefix: str | None = None,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
         role_value = role if role is not None else os.environ.get(ROLE_ENV, "both")
@@ -115,34 +144,29 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
                 f"expected one of: {', '.join(ROLES)}"
             )
         self.role: Role = role_value
-        self.server_host = server_host or os.environ.get(HOST_ENV) or "127.0.0.1"
+        self.server_host = server_host or os.environ.get(HOST_ENV) or DEFAULT_HOST
         port: Any = server_port if server_port is not None else os.environ.get(PORT_ENV)
         if port is None:
-            port = 0 if self.role == "both" else 4747
+            port = 0 if self.role == "both" else DEFAULT_PORT
         try:
             self.server_port = int(port)
         except ValueError:
             raise ValueError(f"Server port must be an integer, got {port!r} (from {PORT_ENV})") from None
         if not 0 <= self.server_port <= 65535 or (self.server_port == 0 and self.role == "runner"):
             raise ValueError(f"Server port must be in 1..65535 (0: any free one when serving), got {port!r}")
-        self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
-        if max_restarts is not None and max_restarts < 0:
-            raise ValueError(f"max_restarts must be >= 0 or None, got {max_restarts!r}")
-        for name, value in (
-            ("graceful_seconds", graceful_seconds),
-            ("terminate_seconds", terminate_seconds),
-            ("connect_timeout", connect_timeout),
-            ("server_lost_seconds", server_lost_seconds),
-        ):
-            if not value >= 0:
-                raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        self.token = token_from_env(token)
         self.restart_runners = restart_runners
-        self.max_restarts = max_restarts
-        self.graceful_seconds = graceful_seconds
-        self.terminate_seconds = terminate_seconds
-        self.connect_timeout = connect_timeout
-        self.server_lost_seconds = server_lost_seconds
-        self.worker_index_offset = worker_index_offset
+        self.max_restarts = check_positive_int("max_restarts", max_restarts, minimum=0, allow_none=True)
+        self.graceful_seconds = check_seconds("graceful_seconds", graceful_seconds, allow_none=False)
+        self.terminate_seconds = check_seconds("terminate_seconds", terminate_seconds, allow_none=False)
+        self.connect_timeout = check_seconds("connect_timeout", connect_timeout, allow_none=False)
+        self.server_lost_seconds = check_seconds("server_lost_seconds", server_lost_seconds, allow_none=False)
+        self.worker_index_offset = check_positive_int("worker_index_offset", worker_index_offset, minimum=0)
+        if worker_id_prefix is None:
+            worker_id_prefix = f"runner-{socket.gethostname()}-{os.getpid()}"
+        elif not isinstance(worker_id_prefix, str) or not worker_id_prefix:
+            raise ValueError(f"worker_id_prefix must be a non-empty string or None, got {worker_id_prefix!r}")
+        self.worker_id_prefix = worker_id_prefix
         self.client_options = dict(client_options or {})
         self.restarts = 0
         """Runner processes restarted in the last run (for tests and monitoring)."""
@@ -150,10 +174,14 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
         """URL of the server of the current run, once it listens (role algorithm/both)."""
         self._fleet: _Fleet | None = None
 
+    def worker_id(self, index: int) -> str:
+        """The worker id this strategy gives the runner of ``index`` (offset included)."""
+        return f"{self.worker_id_prefix}-{index}"
+
     def runner_pids(self) -> dict[int, int]:
         """``{worker index: process id}`` of the local runner processes running now.
 
-        The worker of index ``i`` is ``runner-<i>`` in the store (for monitoring and tests).
+        The store knows the runner of index ``i`` by the id in :meth:`runner_worker_ids`.
         """
         fleet = self._fleet
         if fleet is None:
@@ -164,6 +192,14 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
             for slot, p in list(fleet.processes.items())
             if p.pid is not None and p.exitcode is None
         }
+
+    def runner_worker_ids(self) -> dict[int, str]:
+        """``{worker index: store worker id}`` of the local runner processes of the current run."""
+        fleet = self._fleet
+        if fleet is None:
+            return {}
+        offset = self.worker_index_offset
+        return {slot + offset: worker_id for slot, worker_id in fleet.worker_ids.items()}
 
     def __repr__(self) -> str:
         return f"ClientServerExecutionStrategy(role={self.role!r}, {self.server_host}:{self.server_port})"
@@ -178,21 +214,20 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
         *,
         n_runners: int = 1,
     ) -> None:
-        if isinstance(n_runners, bool) or not isinstance(n_runners, int) or n_runners < 1:
-            raise ValueError(f"n_runners must be a positive integer, got {n_runners!r}")
+        check_positive_int("n_runners", n_runners)
         self.restarts = 0
         fleet = None
         if self.role != "algorithm":
-            fleet = _Fleet(self, _pickle_runner(runner), n_runners)
+            fleet = _Fleet(self, runner, n_runners)
             self._fleet = fleet
         elif n_runners > 1:
             logger.info("Role 'algorithm' starts no runners; n_runners=%d is ignored", n_runners)
         try:
-            anyio.run(self._main, algorithm, store, fleet, backend="asyncio", backend_options=_loop_options())
+            anyio.run(
+                self._main, algorithm, store, fleet, backend="asyncio", backend_options=event_loop_options()
+            )
         except BaseExceptionGroup as group:
-            from agentlightning_core.execution.shm import _single
-
-            raise _single(group) from None
+            raise single_exception(group) from None
         finally:
             if fleet is not None:
                 fleet.kill_all()  # only matters when shutdown was cut short (e.g. a second Ctrl+C)
@@ -217,6 +252,7 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
                 logger.info("Store server for runners at %s (role 'algorithm')", server.url)
                 await algorithm(store, stop)
                 return
+            fleet.store = store
             interrupted = True
             try:
                 async with anyio.create_task_group() as tg:
@@ -239,35 +275,41 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
                     await fleet.shutdown(graceful=not interrupted)
 
     async def _run_runners_only(self, fleet: _Fleet) -> None:
-        host = f"[{self.server_host}]" if ":" in self.server_host else self.server_host
-        url = f"http://{host}:{self.server_port}"
+        from agentlightning_core.remote.client import LightningStoreClient
+
+        url = base_url(self.server_host, self.server_port)
         if not await _wait_for_server(url, self.connect_timeout):
             raise RunnerProcessError(
                 f"No store server answered at {url}/health within {self.connect_timeout}s; start the "
                 f"algorithm (role 'algorithm') first or check {HOST_ENV}/{PORT_ENV}"
             )
         graceful = False  # Ctrl+C or a lost server: no rollout can be finished and reported
-        try:
-            async with anyio.create_task_group() as tg:
-                fleet.start(url)
+        # The supervisor's own client: it marks the attempts of runner processes that die.
+        # Best effort, so few retries: a server that is gone must not delay the shutdown.
+        options = {**fleet.client_options(), "max_retries": 1}
+        async with LightningStoreClient(url, **options) as client:
+            fleet.store = client
+            try:
+                async with anyio.create_task_group() as tg:
+                    fleet.start(url)
 
-                async def watch_server() -> None:
-                    await _watch_server(url, self.server_lost_seconds)
-                    logger.info("Store server %s went away; stopping the runner processes", url)
+                    async def watch_server() -> None:
+                        await _watch_server(url, self.server_lost_seconds)
+                        logger.info("Store server %s went away; stopping the runner processes", url)
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(watch_server, name="server-watch")
+                    try:
+                        await fleet.supervise()
+                        graceful = True  # every runner finished its max_rollouts
+                    except RunnerProcessError:
+                        if await _healthy(url):
+                            raise
+                        logger.info("Runner process failed and store server %s is gone; stopping", url)
                     tg.cancel_scope.cancel()
-
-                tg.start_soon(watch_server, name="server-watch")
-                try:
-                    await fleet.supervise()
-                    graceful = True  # every runner finished its max_rollouts
-                except RunnerProcessError:
-                    if await _healthy(url):
-                        raise
-                    logger.info("Runner process failed and store server %s is gone; stopping", url)
-                tg.cancel_scope.cancel()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await fleet.shutdown(graceful=graceful)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await fleet.shutdown(graceful=graceful)
 
 
 class _Fleet:
@@ -279,15 +321,30 @@ class _Fleet:
     holding the event's internal lock would block every other process on it.)
     """
 
-    def __init__(self, strategy: ClientServerExecutionStrategy, payload: bytes, n_runners: int) -> None:
+    def __init__(self, strategy: ClientServerExecutionStrategy, runner: RunnerBundle, n_runners: int) -> None:
         self.strategy = strategy
-        self.payload = payload
+        self.payload = _pickle_runner(runner)
         self.n_runners = n_runners
         self.ctx = multiprocessing.get_context("spawn")
         self.stop = threading.Event()
         self.processes: dict[int, BaseProcess] = {}
         self.pipes: dict[int, Connection] = {}
         self.url = ""
+        self.store: LightningStore | None = None
+        """Where the attempts of dead runners are marked (the served store, or a client)."""
+        offset = strategy.worker_index_offset
+        wanted = {slot: strategy.worker_id(slot + offset) for slot in range(n_runners)}
+        self.worker_ids = {
+            slot: runner_worker_id(runner, slot + offset, worker_id) for slot, worker_id in wanted.items()
+        }
+        """The store worker id of each slot (a restarted process keeps its slot's id)."""
+        self.pass_worker_ids = takes_worker_id(runner)
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments of the runners' store clients."""
+        options = dict(self.strategy.client_options)
+        options.setdefault("token", self.strategy.token)
+        return options
 
     def start(self, url: str) -> None:
         self.url = url
@@ -297,12 +354,11 @@ class _Fleet:
 
     def _spawn(self, slot: int) -> None:
         index = slot + self.strategy.worker_index_offset
-        options = dict(self.strategy.client_options)
-        options.setdefault("token", self.strategy.token)
+        worker_id = self.worker_ids[slot] if self.pass_worker_ids else None
         ours, theirs = self.ctx.Pipe(duplex=True)
         process = self.ctx.Process(
             target=_runner_process,
-            args=(self.payload, self.url, options, index, theirs),
+            args=(self.payload, self.url, self.client_options(), index, worker_id, theirs),
             name=f"agl-runner-{index}",
         )
         process.start()
@@ -326,6 +382,7 @@ class _Fleet:
                 how = _describe_exit(code)
                 detail = self._error_of(slot)
                 logger.warning("Runner process %s (pid %s) %s", process.name, process.pid, how)
+                await self.release_attempt(slot)
                 allowed = strategy.max_restarts is None or strategy.restarts < strategy.max_restarts
                 if code == _EXIT_LOAD_FAILED or not strategy.restart_runners or not allowed:
                     reason = (
@@ -347,6 +404,37 @@ class _Fleet:
                 running += 1
             if running == 0:
                 return
+
+    async def release_attempt(self, slot: int) -> None:
+        """Mark the attempt the dead process of ``slot`` was running :data:`DEAD_RUNNER_STATUS`,
+        so its rollout is requeued or failed per its config. Errors are logged, not raised."""
+        store, worker_id = self.store, self.worker_ids[slot]
+        if store is None:
+            return
+        try:
+            with anyio.fail_after(_RELEASE_SECONDS):
+                worker = await store.get_worker_by_id(worker_id)
+                rollout_id, attempt_id = worker.current_rollout_id, worker.current_attempt_id
+                if rollout_id is None or attempt_id is None:
+                    return
+                latest = await store.get_latest_attempt(rollout_id)
+                if latest is None or latest.attempt_id != attempt_id or latest.is_terminal:
+                    return  # already ended (or superseded): nothing is left hanging
+                await store.update_attempt(rollout_id, attempt_id, status=DEAD_RUNNER_STATUS)
+        except LookupError:
+            return  # the process died before it registered as a worker
+        except Exception as exc:  # e.g. the server is gone too: the store's watchdog is left
+            logger.warning(
+                "Could not mark the attempt of dead runner %s %s: %r", worker_id, DEAD_RUNNER_STATUS, exc
+            )
+            return
+        logger.warning(
+            "Attempt %s of rollout %s (runner %s, which died) marked %s",
+            attempt_id,
+            rollout_id,
+            worker_id,
+            DEAD_RUNNER_STATUS,
+        )
 
     def _error_of(self, slot: int) -> str:
         """The traceback the process of ``slot`` sent before it exited ('' if none)."""
@@ -376,7 +464,10 @@ class _Fleet:
             logger.warning(
                 "Runner processes still running %.1fs after SIGTERM; killing them", strategy.terminate_seconds
             )
+            killed = [slot for slot, p in self.processes.items() if p.exitcode is None]
             self.kill_all()
+            for slot in killed:  # they could not mark their attempts themselves
+                await self.release_attempt(slot)
         self._close_pipes()
 
     async def _wait(self, seconds: float) -> bool:
@@ -408,7 +499,12 @@ class _Fleet:
 
 
 def _runner_process(
-    payload: bytes, url: str, client_options: dict[str, Any], index: int, pipe: Connection
+    payload: bytes,
+    url: str,
+    client_options: dict[str, Any],
+    index: int,
+    worker_id: str | None,
+    pipe: Connection,
 ) -> None:
     """Entry point of a runner process (spawned): unpickle the bundle, work the queue."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
@@ -424,9 +520,10 @@ def _runner_process(
             url,
             client_options,
             index,
+            worker_id,
             pipe,
             backend="asyncio",
-            backend_options=_loop_options(),
+            backend_options=event_loop_options(),
         )
     except BaseException as exc:
         if isinstance(exc, SystemExit) and not exc.code:
@@ -443,7 +540,12 @@ def _report(pipe: Connection, index: int, what: str) -> None:
 
 
 async def _run_worker(
-    runner: RunnerBundle, url: str, client_options: dict[str, Any], index: int, pipe: Connection
+    runner: RunnerBundle,
+    url: str,
+    client_options: dict[str, Any],
+    index: int,
+    worker_id: str | None,
+    pipe: Connection,
 ) -> None:
     from agentlightning_core.remote.client import LightningStoreClient
 
@@ -458,7 +560,11 @@ async def _run_worker(
                     tg.cancel_scope.cancel()
 
         tg.start_soon(on_sigterm)
-        await runner(store, index, stop)
+        if worker_id is None:
+            await runner(store, index, stop)
+        else:
+            named: Any = runner  # a bundle that takes ``worker_id`` (see runner_worker_id)
+            await named(store, index, stop, worker_id=worker_id)
         tg.cancel_scope.cancel()
 
 
@@ -491,14 +597,6 @@ def _describe_exit(code: int) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with code {code}"
-
-
-def _loop_options() -> dict[str, Any]:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}
 
 
 async def _healthy(url: str, timeout: float = 2.0) -> bool:

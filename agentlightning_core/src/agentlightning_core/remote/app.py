@@ -22,6 +22,8 @@ from typing import Any
 from agentlightning_core.remote.idempotency import Answer, IdempotencyCache
 from agentlightning_core.remote.jsonio import dumps, loads
 from agentlightning_core.remote.protocol import (
+    CLIENT_ID_HEADER,
+    IDEMPOTENCY_HEADER,
     OPERATIONS,
     STORE_PREFIX,
     Operation,
@@ -30,6 +32,7 @@ from agentlightning_core.remote.protocol import (
 )
 from agentlightning_core.remote.schema import Checker, SchemaError, compile_schema, model_schemas
 from agentlightning_core.store.base import LightningStore
+from agentlightning_core.validation import check_positive_int
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "StoreApp"]
 
@@ -44,6 +47,8 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 _JSON = b"application/json"
 _PROTOBUF = b"application/x-protobuf"
 _OK_HEALTH = b'{"status":"ok"}'
+_IDEMPOTENCY = IDEMPOTENCY_HEADER.lower().encode()
+_CLIENT_ID = CLIENT_ID_HEADER.lower().encode()
 
 
 class _HTTPError(Exception):
@@ -72,8 +77,7 @@ class StoreApp:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         idempotency: IdempotencyCache | None = None,
     ) -> None:
-        if max_body_bytes < 1:
-            raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes!r}")
+        check_positive_int("StoreApp max_body_bytes", max_body_bytes)
         self.store = store
         self.max_body_bytes = max_body_bytes
         self.idempotency = idempotency if idempotency is not None else IdempotencyCache()
@@ -107,7 +111,9 @@ class StoreApp:
                 self._check_auth(headers)
                 if path.startswith(STORE_PREFIX):
                     _require_method(method, ("POST",), path)
-                    answer, replayed = await self._operation(path[len(STORE_PREFIX) :], headers, receive)
+                    answer, replayed = await self._operation(
+                        path[len(STORE_PREFIX) :], headers, receive, scope.get("client")
+                    )
                     if replayed:
                         extra.append((b"idempotent-replayed", b"true"))
                 elif path == "/v1/traces":
@@ -175,7 +181,7 @@ class StoreApp:
     # --- store operations -------------------------------------------------------------
 
     async def _operation(
-        self, name: str, headers: dict[bytes, bytes], receive: Receive
+        self, name: str, headers: dict[bytes, bytes], receive: Receive, peer: Any
     ) -> tuple[Answer, bool]:
         op = OPERATIONS.get(name)
         if op is None:
@@ -185,9 +191,13 @@ class StoreApp:
                 f"Unknown store operation {name!r}; available: {', '.join(OPERATIONS)}",
             )
         body = await self._read_body(headers, receive)
-        key = headers.get(b"idempotency-key")
+        key = headers.get(_IDEMPOTENCY)
         if key and not op.read_only:
-            return await self.idempotency.run((name, key), lambda: self._execute(op, body))
+            # Keys are only unique per client: scope them by the client's id and address, so
+            # two clients that happen to send the same key never get each other's answers.
+            host = peer[0] if peer else None
+            scoped = (headers.get(_CLIENT_ID, b""), host, name, key)
+            return await self.idempotency.run(scoped, lambda: self._execute(op, body))
         return await self._execute(op, body), False
 
     async def _execute(self, op: Operation, body: bytes) -> Answer:

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
+import secrets
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+import attrs
+
 from agentlightning_core.codec import to_json_value
 from agentlightning_core.errors import StoreUnavailableError
+from agentlightning_core.remote.config import DEFAULT_URL, token_from_env
 from agentlightning_core.remote.jsonio import dumps, loads
 from agentlightning_core.remote.protocol import (
+    CLIENT_ID_HEADER,
     IDEMPOTENCY_HEADER,
     OPERATIONS,
     STORE_PREFIX,
@@ -55,6 +59,7 @@ from agentlightning_core.types import (
     Worker,
     WorkerStatus,
 )
+from agentlightning_core.validation import check_positive_int, check_seconds
 
 if TYPE_CHECKING:
     import aiohttp
@@ -65,7 +70,6 @@ __all__ = ["RETRY_STATUSES", "LightningStoreClient"]
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-TOKEN_ENV = "AGL_SERVER_TOKEN"
 
 
 class LightningStoreClient(LightningStore):
@@ -84,7 +88,7 @@ class LightningStoreClient(LightningStore):
 
     def __init__(
         self,
-        url: str = "http://127.0.0.1:4747",
+        url: str = DEFAULT_URL,
         *,
         token: str | None = None,
         timeout: float = 60.0,
@@ -98,28 +102,23 @@ class LightningStoreClient(LightningStore):
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"LightningStoreClient url must start with http:// or https://, got {url!r}")
-        if (
-            max_retries < 0
-            or max_span_batch < 1
-            or span_requests_in_flight < 1
-            or timeout <= 0
-            or wait_poll_seconds <= 0
-        ):
-            raise ValueError(
-                "LightningStoreClient needs max_retries >= 0, max_span_batch >= 1, span_requests_in_flight >= 1, "
-                f"timeout > 0 and wait_poll_seconds > 0; got {max_retries=}, {max_span_batch=}, "
-                f"{span_requests_in_flight=}, {timeout=}, {wait_poll_seconds=}"
-            )
+        what = "LightningStoreClient"
         self.url = url.rstrip("/")
-        self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff_seconds = backoff_seconds
-        self.max_backoff_seconds = max_backoff_seconds
-        self.max_span_batch = max_span_batch
-        self.span_requests_in_flight = span_requests_in_flight
-        self.connection_limit = connection_limit
-        self.wait_poll_seconds = wait_poll_seconds
+        self.token = token_from_env(token)
+        self.timeout = check_seconds(f"{what} timeout", timeout, allow_none=False)
+        self.max_retries = check_positive_int(f"{what} max_retries", max_retries, minimum=0)
+        self.backoff_seconds = check_seconds(f"{what} backoff_seconds", backoff_seconds, allow_none=False)
+        self.max_backoff_seconds = check_seconds(
+            f"{what} max_backoff_seconds", max_backoff_seconds, allow_none=False
+        )
+        self.max_span_batch = check_positive_int(f"{what} max_span_batch", max_span_batch)
+        self.span_requests_in_flight = check_positive_int(
+            f"{what} span_requests_in_flight", span_requests_in_flight
+        )
+        self.connection_limit = check_positive_int(f"{what} connection_limit", connection_limit)
+        self.wait_poll_seconds = check_seconds(
+            f"{what} wait_poll_seconds", wait_poll_seconds, allow_none=False
+        )
         self.retries = 0
         """How many retries this client made (for tests and monitoring)."""
         self._init_runtime()
@@ -130,11 +129,15 @@ class LightningStoreClient(LightningStore):
         self._span_buffer: list[tuple[list[Span], asyncio.Future[list[Span]]]] = []
         self._span_flushers: set[asyncio.Task[None]] = set()
         self._closed = False
+        # New in every process (the runtime state is not pickled): the server keeps
+        # idempotency keys per client id, so no two clients share their answers.
+        self.client_id = secrets.token_hex(8)
+        self._rng = random.Random()  # retry jitter, seeded from the OS: independent of `random.seed`
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the configuration only (a client can be sent to a runner process before use)."""
         state = self.__dict__.copy()
-        for name in ("_session", "_loop", "_span_buffer", "_span_flushers", "_closed"):
+        for name in ("_session", "_loop", "_span_buffer", "_span_flushers", "_closed", "client_id", "_rng"):
             state.pop(name, None)
         return state
 
@@ -169,7 +172,7 @@ class LightningStoreClient(LightningStore):
         if self._session is None:
             import aiohttp
 
-            headers = {"Content-Type": "application/json"}
+            headers = {"Content-Type": "application/json", CLIENT_ID_HEADER: self.client_id}
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
             self._session = aiohttp.ClientSession(
@@ -200,7 +203,9 @@ class LightningStoreClient(LightningStore):
 
         session = self._get_session()
         payload = dumps(body)
-        headers = None if idempotent else {IDEMPOTENCY_HEADER: f"{random.getrandbits(128):032x}"}
+        # A fresh key per call from the OS's randomness: the global ``random`` module is
+        # seeded alike by training scripts in every process, so its keys would collide.
+        headers = None if idempotent else {IDEMPOTENCY_HEADER: secrets.token_hex(16)}
         url = self.url + STORE_PREFIX + name
         request_timeout = aiohttp.ClientTimeout(total=self.timeout + timeout) if timeout is not None else None
         attempt = 0
@@ -226,7 +231,7 @@ class LightningStoreClient(LightningStore):
                     "Check that the server is running and reachable."
                 ) from failure
             delay = min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt)
-            delay = max(delay * (0.5 + random.random() / 2), retry_after or 0.0)
+            delay = max(delay * (0.5 + self._rng.random() / 2), retry_after or 0.0)
             attempt += 1
             self.retries += 1
             logger.debug("Retrying %s in %.2fs (try %d): %s", name, delay, attempt + 1, reason)
@@ -300,14 +305,14 @@ class LightningStoreClient(LightningStore):
                 if future.done():
                     continue
                 if "sequence_ids" in answer:
-                    # Like the in-memory store, hand back the given span objects, with the
-                    # sequence id the store allocated.
+                    # The stored spans, with the sequence ids the store allocated: copies
+                    # where an id was allocated, so the caller's span objects stay as given.
                     stored = []
                     for span, seq in zip(group, answer["sequence_ids"], strict=True):
                         if seq is not None:
-                            if span.sequence_id != seq:
-                                span.sequence_id = seq
-                            stored.append(span)
+                            stored.append(
+                                span if span.sequence_id == seq else attrs.evolve(span, sequence_id=seq)
+                            )
                     future.set_result(stored)
                 else:
                     future.set_exception(

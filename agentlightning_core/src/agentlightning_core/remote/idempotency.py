@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Hashable
 import anyio
 import attrs
 
+from agentlightning_core.validation import check_positive_int, check_seconds
+
 __all__ = ["Answer", "IdempotencyCache"]
 
 
@@ -39,9 +41,9 @@ class IdempotencyCache:
     def __init__(
         self, *, ttl_seconds: float = 600.0, max_entries: int = 100_000, max_bytes: int = 64 * 1024 * 1024
     ) -> None:
-        self.ttl_seconds = ttl_seconds
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
+        self.ttl_seconds = check_seconds("IdempotencyCache ttl_seconds", ttl_seconds, allow_none=False)
+        self.max_entries = check_positive_int("IdempotencyCache max_entries", max_entries)
+        self.max_bytes = check_positive_int("IdempotencyCache max_bytes", max_bytes)
         self._answers: OrderedDict[Hashable, tuple[float, Answer]] = OrderedDict()
         self._pending: dict[Hashable, _Pending] = {}
         self._bytes = 0
@@ -54,24 +56,28 @@ class IdempotencyCache:
         """``(answer, replayed)``: the kept answer for ``key``, or ``fn()``'s, which is then kept."""
         now = time.monotonic()
         self._expire(now)
-        kept = self._answers.get(key)
-        if kept is not None:
-            self.replays += 1
-            return kept[1], True
-        pending = self._pending.get(key)
-        if pending is not None:
+        while True:
+            kept = self._answers.get(key)
+            if kept is not None:
+                self.replays += 1
+                return kept[1], True
+            pending = self._pending.get(key)
+            if pending is None:
+                break
             await pending.done.wait()
             if pending.answer is not None:
                 self.replays += 1
                 return pending.answer, True
-            # the first run was cancelled before answering: run it here
-        pending = self._pending[key] = _Pending()
+            # That run was cancelled before answering. Look again: another waiter may
+            # already be running it anew, and this one must then wait for that run.
+        mine = self._pending[key] = _Pending()
         try:
             answer = await fn()
-            pending.answer = answer
+            mine.answer = answer
         finally:
-            del self._pending[key]
-            pending.done.set()
+            if self._pending.get(key) is mine:
+                del self._pending[key]
+            mine.done.set()
         if answer.status < 500:
             self._keep(key, answer, time.monotonic())
         return answer, False

@@ -131,7 +131,8 @@ def openapi_document(*, bearer: bool = True) -> dict[str, Any]:
             "version": __version__,
             "description": (
                 "Every LightningStore method as POST /v1/store/<method> with a JSON object of its keyword "
-                "arguments. Send an Idempotency-Key header on writes so retries are answered, not re-run."
+                "arguments. Send an Idempotency-Key header on writes so retries are answered, not re-run; "
+                "keys are kept per client (its Agl-Client-Id header and address)."
             ),
         },
         "paths": paths,

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from agentlightning_core import errors
-from agentlightning_core.codec import to_json_value
-from agentlightning_core.resources import LLM, PromptTemplate, ProxyLLM, Resource, ResourcesUpdate
+from agentlightning_core.codec import from_json_value, to_json_value
+from agentlightning_core.resources import LLM, NamedResources, PromptTemplate, ProxyLLM, ResourcesUpdate
 from agentlightning_core.spans import Span, SpanEvent, SpanLink, SpanStatus
 from agentlightning_core.store.base import EnqueueRequest, PaginatedResult
 from agentlightning_core.types import (
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from agentlightning_core.store.base import LightningStore
 
 __all__ = [
+    "CLIENT_ID_HEADER",
     "IDEMPOTENCY_HEADER",
     "OPERATIONS",
     "STORE_PREFIX",
@@ -46,7 +47,6 @@ __all__ = [
     "Param",
     "ResultType",
     "add_span_groups",
-    "decode_named_resources",
     "error_body",
     "exception_for_error",
     "span_from_checked",
@@ -58,6 +58,9 @@ STORE_PREFIX = "/v1/store/"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 """Clients send a fresh key per logical call (the same on every retry); the server answers a
 repeated key with the first answer instead of running the operation again."""
+CLIENT_ID_HEADER = "Agl-Client-Id"
+"""A random id per client object: the server keeps idempotency keys per client id (and
+address), so keys need only be unique within one client."""
 
 Schema = dict[str, Any]
 
@@ -81,29 +84,14 @@ _MODE: Schema = {"enum": ["train", "val", "test", None]}
 _ROLLOUT_STATUS: Schema = {"type": "string", "description": "One of: " + ", ".join(RolloutStatus)}
 _ATTEMPT_STATUS: Schema = {"type": "string", "description": "One of: " + ", ".join(AttemptStatus)}
 _WORKER_STATUS: Schema = {"type": "string", "description": "One of: " + ", ".join(WorkerStatus)}
-_RESOURCE_CLASSES: dict[str, type[Resource]] = {
-    c.resource_type_tag: c for c in (LLM, ProxyLLM, PromptTemplate) if c.resource_type_tag
-}
 _NAMED_RESOURCES: Schema = {
     "type": "object",
-    "additionalProperties": {"anyOf": [_ref(c) for c in _RESOURCE_CLASSES.values()]},
+    "additionalProperties": {"anyOf": [_ref(c) for c in (LLM, ProxyLLM, PromptTemplate)]},
 }
 
 
-def decode_named_resources(data: Any) -> dict[str, Resource]:
-    """``{name: resource JSON}`` -> ``{name: LLM | ProxyLLM | PromptTemplate}`` by ``resource_type``."""
-    if not isinstance(data, dict):
-        raise TypeError(f"resources must be an object of name -> resource, got {type(data).__name__}")
-    out: dict[str, Resource] = {}
-    for name, value in data.items():
-        tag = value.get("resource_type") if isinstance(value, dict) else None
-        cls = _RESOURCE_CLASSES.get(tag)  # type: ignore[arg-type]
-        if cls is None:
-            raise ValueError(
-                f"resources[{name!r}].resource_type must be one of {sorted(_RESOURCE_CLASSES)}, got {tag!r}"
-            )
-        out[name] = cls.from_dict(value)
-    return out
+def _named_resources(data: Any) -> NamedResources:
+    return from_json_value(NamedResources, data, name="resources")
 
 
 @attrs.frozen
@@ -560,7 +548,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "add_resources",
             "Store a new resources snapshot under a fresh id",
-            (Param("resources", _NAMED_RESOURCES, True, decode_named_resources),),
+            (Param("resources", _NAMED_RESOURCES, True, _named_resources),),
             ResultType("model", ResourcesUpdate),
             tag="resources",
         ),
@@ -569,7 +557,7 @@ OPERATIONS: dict[str, Operation] = {
             "Create or replace the snapshot `resources_id`",
             (
                 Param("resources_id", _STR, required=True),
-                Param("resources", _NAMED_RESOURCES, True, decode_named_resources),
+                Param("resources", _NAMED_RESOURCES, True, _named_resources),
             ),
             ResultType("model", ResourcesUpdate),
             tag="resources",

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
 import socket
 from collections.abc import Callable, Generator
@@ -25,15 +24,21 @@ from typing import Any, Self
 import anyio
 
 from agentlightning_core.remote.app import DEFAULT_MAX_BODY_BYTES, StoreApp
+from agentlightning_core.remote.config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    LOCAL_HOSTS,
+    TOKEN_ENV,
+    base_url,
+    event_loop_options,
+    token_from_env,
+)
 from agentlightning_core.store.base import LightningStore
+from agentlightning_core.validation import check_positive_int
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "TOKEN_ENV", "LightningStoreServer", "run_server_until_signal"]
+__all__ = ["LightningStoreServer", "run_server_until_signal"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 4747
-TOKEN_ENV = "AGL_SERVER_TOKEN"
 
 
 class LightningStoreServer:
@@ -56,9 +61,12 @@ class LightningStoreServer:
         graceful_shutdown_seconds: int = 5,
         log_level: str = "warning",
     ) -> None:
-        if token is None:
-            token = os.environ.get(TOKEN_ENV) or None
-        if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        port = check_positive_int("LightningStoreServer port", port, minimum=0)
+        if port > 65535:
+            raise ValueError(f"LightningStoreServer port must be in 0..65535 (0: any free one), got {port!r}")
+        check_positive_int("LightningStoreServer graceful_shutdown_seconds", graceful_shutdown_seconds)
+        token = token_from_env(token)
+        if host not in LOCAL_HOSTS and not token:
             logger.warning(
                 "Store server on %s:%s has no token: anyone who can reach it can read and change the "
                 "store. Set one with token=... or %s.",
@@ -79,8 +87,7 @@ class LightningStoreServer:
     @property
     def url(self) -> str:
         """Base URL clients use, e.g. ``http://127.0.0.1:4747``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return base_url(self.host, self.port)
 
     @property
     def started(self) -> bool:
@@ -164,8 +171,14 @@ class LightningStoreServer:
             self._serve(ready), name=f"agl-store-server-{self.port}"
         )
         ready_wait = asyncio.ensure_future(ready.wait())
-        await asyncio.wait({task, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
-        ready_wait.cancel()
+        try:
+            await asyncio.wait({task, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled while starting: stop the server task, free the port
+            with anyio.CancelScope(shield=True):
+                await self._stop_task(task)
+            raise
+        finally:
+            ready_wait.cancel()
         if task.done():  # failed (or stopped) before it was ready
             task.result()
             raise RuntimeError(f"The store server on {self.host}:{self.port} stopped while starting")
@@ -183,6 +196,20 @@ class LightningStoreServer:
         self.request_shutdown()
         if task is not None:
             await task
+
+    async def _stop_task(self, task: asyncio.Task[None]) -> None:
+        """Stop a server task that may not have run yet, and wait until it has ended."""
+        if self._uvicorn is None:
+            task.cancel()  # not started: it never binds
+        else:
+            self.request_shutdown()  # uvicorn finishes starting, then shuts down gracefully
+        with anyio.move_on_after(self.graceful_shutdown_seconds + 5.0):
+            await asyncio.wait({task})
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("Store server stopped while starting: %r", task.exception())
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -222,10 +249,4 @@ def run_server_until_signal(
                     logger.info("Received %s: stopping the store server", signal.Signals(signum).name)
                     return
 
-    try:
-        import uvloop  # noqa: F401
-
-        options = {"use_uvloop": True}
-    except ImportError:
-        options = {}
-    anyio.run(main, backend="asyncio", backend_options=options)
+    anyio.run(main, backend="asyncio", backend_options=event_loop_options())

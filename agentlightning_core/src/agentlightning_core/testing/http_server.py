@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from agentlightning_core.remote.app import StoreApp
+from agentlightning_core.remote.config import DEFAULT_HOST
 from agentlightning_core.remote.server import LightningStoreServer
 from agentlightning_core.store.base import LightningStore
 
@@ -73,7 +74,7 @@ class StoreServerThread:
     def start(self) -> None:
         self._thread.start()
         # The router takes the place of the single store app; the server's own store is unused.
-        server = LightningStoreServer(None, "127.0.0.1", 0)  # type: ignore[arg-type]
+        server = LightningStoreServer(None, DEFAULT_HOST, 0)  # type: ignore[arg-type]
         server.app = self._router  # type: ignore[assignment]
         self.run(server.start())
         self._server = server
