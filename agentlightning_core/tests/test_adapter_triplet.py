@@ -115,6 +115,22 @@ def test_token_ids_alone_count_as_prompt_and_response() -> None:
     assert triplet.prompt["token_ids"] == [1, 2] and triplet.response["token_ids"] == [3]
 
 
+def test_one_rule_decides_which_llm_calls_are_usable() -> None:
+    from agentlightning_core.adapter.llm_calls import LlmCall
+
+    ids_only = LlmCall.from_span(llm_span(1, None, None, prompt_token_ids=[1], response_token_ids=[2]))
+    no_response = LlmCall.from_span(llm_span(2, Q, None, prompt_token_ids=[1]))
+    failed = LlmCall.from_span(llm_span(3, Q, answer("a"), status="ERROR"))
+    assert ids_only.defect() is None
+    assert ids_only.defect(need_messages=True) == "llm_call_without_prompt"
+    assert no_response.defect() == "llm_call_without_response"
+    assert failed.defect() == failed.defect(need_messages=True) == "llm_call_failed"
+    # the messages adapter needs messages: token ids alone are bad data there
+    spans = [llm_span(1, None, None, prompt_token_ids=[1, 2], response_token_ids=[3])]
+    adapter = TraceToMessages(on_bad_data="drop")
+    assert adapter.adapt(spans) == [] and adapter.stats.drop_counts == {"llm_call_without_prompt": 1}
+
+
 def test_a_failed_llm_call_is_skipped_and_counted() -> None:
     spans = [
         llm_span(1, Q, None, status="ERROR", end=1),

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from agentlightning_core import ClientServerExecutionStrategy, Trainer, algo, rollout
-from agentlightning_core.execution.base import runner_worker_id
 from agentlightning_core.execution.cs import RunnerProcessError
 from agentlightning_core.testing.agents import crash_once_agent, double_agent, pid_agent
 from agentlightning_core.types import RolloutConfig
@@ -127,16 +126,6 @@ def test_worker_ids_name_the_machine_and_the_run() -> None:
     assert ClientServerExecutionStrategy(worker_id_prefix="gpu-node-7").worker_id(0) == "gpu-node-7-0"
     with pytest.raises(ValueError, match="worker_id_prefix must be a non-empty string"):
         ClientServerExecutionStrategy(worker_id_prefix="")
-
-    async def named(store, index, stop, *, worker_id=None):  # type: ignore[no-untyped-def]
-        return None
-
-    async def plain(store, index, stop):  # type: ignore[no-untyped-def]
-        return None
-
-    # a bundle that takes worker_id runs under the strategy's name; others keep runner-<index>
-    assert runner_worker_id(named, 2, "gpu-node-7-2") == "gpu-node-7-2"
-    assert runner_worker_id(plain, 2, "gpu-node-7-2") == "runner-2"
 
 
 def test_strategy_options_are_checked() -> None:

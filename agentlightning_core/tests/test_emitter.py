@@ -173,3 +173,49 @@ def test_emitting_outside_a_trace_context_warns(caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.WARNING):
         emit_message("lost?")
     assert "outside any trace context" in caplog.text
+
+
+def test_one_operation_object_can_be_nested(tracer: OtelTracer) -> None:
+    step = operation("step")
+    with tracer.trace_context("agent"), step as outer:
+        outer.set_attribute("level", "outer")
+        with step as inner:
+            inner.set_attribute("level", "inner")
+    spans = {s.attributes["level"]: s for s in by_name(tracer, "step")}
+    assert spans["inner"].parent_id == spans["outer"].span_id
+    assert all(s.end_time is not None for s in spans.values())
+
+
+@pytest.mark.anyio
+async def test_one_operation_object_is_safe_across_concurrent_tasks(tracer: OtelTracer) -> None:
+    import anyio
+
+    step = operation("step")
+    entered = [anyio.Event(), anyio.Event()]
+
+    async def work(index: int) -> None:
+        with step as span:
+            span.set_attribute("task", index)
+            entered[index].set()
+            await entered[1 - index].wait()  # both spans open at once
+            emit_message(f"inside {index}")
+
+    async with tracer.trace_context("agent"):
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(work, 0)
+                tg.start_soon(work, 1)
+    steps = {s.attributes["task"]: s for s in by_name(tracer, "step")}
+    assert len(steps) == 2 and all(s.end_time is not None for s in steps.values())
+    messages = {s.span_id: s for s in tracer.get_last_trace() if s.name == semconv.MESSAGE_SPAN}
+    parents = sorted(steps[i].span_id for i in (0, 1))
+    assert sorted(m.parent_id for m in messages.values()) == parents  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, True, "1.0"])
+def test_a_non_finite_or_non_numeric_reward_value_reads_as_no_reward(value: object) -> None:
+    from agentlightning_core.testing.adapter import span
+
+    recorded = span(1, semconv.REWARD_SPAN, attributes={semconv.REWARD_VALUE: value})
+    assert get_reward_value(recorded) is None
+    assert find_final_reward([recorded]) is None

@@ -234,3 +234,84 @@ def test_runner_rejects_bad_arguments() -> None:
         LitAgentRunner("noop", max_rollouts=0)
     with pytest.raises(ValueError, match="poll_interval"):
         LitAgentRunner("noop", poll_interval=-1)
+
+
+async def test_quiet_agent_stays_responsive_with_short_unresponsive_seconds() -> None:
+    """An agent that records no span for longer than unresponsive_seconds is kept alive by the
+    runner's attempt heartbeats (a third of unresponsive_seconds, not heartbeat_interval)."""
+    seen: list[tuple[str, str]] = []
+    config = RolloutConfig(unresponsive_seconds=0.6, max_attempts=2, retry_condition=["unresponsive"])
+    async with InMemoryLightningStore(watchdog_interval=0.05) as store:
+
+        @rollout
+        async def quiet(task, rollout):  # type: ignore[no-untyped-def]
+            await anyio.sleep(1.2)  # working, recording nothing
+            attempt = await store.get_latest_attempt(rollout.rollout_id)
+            seen.append(((await store.get_rollout_by_id(rollout.rollout_id)).status, attempt.status))
+            return 1.0
+
+        queued = await store.enqueue_rollout("x", config=config)
+        with anyio.fail_after(10):
+            await make_runner(quiet, store, max_rollouts=1).iter()
+        # never taken for dead, never requeued ("preparing" until a heartbeat or span marks it running)
+        assert len(seen) == 1 and set(seen[0]) <= {"preparing", "running"}, seen
+        attempts = await store.query_attempts(queued.rollout_id)
+        assert [a.status for a in attempts] == ["succeeded"]
+
+
+class UnreachableOnFailure(InMemoryLightningStore):
+    """A real store whose server 'went away' just when the runner reports the failed attempt."""
+
+    async def update_attempt(self, rollout_id: str, attempt_id: str, **kwargs: Any) -> Any:
+        if kwargs.get("status") == "failed":
+            from agentlightning_core.errors import StoreUnavailableError
+
+            raise StoreUnavailableError("server at http://127.0.0.1:9 is gone")
+        return await super().update_attempt(rollout_id, attempt_id, **kwargs)
+
+
+async def test_cancellation_survives_a_failing_cleanup(caplog: pytest.LogCaptureFixture) -> None:
+    started = anyio.Event()
+
+    @rollout
+    async def forever(task):  # type: ignore[no-untyped-def]
+        started.set()
+        await anyio.sleep_forever()
+
+    async with UnreachableOnFailure(watchdog_interval=None) as store:
+        await store.enqueue_rollout("x")
+        runner = make_runner(forever, store)
+        with anyio.fail_after(10):
+            with anyio.CancelScope() as scope:  # the cancellation (e.g. SIGTERM) must go through
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(runner.iter)
+                    await started.wait()
+                    scope.cancel()
+        assert scope.cancelled_caught
+    assert "Could not mark the cancelled attempt" in caplog.text
+    assert "127.0.0.1:9 is gone" in caplog.text
+
+
+async def test_async_plugin_hooks_are_awaited(
+    store: InMemoryLightningStore, agl_register_plugin: Any
+) -> None:
+    events: list[str] = []
+
+    class AsyncPlugin:
+        @hookimpl
+        async def on_rollout_start(self, rollout: Any) -> None:
+            await anyio.sleep(0)
+            events.append("start")
+
+        @hookimpl
+        async def on_rollout_end(self, rollout: Any) -> None:
+            events.append(f"end:{rollout.attempt.status}")
+
+        @hookimpl
+        async def on_trace_end(self, spans: Any) -> None:
+            raise RuntimeError("observer bug")  # logged, not fatal
+
+    agl_register_plugin(AsyncPlugin(), name="async-observer")
+    result = await make_runner(reward_agent, store).step(1.0)
+    assert result.rollout.status == "succeeded"
+    assert events == ["start", "end:succeeded"]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -185,6 +186,41 @@ def test_missing_resource_fails_before_any_runner_starts() -> None:
         trainer.fit(agent, [1])
 
 
+def test_missing_resource_fails_without_initial_resources() -> None:
+    @prompt_rollout
+    def agent(task, prompt_template):  # type: ignore[no-untyped-def]
+        return 1.0
+
+    trainer = make_trainer(algorithm="fast")
+    with pytest.raises(ValueError, match=r"\['prompt_template'\].*initial_resources are empty"):
+        trainer.fit(agent, [1])
+    assert anyio.run(trainer.store.statistics)["rollouts"] == 0
+
+
+def test_algo_function_gets_the_default_adapter() -> None:
+    seen: list[Any] = []
+
+    @algo
+    def uses_adapter(adapter):  # type: ignore[no-untyped-def]
+        seen.append(adapter)
+
+    make_trainer(algorithm=uses_adapter).fit(double, [])
+    assert [type(a).__name__ for a in seen] == ["TracerTraceToTriplet"]
+    assert seen[0] is uses_adapter.get_adapter()
+
+
+def test_algo_rejects_parameters_it_cannot_inject() -> None:
+    def star_store(**store):  # type: ignore[no-untyped-def]
+        pass
+
+    def unknown(store, model):  # type: ignore[no-untyped-def]
+        pass
+
+    for func, bad in ((star_store, "store"), (unknown, "model")):
+        with pytest.raises(TypeError, match=rf"parameter\(s\) \['{bad}'\] are not injectable"):
+            algo(func)
+
+
 def test_fit_without_algorithm_points_to_dev() -> None:
     with pytest.raises(ValueError, match=r"trainer\.dev"):
         make_trainer().fit(double, [1])
@@ -223,6 +259,37 @@ async def test_progress_display_draws_from_store() -> None:
 
 
 test_progress_display_draws_from_store = pytest.mark.anyio(test_progress_display_draws_from_store)
+
+
+async def test_progress_mean_reward_comes_from_the_store() -> None:
+    """Rollouts run elsewhere (another process, another machine) count in the mean reward."""
+    stream = io.StringIO()
+    display = ProgressDisplay(stream)
+    async with InMemoryLightningStore(watchdog_interval=None) as store:
+        runner: LitAgentRunner[Any] = LitAgentRunner("otel")
+        runner.init(double)
+        runner.init_worker("elsewhere", store)
+        for task in (1, 2):
+            await runner.step(task)
+        await display.draw(store)
+        assert display.mean_reward == 3.0
+        await runner.step(5)  # only the new rollout is read on the next draw
+        await display.draw(store)
+    display.close()
+    assert display.reward_count == 3 and display.mean_reward == pytest.approx(16 / 3)
+    assert "rollouts: 2 done, 0 failed, 0 running, 0 queued | mean reward 3.0000" in stream.getvalue()
+
+
+test_progress_mean_reward_comes_from_the_store = pytest.mark.anyio(
+    test_progress_mean_reward_comes_from_the_store
+)
+
+
+def test_progress_mean_reward_in_client_server_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    from agentlightning_core.testing.agents import double_agent
+
+    make_trainer(progress=True, strategy="cs").dev(double_agent, [1, 2])
+    assert "rollouts: 2 done, 0 failed, 0 running, 0 queued | mean reward 3.0000" in capsys.readouterr().err
 
 
 _SIGINT_CHILD = textwrap.dedent(
@@ -282,3 +349,34 @@ def test_ctrl_c_stops_runners_and_leaves_the_store_consistent() -> None:
     assert state["by_status"]["failed"] == 2 and state["by_status"]["queuing"] == 2
     assert state["by_status"]["running"] == 0 and state["by_status"]["preparing"] == 0
     assert state["workers"] == ["idle", "idle"]
+
+
+def test_sync_algorithm_is_stopped_and_joined_not_abandoned() -> None:
+    started = threading.Event()
+
+    class Computing(Algorithm):
+        """A sync algorithm busy with its own work, checking stop_requested as documented."""
+
+        saw_stop = returned = False
+
+        def run(
+            self, train_dataset: Sequence[Any] | None = None, val_dataset: Sequence[Any] | None = None
+        ) -> None:
+            started.set()
+            work = threading.Event()
+            deadline = time.monotonic() + 10
+            while not self.stop_requested and time.monotonic() < deadline:
+                work.wait(0.005)  # a step of the algorithm's own computation
+            self.saw_stop = self.stop_requested
+            self.returned = True
+
+    class CrashAfterStart(LitAgentRunner[Any]):
+        async def iter(self, *, stop: Any = None) -> None:
+            await anyio.to_thread.run_sync(started.wait, 10)
+            raise OSError("runner infrastructure failure")
+
+    algorithm = Computing()
+    with pytest.raises(OSError, match="runner infrastructure failure"):
+        make_trainer(algorithm=algorithm, runner=CrashAfterStart).fit(double, [])
+    # the thread was asked to stop and joined before fit returned, not left running
+    assert algorithm.returned and algorithm.saw_stop

@@ -2,7 +2,8 @@
 
 The agent's "policy" is a prompt template resource: it renders each task into an
 expression (``"{a} {op} {b}"``) and a deterministic calculator answers it. The reward is 1
-for a correct answer, else 0. Try a worse policy with ``--template "{a} {op} {a}"``.
+for a correct answer, else 0. Try a worse policy with ``--template "{a} {op} {a}"``, or a
+broken one with ``--template "{a}"`` (the calculator rejects it: every rollout fails).
 
     python examples/quickstart/quickstart.py [--epochs 2] [--runners 4] [--template ...]
 """
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--template", default="{a} {op} {b}")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Every trace lacks an LLM call (dropped, see below); the count is printed instead of a warning each.
+    # Every trace lacks an LLM call (dropped, see below); the counts are printed instead of a warning each.
     logging.getLogger("agentlightning_core.adapter").setLevel(logging.ERROR)
 
     trainer = Trainer(
@@ -70,11 +71,11 @@ def main() -> None:
         arithmetic_agent, make_tasks(args.tasks, seed=1), make_tasks(args.tasks // 4, seed=2)
     )
     for stats in baseline.history:  # type: ignore[attr-defined]
+        mean = "n/a" if stats.mean_reward is None else f"{stats.mean_reward:.3f}"
         print(
             f"epoch {stats.epoch} {stats.mode:5}: {stats.succeeded}/{stats.rollouts} succeeded, "
-            f"mean reward {stats.mean_reward:.3f}"
+            f"mean reward {mean}, traces without LLM calls (no triplets): {stats.dropped}"
         )
-    print(f"traces without LLM calls (no triplets): {trainer.adapter.stats.dropped}")  # type: ignore[union-attr]
 
 
 if __name__ == "__main__":

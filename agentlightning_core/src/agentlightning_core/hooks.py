@@ -2,8 +2,8 @@
 
 A :class:`Hook` is handed to ``Trainer(hooks=[...])`` and sees the runs of that trainer;
 a plugin's ``on_rollout_start`` etc. (see :mod:`agentlightning_core.hookspecs`) sees every
-run of the process. Both receive the same keyword arguments. A hook that raises is logged
-and does not stop the rollout: hooks observe, they do not steer.
+run of the process. Both receive the same keyword arguments and may be plain or ``async``.
+A hook that raises is logged and does not stop the rollout: hooks observe, they do not steer.
 """
 
 from __future__ import annotations
@@ -93,9 +93,16 @@ class HookCaller:
         caller = getattr(self._plugin_hooks, name)
         if caller.get_hookimpls():
             try:
-                caller(**kwargs)
+                results = caller(**kwargs)
             except Exception:
                 logger.exception("Plugin hook %s raised; continuing", name)
+                results = []
+            for result in results:  # an ``async def`` hookimpl returned its coroutine
+                if inspect.isawaitable(result):
+                    try:
+                        await result
+                    except Exception:
+                        logger.exception("Plugin hook %s raised; continuing", name)
         for method in self._overridden[name]:
             try:
                 result = method(**kwargs)

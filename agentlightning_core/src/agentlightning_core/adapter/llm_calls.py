@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -14,7 +14,10 @@ from agentlightning_core.adapter.tree import TraceNode, TraceTree
 from agentlightning_core.spans import Span
 from agentlightning_core.tracer.genai import from_semconv_messages, loads_messages
 
-__all__ = ["DEFAULT_LLM_CALL_PATTERN", "LlmCall", "agent_name_of", "find_llm_calls"]
+if TYPE_CHECKING:
+    from agentlightning_core.adapter.base import TraceAdapter
+
+__all__ = ["DEFAULT_LLM_CALL_PATTERN", "LlmCall", "agent_name_of", "find_llm_calls", "usable_llm_calls"]
 
 DEFAULT_LLM_CALL_PATTERN = r"^chat(\s|$)|^openai\.chat"
 """Span names of LLM calls: ``chat {model}`` (GenAI conventions) and ``openai.chat*``."""
@@ -74,13 +77,20 @@ class LlmCall:
     def failed(self) -> bool:
         return self.span.status.status_code == "ERROR"
 
-    @property
-    def has_prompt(self) -> bool:
-        return bool(self.prompt_messages) or bool(self.prompt_token_ids)
+    def defect(self, *, need_messages: bool = False) -> str | None:
+        """Why this call cannot be learning data (a bad-data reason), None when it can.
 
-    @property
-    def has_response(self) -> bool:
-        return self.response_message is not None or bool(self.response_token_ids)
+        ``llm_call_failed`` (error status), ``llm_call_without_prompt`` or
+        ``llm_call_without_response``. Token ids alone count as a prompt or response unless
+        ``need_messages`` (for outputs in chat format).
+        """
+        if self.failed:
+            return "llm_call_failed"
+        if not self.prompt_messages and (need_messages or not self.prompt_token_ids):
+            return "llm_call_without_prompt"
+        if self.response_message is None and (need_messages or not self.response_token_ids):
+            return "llm_call_without_response"
+        return None
 
     def metadata(self) -> dict[str, Any]:
         a = self.span.attributes
@@ -95,6 +105,32 @@ class LlmCall:
             "input_tokens": a.get(semconv.GEN_AI_USAGE_INPUT_TOKENS),
             "output_tokens": a.get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS),
         }
+
+
+_DEFECT_TEXT = {
+    "llm_call_failed": "failed",
+    "llm_call_without_prompt": "has no prompt",
+    "llm_call_without_response": "has no response",
+}
+
+
+def usable_llm_calls(
+    adapter: TraceAdapter[Any], calls: Sequence[LlmCall], where: str, *, need_messages: bool = False
+) -> list[LlmCall]:
+    """The calls without :meth:`LlmCall.defect`; a failed call is skipped (counted), other
+    defects are bad data under ``adapter.on_bad_data``."""
+    usable: list[LlmCall] = []
+    for call in calls:
+        reason = call.defect(need_messages=need_messages)
+        if reason is None:
+            usable.append(call)
+            continue
+        message = f"LLM call span {call.span.span_id} in {where} {_DEFECT_TEXT[reason]}"
+        if reason == "llm_call_failed":
+            adapter.skip(reason, message)
+        else:
+            adapter.bad_data(reason, message)
+    return usable
 
 
 def find_llm_calls(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentlightning_core.adapter.base import BadDataPolicy, TraceAdapter
-from agentlightning_core.adapter.llm_calls import DEFAULT_LLM_CALL_PATTERN, find_llm_calls
+from agentlightning_core.adapter.llm_calls import DEFAULT_LLM_CALL_PATTERN, find_llm_calls, usable_llm_calls
 from agentlightning_core.spans import Span
 
 __all__ = ["TraceToMessages"]
@@ -16,8 +16,9 @@ __all__ = ["TraceToMessages"]
 class TraceToMessages(TraceAdapter[list[dict[str, Any]]]):
     """One ``{"messages": [...prompt, response], "tools": [...]}`` per LLM call, in start order.
 
-    ``tools`` is present when the call offered tools. Calls without prompt or response are
-    bad data (``on_bad_data``), as is a trace without LLM call.
+    ``tools`` is present when the call offered tools. Calls without prompt or response
+    messages (token ids alone are not enough here) are bad data (``on_bad_data``), as is a
+    trace without LLM call.
     """
 
     def __init__(
@@ -46,21 +47,8 @@ class TraceToMessages(TraceAdapter[list[dict[str, Any]]]):
             self.bad_data("no_llm_call", f"No LLM call matching {self.llm_call_match.pattern!r} in {where}")
             return []
         out: list[dict[str, Any]] = []
-        for call in calls:
-            if call.failed:
-                self.skip("llm_call_failed", f"LLM call span {call.span.span_id} in {where} failed")
-                continue
-            if not call.prompt_messages:
-                self.bad_data(
-                    "llm_call_without_prompt", f"LLM call span {call.span.span_id} in {where} has no prompt"
-                )
-                continue
-            if call.response_message is None:
-                self.bad_data(
-                    "llm_call_without_response",
-                    f"LLM call span {call.span.span_id} in {where} has no response",
-                )
-                continue
+        for call in usable_llm_calls(self, calls, where, need_messages=True):
+            assert call.prompt_messages is not None and call.response_message is not None  # no defect
             item: dict[str, Any] = {"messages": [*call.prompt_messages, call.response_message]}
             if call.tools:
                 item["tools"] = call.tools

@@ -8,7 +8,12 @@ from collections.abc import Sequence
 from typing import Literal
 
 from agentlightning_core.adapter.base import BadDataPolicy, TraceAdapter
-from agentlightning_core.adapter.llm_calls import DEFAULT_LLM_CALL_PATTERN, LlmCall, find_llm_calls
+from agentlightning_core.adapter.llm_calls import (
+    DEFAULT_LLM_CALL_PATTERN,
+    LlmCall,
+    find_llm_calls,
+    usable_llm_calls,
+)
 from agentlightning_core.emitter.reward import find_reward_spans, get_reward_value
 from agentlightning_core.spans import Span
 from agentlightning_core.types import Triplet
@@ -64,23 +69,7 @@ class _TripletAdapter(TraceAdapter[list[Triplet]]):
         if not rewards and self.require_reward:
             self.bad_data("no_reward", f"No reward in {where} ({len(calls)} LLM call(s))")
             return []
-        usable: list[LlmCall] = []
-        for call in calls:
-            if call.failed:
-                self.skip("llm_call_failed", f"LLM call span {call.span.span_id} in {where} failed")
-                continue
-            if not call.has_prompt:
-                self.bad_data(
-                    "llm_call_without_prompt", f"LLM call span {call.span.span_id} in {where} has no prompt"
-                )
-                continue
-            if not call.has_response:
-                self.bad_data(
-                    "llm_call_without_response",
-                    f"LLM call span {call.span.span_id} in {where} has no response",
-                )
-                continue
-            usable.append(call)
+        usable = usable_llm_calls(self, calls, where)
         assigned = self._assign_rewards(usable, rewards)
         triplets = [
             Triplet(

@@ -39,14 +39,14 @@ class FunctionalAlgorithm(Algorithm):
         unknown = [
             p.name
             for p in params
-            if p.name not in _INJECTABLE or p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY)
+            if p.name not in _INJECTABLE or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY)
         ]
         if unknown:
             raise TypeError(
                 f"@algo cannot use {getattr(func, '__qualname__', func)!r}: parameter(s) {unknown} are not injectable. "
                 f"Declare any of {', '.join(_INJECTABLE)} by name, e.g. `async def my_algo(store, train_dataset): ...`"
             )
-        self._params = tuple(p.name for p in params if p.kind is not p.VAR_KEYWORD)
+        self._params = tuple(p.name for p in params)
         self._async = inspect.iscoroutinefunction(func)
         functools.update_wrapper(self, func)
 
@@ -63,7 +63,7 @@ class FunctionalAlgorithm(Algorithm):
             "train_dataset": lambda: train_dataset,
             "val_dataset": lambda: val_dataset,
             "store": self.get_store,
-            "adapter": lambda: self._adapter,
+            "adapter": self.get_adapter,
             "initial_resources": self.get_initial_resources,
             "trainer": self.get_trainer,
             "algorithm": lambda: self,

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from agentlightning_core.algorithm.base import Algorithm
+from agentlightning_core.emitter.reward import query_final_reward
 from agentlightning_core.store.base import EnqueueRequest
 from agentlightning_core.types import Rollout, RolloutMode
 
@@ -53,7 +54,7 @@ class FastAlgorithm(Algorithm):
         ids = [r.rollout_id for r in rollouts]
         finished = {r.rollout_id: r for r in await store.wait_for_rollouts(ids, timeout=self.timeout)}
         self.results = [
-            RolloutSummary(finished.get(r.rollout_id, r), await final_reward(store, r.rollout_id))
+            RolloutSummary(finished.get(r.rollout_id, r), await query_final_reward(store, r.rollout_id))
             for r in rollouts
         ]
         for mode in ("train", "val"):
@@ -73,12 +74,3 @@ class FastAlgorithm(Algorithm):
             mean,
             len(rewards),
         )
-
-
-async def final_reward(store: Any, rollout_id: str) -> float | None:
-    """The final reward recorded by the latest attempt of a rollout (None if none)."""
-    from agentlightning_core.emitter import find_final_reward
-    from agentlightning_core.semconv import REWARD_SPAN
-
-    spans = await store.query_spans(rollout_id, "latest", name=REWARD_SPAN)
-    return find_final_reward(spans.items)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar, overload
 
 from agentlightning_core import semconv
@@ -51,23 +52,33 @@ def operation(
     return _Operation(arg, attributes, record_io)
 
 
+_OPEN: ContextVar[tuple[tuple[_Operation, AbstractContextManager[SpanHandle]], ...]] = ContextVar(
+    "agentlightning_open_operations", default=()
+)
+"""Spans opened by ``with operation(...)`` in this context (task or thread), innermost last:
+one ``operation`` object may be entered again while open, or by concurrent tasks."""
+
+
 class _Operation:
     def __init__(self, name: str | None, attributes: Mapping[str, Any] | None, record_io: bool) -> None:
         self.name = name
         self.attributes = attributes
         self.record_io = record_io
-        self._cm: Any = None
 
     def __enter__(self) -> SpanHandle:
         if self.name is None:
             raise TypeError("`with operation(...)` needs a name, e.g. `with operation('retrieve'):`")
-        self._cm = _operation_span(self.name, self.attributes)
-        span: SpanHandle = self._cm.__enter__()
+        cm = _operation_span(self.name, self.attributes)
+        span = cm.__enter__()
+        _OPEN.set((*_OPEN.get(), (self, cm)))
         return span
 
     def __exit__(self, *exc_info: Any) -> None:
-        cm, self._cm = self._cm, None
-        cm.__exit__(*exc_info)
+        stack = _OPEN.get()
+        # with-blocks of one context close innermost first, so this object's last entry is ours
+        index = next(i for i in range(len(stack) - 1, -1, -1) if stack[i][0] is self)
+        _OPEN.set(stack[:index] + stack[index + 1 :])
+        stack[index][1].__exit__(*exc_info)
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         name = self.name or func.__qualname__

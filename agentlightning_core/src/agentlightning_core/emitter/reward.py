@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentlightning_core import semconv
 from agentlightning_core.emitter.recorder import open_span
 from agentlightning_core.spans import Span
+from agentlightning_core.validation import check_finite
 
-__all__ = ["emit_reward", "find_final_reward", "find_reward_spans", "get_reward_value", "reward_attributes"]
+if TYPE_CHECKING:
+    from agentlightning_core.store.base import LightningStore
+
+__all__ = [
+    "emit_reward",
+    "find_final_reward",
+    "find_reward_spans",
+    "get_reward_value",
+    "query_final_reward",
+    "reward_attributes",
+]
 
 _RESERVED = frozenset({"value", "primary_key"})
-
-
-def _finite(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value!r} ({type(value).__name__})")
-    return float(value)
 
 
 def reward_attributes(reward: float | Mapping[str, float], primary_key: str | None = None) -> dict[str, Any]:
@@ -32,7 +37,7 @@ def reward_attributes(reward: float | Mapping[str, float], primary_key: str | No
                 raise ValueError(
                     f"Reward keys must be non-empty strings other than 'value'/'primary_key', got {key!r}"
                 )
-            attrs[semconv.REWARD_PREFIX + key] = _finite(value, f"Reward {key!r}")
+            attrs[semconv.REWARD_PREFIX + key] = float(check_finite(f"Reward {key!r}", value))
         if primary_key is None:
             if len(reward) != 1:
                 raise ValueError(
@@ -47,7 +52,7 @@ def reward_attributes(reward: float | Mapping[str, float], primary_key: str | No
         return attrs
     if primary_key is not None:
         raise ValueError(f"primary_key={primary_key!r} applies only to a dict reward, got {reward!r}")
-    return {semconv.REWARD_VALUE: _finite(reward, "Reward")}
+    return {semconv.REWARD_VALUE: float(check_finite("Reward", reward))}
 
 
 def emit_reward(reward: float | Mapping[str, float], *, primary_key: str | None = None) -> None:
@@ -62,9 +67,13 @@ def emit_reward(reward: float | Mapping[str, float], *, primary_key: str | None 
 
 
 def get_reward_value(span: Span) -> float | None:
-    """The primary reward of a reward span; None for other spans."""
+    """The primary reward of a reward span; None for other spans.
+
+    A non-finite value (NaN, infinity: never written by :func:`emit_reward`, but a span may
+    come from elsewhere) is not a usable reward, so it reads as None too.
+    """
     value = span.attributes.get(semconv.REWARD_VALUE)
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
 
@@ -78,3 +87,12 @@ def find_final_reward(spans: Iterable[Span]) -> float | None:
     """The last reward of a trace (highest sequence id); None when there is none."""
     rewards = find_reward_spans(spans)
     return get_reward_value(rewards[-1]) if rewards else None
+
+
+async def query_final_reward(store: LightningStore, rollout_id: str) -> float | None:
+    """The final reward recorded by the latest attempt of a rollout in ``store`` (None if none).
+
+    Raises what ``store.query_spans`` raises (e.g. ``SpansEvictedError``).
+    """
+    spans = await store.query_spans(rollout_id, "latest", name=semconv.REWARD_SPAN)
+    return find_final_reward(spans.items)

@@ -6,10 +6,9 @@ only decides where each bundle runs (tasks of one event loop, other processes, o
 machines) and how they are stopped:
 
 - ``await algorithm(store, stop)`` runs the algorithm to completion;
-- ``await runner(store, worker_index, stop)`` works the queue until ``stop`` is set or its
-  own ``max_rollouts`` budget is spent, as store worker ``runner-<worker_index>``; a bundle
-  that takes a ``worker_id`` keyword runs as the worker the strategy names instead (runners
-  spread over processes and machines need names unique beyond one process).
+- ``await runner(store, worker_id, stop)`` works the queue as store worker ``worker_id``
+  until ``stop`` is set or its own ``max_rollouts`` budget is spent. The strategy names the
+  workers: ``runner-<i>`` in one process, names unique across machines for ``cs``.
 
 When the algorithm returns the strategy sets ``stop`` so runners finish their current
 rollout and return. ``stop`` is anything with ``is_set()``/``set()``: a
@@ -19,7 +18,6 @@ rollout and return. ``stop`` is anything with ``is_set()``/``set()``: a
 from __future__ import annotations
 
 import asyncio
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
@@ -33,9 +31,7 @@ __all__ = [
     "ExecutionStrategy",
     "RunnerBundle",
     "StopSignal",
-    "runner_worker_id",
     "single_exception",
-    "takes_worker_id",
 ]
 
 DEFAULT_WORKER_PREFIX = "runner"
@@ -52,11 +48,9 @@ class StopSignal(Protocol):
 AlgorithmBundle = Callable[["LightningStore", StopSignal], Awaitable[None]]
 """``await algorithm(store, stop)``: run the algorithm until it is done."""
 
-RunnerBundle = Callable[["LightningStore", int, StopSignal], Awaitable[None]]
-"""``await runner(store, worker_index, stop)``: execute rollouts until ``stop`` is set.
-
-A bundle may also take a keyword ``worker_id`` (the store worker id to run as); strategies
-pass it to bundles that do (see :func:`runner_worker_id`)."""
+RunnerBundle = Callable[["LightningStore", str, StopSignal], Awaitable[None]]
+"""``await runner(store, worker_id, stop)``: execute rollouts as store worker ``worker_id``
+until ``stop`` is set. The strategy names its workers (``runner-<i>`` by default)."""
 
 
 class ExecutionStrategy(ABC):
@@ -99,17 +93,3 @@ def single_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     if len(real) == 1:
         return real[0]
     return group
-
-
-def takes_worker_id(runner: RunnerBundle) -> bool:
-    """Whether ``runner`` takes the ``worker_id`` keyword (then the strategy names its worker)."""
-    try:
-        return "worker_id" in inspect.signature(runner).parameters
-    except (TypeError, ValueError):  # no signature to read: the plain contract
-        return False
-
-
-def runner_worker_id(runner: RunnerBundle, worker_index: int, wanted: str) -> str:
-    """The store worker id ``runner`` runs as for ``worker_index``: ``wanted`` when the bundle
-    takes a ``worker_id`` keyword (the strategy then passes it), else ``runner-<index>``."""
-    return wanted if takes_worker_id(runner) else f"{DEFAULT_WORKER_PREFIX}-{worker_index}"

@@ -56,9 +56,7 @@ from agentlightning_core.execution.base import (
     AlgorithmBundle,
     ExecutionStrategy,
     RunnerBundle,
-    runner_worker_id,
     single_exception,
-    takes_worker_id,
 )
 from agentlightning_core.remote.config import (
     DEFAULT_HOST,
@@ -333,12 +331,8 @@ class _Fleet:
         self.store: LightningStore | None = None
         """Where the attempts of dead runners are marked (the served store, or a client)."""
         offset = strategy.worker_index_offset
-        wanted = {slot: strategy.worker_id(slot + offset) for slot in range(n_runners)}
-        self.worker_ids = {
-            slot: runner_worker_id(runner, slot + offset, worker_id) for slot, worker_id in wanted.items()
-        }
+        self.worker_ids = {slot: strategy.worker_id(slot + offset) for slot in range(n_runners)}
         """The store worker id of each slot (a restarted process keeps its slot's id)."""
-        self.pass_worker_ids = takes_worker_id(runner)
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments of the runners' store clients."""
@@ -354,7 +348,7 @@ class _Fleet:
 
     def _spawn(self, slot: int) -> None:
         index = slot + self.strategy.worker_index_offset
-        worker_id = self.worker_ids[slot] if self.pass_worker_ids else None
+        worker_id = self.worker_ids[slot]
         ours, theirs = self.ctx.Pipe(duplex=True)
         process = self.ctx.Process(
             target=_runner_process,
@@ -503,7 +497,7 @@ def _runner_process(
     url: str,
     client_options: dict[str, Any],
     index: int,
-    worker_id: str | None,
+    worker_id: str,
     pipe: Connection,
 ) -> None:
     """Entry point of a runner process (spawned): unpickle the bundle, work the queue."""
@@ -544,7 +538,7 @@ async def _run_worker(
     url: str,
     client_options: dict[str, Any],
     index: int,
-    worker_id: str | None,
+    worker_id: str,
     pipe: Connection,
 ) -> None:
     from agentlightning_core.remote.client import LightningStoreClient
@@ -560,11 +554,7 @@ async def _run_worker(
                     tg.cancel_scope.cancel()
 
         tg.start_soon(on_sigterm)
-        if worker_id is None:
-            await runner(store, index, stop)
-        else:
-            named: Any = runner  # a bundle that takes ``worker_id`` (see runner_worker_id)
-            await named(store, index, stop, worker_id=worker_id)
+        await runner(store, worker_id, stop)
         tg.cancel_scope.cancel()
 
 

@@ -13,14 +13,20 @@ reaches the caller, and the store is closed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 
 import anyio
 
-from agentlightning_core.execution.base import AlgorithmBundle, ExecutionStrategy, RunnerBundle
+from agentlightning_core.execution.base import (
+    DEFAULT_WORKER_PREFIX,
+    AlgorithmBundle,
+    ExecutionStrategy,
+    RunnerBundle,
+    single_exception,
+)
 from agentlightning_core.store.base import LightningStore
+from agentlightning_core.validation import check_positive_int
 
 __all__ = ["SharedMemoryExecutionStrategy"]
 
@@ -38,12 +44,11 @@ class SharedMemoryExecutionStrategy(ExecutionStrategy):
         *,
         n_runners: int = 1,
     ) -> None:
-        if isinstance(n_runners, bool) or not isinstance(n_runners, int) or n_runners < 1:
-            raise ValueError(f"n_runners must be a positive integer, got {n_runners!r}")
+        check_positive_int("n_runners", n_runners)
         try:
             anyio.run(self._main, algorithm, runner, store, n_runners)
         except BaseExceptionGroup as group:
-            raise _single(group) from None
+            raise single_exception(group) from None
 
     async def _main(
         self, algorithm: AlgorithmBundle, runner: RunnerBundle, store: LightningStore, n_runners: int
@@ -59,7 +64,7 @@ class SharedMemoryExecutionStrategy(ExecutionStrategy):
 
         async def run_runner(index: int) -> None:
             nonlocal remaining
-            await runner(store, index, stop)
+            await runner(store, f"{DEFAULT_WORKER_PREFIX}-{index}", stop)
             remaining -= 1
             if remaining == 0 and not stop.is_set():
                 logger.warning(
@@ -72,24 +77,3 @@ class SharedMemoryExecutionStrategy(ExecutionStrategy):
             for index in range(n_runners):
                 tg.start_soon(run_runner, index, name=f"runner-{index}")
             tg.start_soon(run_algorithm, name="algorithm")
-
-
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one meaningful exception of a task group (KeyboardInterrupt first), else the group."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for exc in leaves:
-        if isinstance(exc, KeyboardInterrupt):
-            return exc
-    real = [e for e in leaves if not isinstance(e, asyncio.CancelledError)]
-    if len(real) == 1:
-        return real[0]
-    return group

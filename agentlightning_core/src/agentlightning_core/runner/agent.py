@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import threading
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from agentlightning_core.resources import NamedResources
 from agentlightning_core.runner.base import Runner, StepResult
 from agentlightning_core.spans import Span
 from agentlightning_core.types import AttemptedRollout, AttemptStatus, RolloutMode
+from agentlightning_core.validation import check_positive_int, check_seconds
 
 if TYPE_CHECKING:
     from agentlightning_core.execution.base import StopSignal
@@ -53,8 +53,9 @@ class LitAgentRunner(Runner[T_task]):
     :param tracer: the tracer recording each attempt (any tracer spec; default ``"otel"``).
     :param max_rollouts: stop after this many rollouts (None: until stopped).
     :param poll_interval: longest sleep between two dequeue tries of an idle runner.
-    :param heartbeat_interval: seconds between worker heartbeats (``store.update_worker``),
-        which also refresh the current attempt's heartbeat while the agent runs.
+    :param heartbeat_interval: seconds between worker heartbeats (``store.update_worker``)
+        while :meth:`iter` runs. The current attempt's heartbeat is refreshed as often, or
+        every third of its rollout's ``unresponsive_seconds`` when that is shorter.
     """
 
     def __init__(
@@ -65,13 +66,9 @@ class LitAgentRunner(Runner[T_task]):
         poll_interval: float = 0.05,
         heartbeat_interval: float = 10.0,
     ) -> None:
-        if max_rollouts is not None and (
-            isinstance(max_rollouts, bool) or not isinstance(max_rollouts, int) or max_rollouts < 1
-        ):
-            raise ValueError(f"max_rollouts must be a positive integer or None, got {max_rollouts!r}")
-        for name, value in (("poll_interval", poll_interval), ("heartbeat_interval", heartbeat_interval)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        check_positive_int("max_rollouts", max_rollouts, allow_none=True)
+        check_seconds("poll_interval", poll_interval, allow_none=False)
+        check_seconds("heartbeat_interval", heartbeat_interval, allow_none=False)
         from agentlightning_core.plugins import resolve_component
         from agentlightning_core.tracer.base import Tracer
 
@@ -81,7 +78,8 @@ class LitAgentRunner(Runner[T_task]):
         self.heartbeat_interval = float(heartbeat_interval)
         self.stats: dict[str, int] = {"rollouts": 0, "succeeded": 0, "failed": 0}
         self._hook_caller: HookCaller | None = None
-        self._current: AttemptedRollout | None = None
+        self._current: _Beat | None = None
+        self._wake: anyio.Event | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._tracer_worker: str | None = None
 
@@ -133,17 +131,45 @@ class LitAgentRunner(Runner[T_task]):
         logger.debug("Runner %s stopped after %d rollouts", worker_id, done)
 
     async def _heartbeat_loop(self, store: LightningStore, worker_id: str) -> None:
+        """Worker heartbeats every ``heartbeat_interval``; the current attempt's when it is due."""
+        next_worker = anyio.current_time() + self.heartbeat_interval
         while True:
-            await anyio.sleep(self.heartbeat_interval)
-            await store.update_worker(worker_id, heartbeat_stats=dict(self.stats))
+            self._wake = anyio.Event()
             current = self._current
-            if current is not None:
+            due = next_worker if current is None else min(next_worker, current.due)
+            with anyio.move_on_after(due - anyio.current_time()):
+                await self._wake.wait()  # set when an attempt needing quicker beats starts
+            now = anyio.current_time()
+            if now >= next_worker:
+                next_worker = now + self.heartbeat_interval
+                await store.update_worker(worker_id, heartbeat_stats=dict(self.stats))
+            current = self._current
+            if current is not None and now >= current.due:
+                current.due = now + current.period
+                attempted = current.attempted
                 try:
                     await store.update_attempt(
-                        current.rollout_id, current.attempt_id, last_heartbeat_time=time.time()
+                        attempted.rollout_id, attempted.attempt_id, last_heartbeat_time=time.time()
                     )
                 except Exception:  # the attempt may have ended or been evicted meanwhile
-                    logger.debug("Attempt heartbeat for %s failed", current.attempt_id, exc_info=True)
+                    logger.debug("Attempt heartbeat for %s failed", attempted.attempt_id, exc_info=True)
+
+    def _start_beats(self, attempted: AttemptedRollout) -> None:
+        """Make ``attempted`` the attempt the heartbeat loop refreshes.
+
+        Its period is ``heartbeat_interval``, or a third of the rollout's
+        ``unresponsive_seconds`` when that is shorter, so a live agent that records no span
+        for a while is never taken for a dead one.
+        """
+        unresponsive = attempted.rollout.config.unresponsive_seconds
+        period = (
+            self.heartbeat_interval
+            if unresponsive is None
+            else min(self.heartbeat_interval, unresponsive / 3)
+        )
+        self._current = _Beat(attempted, period, anyio.current_time() + period)
+        if period < self.heartbeat_interval and self._wake is not None:
+            self._wake.set()  # the loop may be asleep until the next worker heartbeat
 
     # --- one task outside the queue ----------------------------------------------------
 
@@ -165,7 +191,7 @@ class LitAgentRunner(Runner[T_task]):
         tracer = self.tracer
         rollout_id, attempt_id = attempted.rollout_id, attempted.attempt_id
         common = {"agent": agent, "runner": self, "tracer": tracer}
-        self._current = attempted
+        self._start_beats(attempted)
         error: BaseException | None = None
         returned: list[Span] = []
         try:
@@ -187,7 +213,15 @@ class LitAgentRunner(Runner[T_task]):
             attempt = await store.update_attempt(rollout_id, attempt_id, status=status)
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(_CLEANUP_SECONDS, shield=True):
-                await store.update_attempt(rollout_id, attempt_id, status=AttemptStatus.FAILED)
+                try:
+                    await store.update_attempt(rollout_id, attempt_id, status=AttemptStatus.FAILED)
+                except Exception:  # the cancellation must go on (e.g. the server is gone at SIGTERM)
+                    logger.warning(
+                        "Could not mark the cancelled attempt %s of rollout %s failed",
+                        attempt_id,
+                        rollout_id,
+                        exc_info=True,
+                    )
             raise
         finally:
             self._current = None
@@ -265,6 +299,15 @@ async def _store_spans(
         if span is not None:
             stored.append(span)
     return stored
+
+
+@attrs.define(slots=True)
+class _Beat:
+    """The attempt the heartbeat loop refreshes, its period and when the next beat is due."""
+
+    attempted: AttemptedRollout
+    period: float
+    due: float
 
 
 def _merge(traced: list[Span], returned: list[Span]) -> list[Span]:

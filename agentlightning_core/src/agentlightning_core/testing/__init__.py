@@ -3,4 +3,9 @@
 - :mod:`agentlightning_core.testing.pytest_plugin` (loaded by pytest through the ``pytest11``
   entry point): fixtures such as ``agl_register_plugin``.
 - Conformance suites, one module per component kind, to subclass in an implementation's tests.
+
+Nothing is imported here (the modules pull in pytest and test servers): import the module
+you need.
 """
+
+__all__: list[str] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,10 +28,14 @@ from agentlightning_core.runner.base import Runner
 from agentlightning_core.store.base import LightningStore
 from agentlightning_core.tracer.base import Tracer
 from agentlightning_core.trainer.progress import ProgressDisplay
+from agentlightning_core.validation import check_positive_int
 
 __all__ = ["Trainer"]
 
 logger = logging.getLogger(__name__)
+
+SYNC_ALGORITHM_JOIN_SECONDS = 10.0
+"""How long a cancelled run waits for a sync algorithm's thread to return."""
 
 DEFAULTS = {
     "store": "memory",
@@ -74,14 +79,8 @@ class Trainer:
         hooks: Sequence[Hook] | None = None,
         progress: bool | None = None,
     ) -> None:
-        if isinstance(n_runners, bool) or not isinstance(n_runners, int) or n_runners < 1:
-            raise ValueError(f"n_runners must be a positive integer, got {n_runners!r}")
-        if max_rollouts is not None and (
-            isinstance(max_rollouts, bool) or not isinstance(max_rollouts, int) or max_rollouts < 1
-        ):
-            raise ValueError(f"max_rollouts must be a positive integer or None, got {max_rollouts!r}")
-        self.n_runners = n_runners
-        self.max_rollouts = max_rollouts
+        self.n_runners = check_positive_int("n_runners", n_runners)
+        self.max_rollouts = check_positive_int("max_rollouts", max_rollouts, allow_none=True)
         self.store: LightningStore = resolve_component("store", _spec(store, "store"), base=LightningStore)
         self.tracer_spec: Any = _spec(tracer, "tracer")
         self.tracer: Tracer = resolve_component("tracer", self.tracer_spec, base=Tracer)
@@ -155,14 +154,13 @@ class Trainer:
         self._check(agent, train_dataset, val_dataset)
         show = sys.stderr.isatty() if self.progress is None else self.progress
         display = ProgressDisplay() if show else None
-        hooks = (*self.hooks, display.tally) if display is not None else self.hooks
         agent.set_trainer(self)
         algorithm.set_trainer(self)
         algorithm_bundle = _AlgorithmBundle(
             algorithm, self.adapter, self.initial_resources, train_dataset, val_dataset, display
         )
         runner_bundle = _RunnerBundle(
-            agent, self.runner_spec, self.tracer, hooks, self.max_rollouts, self.tracer_spec
+            agent, self.runner_spec, self.tracer, self.hooks, self.max_rollouts, self.tracer_spec
         )
         self.tracer.init()
         try:
@@ -202,14 +200,14 @@ class Trainer:
                     f"{name} must be a sequence of tasks (a list, tuple or anything with len() and indexing), "
                     f"got {type(dataset).__name__} {dataset!r:.80}; wrap it with list(...)"
                 )
-        if self.initial_resources is not None:
-            missing = missing_resources(agent, self.initial_resources)
-            if missing:
-                raise ValueError(
-                    f"The agent asks for resource(s) {missing} but the trainer's initial_resources only have "
-                    f"{sorted(self.initial_resources)}. Add them to Trainer(initial_resources={{...}}) or give "
-                    f"the agent's parameters defaults."
-                )
+        resources = self.initial_resources or {}
+        missing = missing_resources(agent, resources)
+        if missing:
+            have = f"only have {sorted(resources)}" if resources else "are empty"
+            raise ValueError(
+                f"The agent asks for resource(s) {missing} but the trainer's initial_resources {have}. "
+                f"Add them to Trainer(initial_resources={{...}}) or give the agent's parameters defaults."
+            )
 
 
 def _spec(spec: Any, kind: str) -> Any:
@@ -248,12 +246,43 @@ class _AlgorithmBundle:
             if algorithm.is_async():
                 await algorithm.run(self.train_dataset, self.val_dataset)  # type: ignore[misc]
             else:
-                await anyio.to_thread.run_sync(
-                    algorithm.run, self.train_dataset, self.val_dataset, abandon_on_cancel=True
-                )
+                await _run_in_thread(algorithm, self.train_dataset, self.val_dataset, stop)
             if self.display is not None:
                 await self.display.draw(store)
             tg.cancel_scope.cancel()
+
+
+async def _run_in_thread(
+    algorithm: Algorithm, train: Sequence[Any] | None, val: Sequence[Any] | None, stop: StopSignal
+) -> None:
+    """Run a sync algorithm in a worker thread; on cancellation ask it to stop and wait for it.
+
+    The thread is not abandoned (it would keep running against a closed store): ``stop`` is
+    set, its pending ``anyio.from_thread`` calls are cancelled (they raise in the thread),
+    and it gets :data:`SYNC_ALGORITHM_JOIN_SECONDS` to notice ``stop_requested`` and return.
+    """
+    returned = threading.Event()
+
+    def target() -> None:
+        try:
+            algorithm.run(train, val)
+        finally:
+            returned.set()
+
+    try:
+        await anyio.to_thread.run_sync(target, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        stop.set()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(returned.wait, SYNC_ALGORITHM_JOIN_SECONDS)
+        if not returned.is_set():
+            logger.warning(
+                "The sync algorithm %s did not return within %.0f s of the stop request; the store "
+                "closes under it. Check self.stop_requested in its loops.",
+                type(algorithm).__name__,
+                SYNC_ALGORITHM_JOIN_SECONDS,
+            )
+        raise
 
 
 @attrs.define
@@ -281,9 +310,8 @@ class _RunnerBundle:
         )
         return runner
 
-    async def __call__(self, store: LightningStore, index: int, stop: StopSignal) -> None:
+    async def __call__(self, store: LightningStore, worker_id: str, stop: StopSignal) -> None:
         runner = self.make_runner()
-        worker_id = f"runner-{index}"
         runner.init(self.agent, hooks=self.hooks)
         runner.init_worker(worker_id, store)
         try:
