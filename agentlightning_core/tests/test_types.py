@@ -206,7 +206,10 @@ def test_unknown_resource_type_is_rejected_with_its_name() -> None:
             lambda: Rollout("r", None, 0.0, status="done"),
             "Invalid rollout status 'done'; expected one of: queuing",
         ),
-        (lambda: Rollout("r", None, 0.0, mode="training"), "Rollout.mode must be one of train, val, test or None, got 'training'"),
+        (
+            lambda: Rollout("r", None, 0.0, mode="training"),
+            "Rollout.mode must be one of train, val, test or None, got 'training'",
+        ),
         (lambda: Rollout("", None, 0.0), "rollout_id must be a non-empty string"),
         (lambda: Attempt("r", "a", 0, 0.0), "sequence_id must be an integer >= 1, got 0"),
         (lambda: Attempt("r", "a", 1, 0.0, status="ok"), "Invalid attempt status 'ok'"),
