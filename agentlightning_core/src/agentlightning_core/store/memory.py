@@ -83,6 +83,10 @@ _ACTIVE = policy.ACTIVE_ATTEMPT_STATUSES
 _DEFAULT_CONFIG = RolloutConfig()
 _NO_ATTEMPTS: list[Attempt] = []
 _ROLLOUT_TEMPLATE = Rollout(rollout_id="ro-template", input=None, start_time=0.0)
+_new_rollout = copier(
+    Rollout, ("rollout_id", "input", "start_time", "mode", "resources_id", "status", "config", "metadata")
+)
+_copy_config = copier(RolloutConfig, ("retry_condition",))
 _copy_span = copier(Span, ("sequence_id", "rollout_id", "attempt_id", "trace_id"))
 """The stored copy of a caller's span (the span path calls it directly)."""
 
@@ -489,19 +493,21 @@ class InMemoryLightningStore(LightningStore):
     ) -> Rollout:
         if config is not None and not isinstance(config, RolloutConfig):
             raise TypeError(f"config must be a RolloutConfig, got {type(config).__name__}")
-        check_mode("mode", mode)
-        # built like replace() from a template: every field is ours or checked above (a hot path)
-        return replace(
+        if mode is not None:
+            check_mode("mode", mode)
+        # copied from a template: every field is ours or checked above (a hot path)
+        rollout: Rollout = _new_rollout(
             _ROLLOUT_TEMPLATE,
-            rollout_id=policy.new_rollout_id(),
-            input=input,
-            start_time=now,
-            mode=mode,
-            resources_id=resources_id,
-            status=status,
-            config=config if config is not None else replace(_DEFAULT_CONFIG, retry_condition=[]),
-            metadata=dict(metadata) if metadata else {},
+            policy.new_rollout_id(),
+            input,
+            now,
+            mode,
+            resources_id,
+            status,
+            config if config is not None else _copy_config(_DEFAULT_CONFIG, []),
+            dict(metadata) if metadata else {},
         )
+        return rollout
 
     async def start_rollout(
         self,
