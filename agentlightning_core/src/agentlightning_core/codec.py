@@ -4,6 +4,7 @@ Each model class gets an encoder and a decoder compiled once from its type hints
 ``to_dict``/``from_dict`` do no reflection per call. Supported field types: JSON scalars,
 ``Any`` (any JSON value), enums, attrs models, ``list``/``tuple``/``dict[str, X]`` of those,
 ``X | None`` and unions of models told apart by a ``resource_type`` discriminator.
+A hot type may register a hand-written encoder (:func:`register_encoder`) giving the same data.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Self, TypeVar
 
 import attrs
 
-__all__ = ["JsonModel", "from_json_value", "to_json_value"]
+__all__ = ["JsonModel", "from_json_value", "generic_encoder", "register_encoder", "to_json_value"]
 
 T = TypeVar("T")
 Encoder = Callable[[Any], Any]
@@ -65,19 +66,31 @@ def _is_plain(tp: Any) -> bool:
 def _encoder_for(cls: type) -> Encoder:
     enc = _encoders.get(cls)
     if enc is None:
-        hints = typing.get_type_hints(cls)
-        # scalar fields are copied as they are; the others go through to_json_value
-        plan = [(f.name, _is_plain(hints.get(f.name, Any))) for f in attrs.fields(cls)]
-
-        def enc(obj: Any) -> dict[str, Any]:
-            return {
-                name: value if plain else to_json_value(value)
-                for name, plain in plan
-                for value in (getattr(obj, name),)
-            }
-
-        _encoders[cls] = enc
+        enc = _encoders[cls] = generic_encoder(cls)
     return enc
+
+
+def generic_encoder(cls: type) -> Encoder:
+    """The encoder compiled from ``cls``'s fields and type hints (what ``to_dict`` uses unless
+    :func:`register_encoder` gave ``cls`` a hand-written one)."""
+    hints = typing.get_type_hints(cls)
+    # scalar fields are copied as they are; the others go through to_json_value
+    plan = [(f.name, _is_plain(hints.get(f.name, Any))) for f in attrs.fields(cls)]
+
+    def enc(obj: Any) -> dict[str, Any]:
+        return {
+            name: value if plain else to_json_value(value)
+            for name, plain in plan
+            for value in (getattr(obj, name),)
+        }
+
+    return enc
+
+
+def register_encoder(cls: type, encoder: Encoder) -> None:
+    """Encode instances of exactly ``cls`` with ``encoder``, a faster hand-written equivalent
+    of :func:`generic_encoder` (for hot types such as spans; it must return the same data)."""
+    _encoders[cls] = encoder
 
 
 def _decoder_for_type(tp: Any, where: str) -> Decoder:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from agentlightning_core.codec import JsonModel
+from agentlightning_core.codec import JsonModel, register_encoder, to_json_value
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -325,3 +325,62 @@ def _links(links: Sequence[Any]) -> tuple[SpanLink, ...]:
         )
         for lk in links
     )
+
+
+# --- JSON encoding ---------------------------------------------------------------------
+# Hand-written equivalents of the codec's generic encoders for the span types (about 4x
+# faster on the span writes a client sends in bulk); a test keeps them equal to the generic ones.
+
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+_NONE: tuple[Any, ...] = ()  # the empty tuple (one object in CPython; others take the general path)
+
+
+def _json_dict(value: Any) -> Any:
+    """``to_json_value`` of an attribute dict: a shallow copy when every value is a JSON scalar."""
+    if type(value) is not dict:
+        return to_json_value(value)
+    for v in value.values():
+        if type(v) not in _JSON_SCALARS:
+            return to_json_value(value)
+    return value.copy()
+
+
+def _encode_status(status: SpanStatus) -> dict[str, Any]:
+    return {"status_code": status.status_code, "description": status.description}
+
+
+def _encode_event(event: SpanEvent) -> dict[str, Any]:
+    return {"name": event.name, "timestamp": event.timestamp, "attributes": _json_dict(event.attributes)}
+
+
+def _encode_link(link: SpanLink) -> dict[str, Any]:
+    return {"trace_id": link.trace_id, "span_id": link.span_id, "attributes": _json_dict(link.attributes)}
+
+
+def _encode_span(span: Span) -> dict[str, Any]:
+    status, events, links = span.status, span.events, span.links
+    return {
+        "rollout_id": span.rollout_id,
+        "attempt_id": span.attempt_id,
+        "sequence_id": span.sequence_id,
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_id": span.parent_id,
+        "name": span.name,
+        "start_time": span.start_time,
+        "end_time": span.end_time,
+        "attributes": _json_dict(span.attributes),
+        "events": [] if events is _NONE else to_json_value(events),
+        "links": [] if links is _NONE else to_json_value(links),
+        "status": {"status_code": "UNSET", "description": None}
+        if status is _UNSET_STATUS
+        else to_json_value(status),
+        "kind": span.kind,
+        "resource": _json_dict(span.resource),
+    }
+
+
+register_encoder(SpanStatus, _encode_status)
+register_encoder(SpanEvent, _encode_event)
+register_encoder(SpanLink, _encode_link)
+register_encoder(Span, _encode_span)

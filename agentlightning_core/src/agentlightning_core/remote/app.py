@@ -210,13 +210,14 @@ class StoreApp:
                 422, "InvalidRequest", f"The request body must be a JSON object, got {type(data).__name__}"
             )
         try:
-            if op.plain_body is None or not op.plain_body(data):
+            kwargs = op.quick_decode(data) if op.quick_decode is not None else None
+            if kwargs is None:
                 self._checkers[op.name](data, op.name)
-            kwargs = {
-                p.name: p.decode(data[p.name]) if p.decode else data[p.name]
-                for p in op.params
-                if p.name in data
-            }
+                kwargs = {
+                    p.name: p.decode(data[p.name]) if p.decode else data[p.name]
+                    for p in op.params
+                    if p.name in data
+                }
         except SchemaError as exc:
             return _error_answer(422, "InvalidRequest", str(exc))
         except (ValueError, TypeError) as exc:

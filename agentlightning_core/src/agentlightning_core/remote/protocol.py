@@ -49,6 +49,7 @@ __all__ = [
     "add_span_groups",
     "error_body",
     "exception_for_error",
+    "quick_span",
     "span_from_checked",
     "status_for_exception",
     "stored_sequence_ids",
@@ -204,9 +205,10 @@ class Operation:
     read_only: bool = False
     tag: str = "rollouts"
     handler: Callable[..., Awaitable[Any]] | None = None
-    plain_body: Callable[[dict[str, Any]], bool] | None = None
-    """A quick test that a body certainly matches the body schema (the server then skips the
-    full check); False means "not sure", and the full check runs and reports."""
+    quick_decode: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+    """Checks and decodes a body in one quick pass when it certainly matches the body schema
+    and decodes without error, giving the keyword arguments (the server then skips the full
+    check and the params' decoders); None means "not sure": the full check runs and reports."""
 
     @property
     def path(self) -> str:
@@ -238,6 +240,9 @@ def span_from_checked(data: dict[str, Any]) -> Span:
     The schema guarantees known fields of the right JSON types, so only the nested models
     need building; attrs validators still run. Kept equal to ``Span.from_dict`` by a test.
     """
+    span = quick_span(data)  # the common shape
+    if span is not None:
+        return span
     kwargs = dict(data)
     events = kwargs.get("events")
     if events:
@@ -256,61 +261,104 @@ def span_from_checked(data: dict[str, Any]) -> Span:
     return Span(**kwargs)
 
 
-_SPAN_REQUIRED = frozenset(f.name for f in attrs.fields(Span) if f.default is attrs.NOTHING)
 _SPAN_FIELDS = frozenset(f.name for f in attrs.fields(Span))
 _NUMBER = (int, float)
-
-
-def _plain_span(d: Any) -> bool:
-    """True when ``d`` certainly matches the ``Span`` schema, in the shape clients send.
-
-    Strictly narrower than the schema (events, links and non-default statuses answer False,
-    so the full check handles them): about 6x cheaper than the compiled checker on spans.
-    Span's own validators (non-empty ids, sequence id >= 0) still run when it is built.
-    """
-    if type(d) is not dict or not (_SPAN_REQUIRED <= d.keys() <= _SPAN_FIELDS):
-        return False
-    get = d.get
-    if (
-        type(d["rollout_id"]) is not str
-        or type(d["attempt_id"]) is not str
-        or type(d["trace_id"]) is not str
-        or type(d["span_id"]) is not str
-        or type(d["name"]) is not str
-        or type(d["sequence_id"]) is not int
-        or (d["parent_id"] is not None and type(d["parent_id"]) is not str)
-        or type(get("attributes", _EMPTY_DICT)) is not dict
-        or type(get("resource", _EMPTY_DICT)) is not dict
-        or type(get("kind", "")) is not str
-        or get("events", _EMPTY_LIST) != _EMPTY_LIST
-        or get("links", _EMPTY_LIST) != _EMPTY_LIST
-    ):
-        return False
-    for key in ("start_time", "end_time"):
-        t = get(key)
-        if t is not None and (type(t) not in _NUMBER or not math.isfinite(t)):
-            return False
-    return "status" not in d or d["status"] == _PLAIN_STATUS
-
-
-_EMPTY_DICT: dict[str, Any] = {}
 _EMPTY_LIST: list[Any] = []
 _PLAIN_STATUS = {"status_code": "UNSET", "description": None}
 _DEFAULT_STATUS = SpanStatus()
+#: Span's slot layout with plain attribute assignment (no validating ``__setattr__``), for
+#: building a Span field by field in :func:`quick_span`.
+_UncheckedSpan: Any = type("_UncheckedSpan", (Span,), {"__slots__": (), "__setattr__": object.__setattr__})
+_new_object = object.__new__
 
 
-def _plain_spans(data: dict[str, Any]) -> bool:
-    spans = data.get("spans")
-    return data.keys() == {"spans"} and type(spans) is list and all(_plain_span(d) for d in spans)
+def quick_span(d: Any) -> Span | None:
+    """The span ``d`` describes when it certainly matches the ``Span`` schema and passes
+    Span's validators, in the shape clients send; else None ("not sure").
+
+    Strictly narrower than the schema (events, links and non-default statuses answer None,
+    so the full check handles them). Checks and builds in one pass, without the constructor,
+    from the data's own values (which the server owns): about 6x cheaper than the compiled
+    checker followed by ``Span.from_dict``.
+    """
+    if type(d) is not dict or not d.keys() <= _SPAN_FIELDS:
+        return None
+    try:
+        rollout_id, attempt_id, sequence_id = d["rollout_id"], d["attempt_id"], d["sequence_id"]
+        trace_id, span_id, parent_id, name = d["trace_id"], d["span_id"], d["parent_id"], d["name"]
+    except KeyError:
+        return None
+    get = d.get
+    start_time, end_time, kind = get("start_time"), get("end_time"), get("kind", "INTERNAL")
+    attributes, resource = get("attributes", {}), get("resource", {})
+    if (
+        type(rollout_id) is not str
+        or type(attempt_id) is not str
+        or type(trace_id) is not str
+        or type(span_id) is not str
+        or not (rollout_id and attempt_id and trace_id and span_id)
+        or type(sequence_id) is not int
+        or sequence_id < 0
+        or type(name) is not str
+        or (parent_id is not None and type(parent_id) is not str)
+        or type(attributes) is not dict
+        or type(resource) is not dict
+        or type(kind) is not str
+        or get("events", _EMPTY_LIST) != _EMPTY_LIST
+        or get("links", _EMPTY_LIST) != _EMPTY_LIST
+        or ("status" in d and d["status"] != _PLAIN_STATUS)
+        or (start_time is not None and (type(start_time) not in _NUMBER or not math.isfinite(start_time)))
+        or (end_time is not None and (type(end_time) not in _NUMBER or not math.isfinite(end_time)))
+    ):
+        return None
+    span: Span = _new_object(_UncheckedSpan)
+    span.rollout_id = rollout_id
+    span.attempt_id = attempt_id
+    span.sequence_id = sequence_id
+    span.trace_id = trace_id
+    span.span_id = span_id
+    span.parent_id = parent_id
+    span.name = name
+    span.start_time = start_time
+    span.end_time = end_time
+    span.attributes = attributes
+    span.events = ()
+    span.links = ()
+    span.status = _DEFAULT_STATUS
+    span.kind = kind
+    span.resource = resource
+    span.__class__ = Span  # same slot layout, and every field is set above
+    return span
 
 
-def _plain_span_groups(data: dict[str, Any]) -> bool:
+def _quick_spans(data: Any) -> list[Span] | None:
+    if type(data) is not list:
+        return None
+    out = []
+    for d in data:
+        span = quick_span(d)
+        if span is None:
+            return None
+        out.append(span)
+    return out
+
+
+def _quick_add_many_spans(data: dict[str, Any]) -> dict[str, Any] | None:
+    spans = _quick_spans(data.get("spans")) if data.keys() == {"spans"} else None
+    return None if spans is None else {"spans": spans}
+
+
+def _quick_add_span_groups(data: dict[str, Any]) -> dict[str, Any] | None:
     groups = data.get("groups")
-    return (
-        data.keys() == {"groups"}
-        and type(groups) is list
-        and all(type(g) is list and all(_plain_span(d) for d in g) for g in groups)
-    )
+    if data.keys() != {"groups"} or type(groups) is not list:
+        return None
+    out = []
+    for group in groups:
+        spans = _quick_spans(group)
+        if spans is None:
+            return None
+        out.append(spans)
+    return {"groups": out}
 
 
 def _spans(data: list[dict[str, Any]]) -> list[Span]:
@@ -502,7 +550,7 @@ OPERATIONS: dict[str, Operation] = {
             (Param("spans", {"type": "array", "items": _ref(Span)}, True, _spans),),
             ResultType("list", Span),
             tag="spans",
-            plain_body=_plain_spans,
+            quick_decode=_quick_add_many_spans,
         ),
         Operation(
             "add_span_groups",
@@ -518,7 +566,7 @@ OPERATIONS: dict[str, Operation] = {
             ResultType("span_groups"),
             tag="spans",
             handler=add_span_groups,
-            plain_body=_plain_span_groups,
+            quick_decode=_quick_add_span_groups,
         ),
         Operation(
             "get_next_span_sequence_id",
