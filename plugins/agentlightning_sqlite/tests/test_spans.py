@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pytest
 
 from agentlightning_core.spans import Span, SpanEvent, SpanLink, SpanStatus
-from agentlightning_sqlite import SqliteLightningStore
+from agentlightning_sqlite import SqliteLightningStore, codec
 from agentlightning_sqlite.codec import decode_body, encode_span_body, pack_id, unpack_id
 
 
@@ -18,7 +19,8 @@ def test_ids_round_trip_whether_or_not_they_are_packed(value: str) -> None:
     assert packed is not None and unpack_id(packed) == value
 
 
-def test_large_bodies_are_deflated_and_round_trip() -> None:
+@pytest.mark.parametrize("repeat", [8, 200, 3000])  # JSON lengths with 1, 2 and 3 varint bytes
+def test_large_bodies_are_compressed_and_round_trip(repeat: int) -> None:
     span = Span(
         rollout_id="r",
         attempt_id="a",
@@ -27,13 +29,26 @@ def test_large_bodies_are_deflated_and_round_trip() -> None:
         span_id="s",
         parent_id=None,
         name="openai.chat",
-        attributes={"gen_ai.prompt.0.content": "hello " * 200, "gen_ai.usage.prompt_tokens": 12},
+        attributes={"gen_ai.prompt.0.content": "hello " * repeat, "gen_ai.usage.prompt_tokens": 12},
     )
     body = encode_span_body(span)
-    assert body[0] == 0x01 and len(body) < 200
+    assert body[0] == 0x02 and len(body) < 200
     assert decode_body(body)["a"] == span.attributes
-    with pytest.raises(ValueError, match="format byte 0x2"):
-        decode_body(b"\x02xyz")
+    with pytest.raises(ValueError, match="format byte 0x3"):
+        decode_body(b"\x03xyz")
+
+
+def test_deflated_bodies_of_earlier_versions_still_decode() -> None:
+    data = b'{"a":{"gen_ai.system":"openai","gen_ai.request.model":"gpt-4o-mini","gen_ai.usage.prompt_tokens":12}}'
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -11, 2, zlib.Z_DEFAULT_STRATEGY, codec._DICT_1)
+    body = b"\x01" + deflate.compress(data) + deflate.flush()
+    assert decode_body(body) == {
+        "a": {
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.prompt_tokens": 12,
+        }
+    }
 
 
 @pytest.mark.anyio

@@ -758,7 +758,10 @@ class SqliteLightningStore(LightningStore):
             arow = self._attempt_row(conn, rollout_id, attempt_id)
             aid, rid, attempt = arow[9], arow[10], codec.attempt_from_row(arow)
             seen: set[str | bytes | None] = set()
-            keys = [codec.pack_id(s.span_id) for s in group]
+            keys = [pack_id(s.span_id) for s in group]
+            # parents are mostly spans of the same batch: reuse their packed ids
+            packed_ids: dict[str | None, str | bytes | None] = {None: None}
+            packed_ids.update(zip([s.span_id for s in group], keys, strict=True))
             for part in _chunks(keys):
                 seen.update(
                     r[0]
@@ -799,7 +802,7 @@ class SqliteLightningStore(LightningStore):
                         seq,
                         key,
                         packed_trace,
-                        pack_id(span.parent_id),
+                        packed_ids[parent] if (parent := span.parent_id) in packed_ids else pack_id(parent),
                         span.name,
                         span.start_time,
                         span.end_time,
