@@ -230,7 +230,7 @@ class _OtelTraceContext:
         self._root: Any = None
         self._buf: TraceBuffer | None = None
 
-    def _begin(self, loop: asyncio.AbstractEventLoop) -> TraceBuffer:
+    def _begin(self, loop: asyncio.AbstractEventLoop, *, cross_thread: bool) -> TraceBuffer:
         tracer = self._tracer
         tracer.init()
         attributes: dict[str, Any] = {}
@@ -248,6 +248,7 @@ class _OtelTraceContext:
             attempt_id=self._attempt_id,
             store=self._store,
             loop=loop,
+            cross_thread=cross_thread,
         )
         tracer.processor.open(buf)
         self._root, self._buf = root, buf
@@ -274,7 +275,7 @@ class _OtelTraceContext:
 
     def __enter__(self) -> Self:
         loop_thread = self._tracer._sync_loop()
-        self._begin(loop_thread.loop)
+        self._begin(loop_thread.loop, cross_thread=True)
         self._enter_context()
         return self
 
@@ -303,7 +304,7 @@ class _OtelTraceContext:
                 "OtelTracer's `async with trace_context()` needs the asyncio event loop; "
                 "use a plain `with` under other async backends"
             ) from None
-        self._begin(loop)
+        self._begin(loop, cross_thread=False)
         self._enter_context()
         return self
 
