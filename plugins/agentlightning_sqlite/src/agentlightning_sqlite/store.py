@@ -111,6 +111,22 @@ def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
     return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
+_JSON_FIELDS = frozenset({"input", "config", "metadata"})
+
+
+def _set_fields(conn: Conn, table: str, key_column: str, key: int, record: Any, **fields: Any) -> None:
+    """Set every field that is not ``UNSET`` on ``record`` and in its row (JSON-encoded where stored so)."""
+    changed: dict[str, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, Unset):
+            continue
+        setattr(record, name, value)
+        changed[name] = codec.dumps(value) if name in _JSON_FIELDS else value
+    if changed:
+        sets = ", ".join(f"{name} = ?" for name in changed)
+        conn.execute(f"UPDATE {table} SET {sets} WHERE {key_column} = ?", (*changed.values(), key))
+
+
 def _qmarks(n: int) -> str:
     return ",".join("?" * n)
 
@@ -510,25 +526,18 @@ class SqliteLightningStore(LightningStore):
         def op(conn: Conn) -> tuple[Rollout, bool]:
             row = self._rollout_row(conn, rollout_id)
             rid, rollout = row[0], codec.rollout_from_row(row)
-            changed: dict[str, Any] = {}
-            if not isinstance(input, Unset):
-                rollout.input = input
-                changed["input"] = codec.dumps(input)
-            if not isinstance(mode, Unset):
-                rollout.mode = mode
-                changed["mode"] = mode
-            if not isinstance(resources_id, Unset):
-                rollout.resources_id = resources_id
-                changed["resources_id"] = resources_id
-            if not isinstance(config, Unset):
-                rollout.config = config
-                changed["config"] = codec.dumps(config)
-            if not isinstance(metadata, Unset):
-                rollout.metadata = metadata
-                changed["metadata"] = codec.dumps(metadata)
-            if changed:
-                sets = ", ".join(f"{k} = ?" for k in changed)
-                conn.execute(f"UPDATE rollouts SET {sets} WHERE rid = ?", (*changed.values(), rid))
+            _set_fields(
+                conn,
+                "rollouts",
+                "rid",
+                rid,
+                rollout,
+                input=input,
+                mode=mode,
+                resources_id=resources_id,
+                config=config,
+                metadata=metadata,
+            )
             terminal = False
             if new_status is not None:
                 terminal = self._set_rollout_status(conn, rid, rollout, new_status, time.time(), requeue=True)
@@ -689,19 +698,16 @@ class SqliteLightningStore(LightningStore):
         def op(conn: Conn) -> tuple[Attempt, bool]:
             row = self._attempt_row(conn, rollout_id, attempt_id)
             aid, rid, attempt = row[9], row[10], codec.attempt_from_row(row)
-            changed: dict[str, Any] = {}
-            if not isinstance(worker_id, Unset):
-                attempt.worker_id = worker_id
-                changed["worker_id"] = worker_id
-            if not isinstance(last_heartbeat_time, Unset):
-                attempt.last_heartbeat_time = last_heartbeat_time
-                changed["last_heartbeat_time"] = last_heartbeat_time
-            if not isinstance(metadata, Unset):
-                attempt.metadata = metadata
-                changed["metadata"] = codec.dumps(metadata)
-            if changed:
-                sets = ", ".join(f"{k} = ?" for k in changed)
-                conn.execute(f"UPDATE attempts SET {sets} WHERE aid = ?", (*changed.values(), aid))
+            _set_fields(
+                conn,
+                "attempts",
+                "aid",
+                aid,
+                attempt,
+                worker_id=worker_id,
+                last_heartbeat_time=last_heartbeat_time,
+                metadata=metadata,
+            )
             status = new_status
             if status is None and not isinstance(last_heartbeat_time, Unset):
                 # an explicit heartbeat revives the attempt exactly as a span does
