@@ -175,7 +175,11 @@ class Attempt(JsonModel):
 
 @attrs.define(slots=True)
 class AttemptedRollout(JsonModel):
-    """A rollout together with the attempt a worker is about to run (what dequeue returns)."""
+    """A rollout together with the attempt a worker is about to run (what dequeue returns).
+
+    Reads like its rollout (every :class:`Rollout` field, e.g. ``.status``, ``.config``) plus
+    ``.attempt`` and ``.attempt_id``, as the earlier API's ``Rollout`` subclass did.
+    """
 
     rollout: Rollout
     attempt: Attempt
@@ -193,12 +197,36 @@ class AttemptedRollout(JsonModel):
         return self.rollout.input
 
     @property
-    def resources_id(self) -> str | None:
-        return self.rollout.resources_id
+    def start_time(self) -> float:
+        return self.rollout.start_time
+
+    @property
+    def end_time(self) -> float | None:
+        return self.rollout.end_time
 
     @property
     def mode(self) -> RolloutMode | None:
         return self.rollout.mode
+
+    @property
+    def resources_id(self) -> str | None:
+        return self.rollout.resources_id
+
+    @property
+    def status(self) -> RolloutStatus:
+        return self.rollout.status
+
+    @property
+    def config(self) -> RolloutConfig:
+        return self.rollout.config
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.rollout.metadata
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.rollout.is_terminal
 
 
 @attrs.define(slots=True)

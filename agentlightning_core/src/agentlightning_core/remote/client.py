@@ -23,7 +23,7 @@ import random
 import secrets
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
@@ -34,19 +34,31 @@ from agentlightning_core.remote.jsonio import dumps, loads
 from agentlightning_core.remote.protocol import (
     CLIENT_ID_HEADER,
     IDEMPOTENCY_HEADER,
+    INT,
+    INTS,
+    OBJECT,
     OPERATIONS,
     STORE_PREFIX,
+    ResultType,
     exception_for_error,
+    list_of,
+    model,
+    optional,
+    page,
 )
 from agentlightning_core.resources import NamedResources, ResourcesUpdate
 from agentlightning_core.spans import Span
 from agentlightning_core.store.base import (
     UNSET,
     EnqueueRequest,
+    FilterLogic,
     LightningStore,
     PaginatedResult,
+    RolloutSortKey,
     SortOrder,
+    SpanSortKey,
     Unset,
+    WorkerSortKey,
 )
 from agentlightning_core.store.copying import copier
 from agentlightning_core.types import (
@@ -74,6 +86,24 @@ logger = logging.getLogger(__name__)
 _with_sequence_id = copier(Span, ("sequence_id",))
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+R = TypeVar("R")
+# The result types the client decodes, built once (each equals its operation's in the table).
+_ROLLOUT = model(Rollout)
+_ROLLOUTS = list_of(Rollout)
+_ROLLOUT_PAGE = page(Rollout)
+_ATTEMPTED = model(AttemptedRollout)
+_ATTEMPTED_LIST = list_of(AttemptedRollout)
+_MAYBE_ATTEMPTED = optional(AttemptedRollout)
+_ATTEMPT = model(Attempt)
+_MAYBE_ATTEMPT = optional(Attempt)
+_ATTEMPT_PAGE = page(Attempt)
+_SPAN_PAGE = page(Span)
+_RESOURCES = model(ResourcesUpdate)
+_MAYBE_RESOURCES = optional(ResourcesUpdate)
+_RESOURCES_PAGE = page(ResourcesUpdate)
+_WORKER = model(Worker)
+_WORKER_PAGE = page(Worker)
 
 
 class LightningStoreClient(LightningStore):
@@ -193,12 +223,15 @@ class LightningStoreClient(LightningStore):
 
     # --- requests -----------------------------------------------------------------------
 
-    async def _call(self, name: str, body: dict[str, Any], *, timeout: float | None = None) -> Any:
+    async def _call(
+        self, name: str, body: dict[str, Any], result: ResultType[R], *, timeout: float | None = None
+    ) -> R:
         """Run store operation ``name`` (after buffered spans are stored) and decode its result."""
         await self.flush()
         op = OPERATIONS[name]
+        assert op.result == result, f"{name} answers {op.result}, not {result}"
         data = await self._request(name, body, idempotent=op.read_only, timeout=timeout)
-        return op.result.decode(data)
+        return result.decode(data)
 
     async def _request(
         self, name: str, body: dict[str, Any], *, idempotent: bool, timeout: float | None = None
@@ -350,7 +383,7 @@ class LightningStoreClient(LightningStore):
             metadata=metadata,
             worker_id=worker_id,
         )
-        return await self._call("start_rollout", body)  # type: ignore[no-any-return]
+        return await self._call("start_rollout", body, _ATTEMPTED)
 
     async def enqueue_rollout(
         self,
@@ -361,35 +394,41 @@ class LightningStoreClient(LightningStore):
         metadata: dict[str, Any] | None = None,
     ) -> Rollout:
         body = _body(input=input, mode=mode, resources_id=resources_id, config=config, metadata=metadata)
-        return await self._call("enqueue_rollout", body)  # type: ignore[no-any-return]
+        return await self._call("enqueue_rollout", body, _ROLLOUT)
 
     async def enqueue_many_rollouts(self, requests: Sequence[EnqueueRequest]) -> list[Rollout]:
-        return await self._call("enqueue_many_rollouts", {"requests": to_json_value(list(requests))})  # type: ignore[no-any-return]
+        return await self._call(
+            "enqueue_many_rollouts", {"requests": to_json_value(list(requests))}, _ROLLOUTS
+        )
 
     async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
-        return await self._call("dequeue_rollout", _body(worker_id=worker_id))  # type: ignore[no-any-return]
+        return await self._call("dequeue_rollout", _body(worker_id=worker_id), _MAYBE_ATTEMPTED)
 
     async def dequeue_many_rollouts(self, limit: int, worker_id: str | None = None) -> list[AttemptedRollout]:
-        return await self._call("dequeue_many_rollouts", _body(limit=limit, worker_id=worker_id))  # type: ignore[no-any-return]
+        return await self._call(
+            "dequeue_many_rollouts", _body(limit=limit, worker_id=worker_id), _ATTEMPTED_LIST
+        )
 
     async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
-        return await self._call("start_attempt", _body(rollout_id=rollout_id, worker_id=worker_id))  # type: ignore[no-any-return]
+        return await self._call(
+            "start_attempt", _body(rollout_id=rollout_id, worker_id=worker_id), _ATTEMPTED
+        )
 
     async def query_rollouts(
         self,
         *,
         status_in: Sequence[RolloutStatus | str] | None = None,
-        rollout_ids: Sequence[str] | None = None,
+        rollout_id_in: Sequence[str] | None = None,
         rollout_id_contains: str | None = None,
-        filter_logic: Literal["and", "or"] = "and",
-        sort_by: Literal["start_time", "end_time", "rollout_id", "status"] | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: RolloutSortKey | None = None,
         sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Rollout]:
         body = _body(
             status_in=status_in,
-            rollout_ids=rollout_ids,
+            rollout_id_in=rollout_id_in,
             rollout_id_contains=rollout_id_contains,
             filter_logic=filter_logic,
             sort_by=sort_by,
@@ -397,10 +436,10 @@ class LightningStoreClient(LightningStore):
             limit=limit,
             offset=offset,
         )
-        return await self._call("query_rollouts", body)  # type: ignore[no-any-return]
+        return await self._call("query_rollouts", body, _ROLLOUT_PAGE)
 
     async def get_rollout_by_id(self, rollout_id: str) -> Rollout:
-        return await self._call("get_rollout_by_id", _body(rollout_id=rollout_id))  # type: ignore[no-any-return]
+        return await self._call("get_rollout_by_id", _body(rollout_id=rollout_id), _ROLLOUT)
 
     async def update_rollout(
         self,
@@ -422,7 +461,7 @@ class LightningStoreClient(LightningStore):
             config=config,
             metadata=metadata,
         )
-        return await self._call("update_rollout", body)  # type: ignore[no-any-return]
+        return await self._call("update_rollout", body, _ROLLOUT)
 
     async def wait_for_rollouts(
         self, rollout_ids: Sequence[str], timeout: float | None = None
@@ -432,8 +471,8 @@ class LightningStoreClient(LightningStore):
         while True:
             remaining = self.wait_poll_seconds if deadline is None else max(0.0, deadline - time.monotonic())
             chunk = min(remaining, self.wait_poll_seconds)
-            done: list[Rollout] = await self._call(
-                "wait_for_rollouts", {"rollout_ids": ids, "timeout": chunk}, timeout=chunk
+            done = await self._call(
+                "wait_for_rollouts", {"rollout_ids": ids, "timeout": chunk}, _ROLLOUTS, timeout=chunk
             )
             if len(done) >= len(ids) or (deadline is not None and time.monotonic() >= deadline):
                 return done
@@ -452,10 +491,10 @@ class LightningStoreClient(LightningStore):
         body = _body(
             rollout_id=rollout_id, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset
         )
-        return await self._call("query_attempts", body)  # type: ignore[no-any-return]
+        return await self._call("query_attempts", body, _ATTEMPT_PAGE)
 
     async def get_latest_attempt(self, rollout_id: str) -> Attempt | None:
-        return await self._call("get_latest_attempt", _body(rollout_id=rollout_id))  # type: ignore[no-any-return]
+        return await self._call("get_latest_attempt", _body(rollout_id=rollout_id), _MAYBE_ATTEMPT)
 
     async def update_attempt(
         self,
@@ -475,7 +514,7 @@ class LightningStoreClient(LightningStore):
             last_heartbeat_time=last_heartbeat_time,
             metadata=metadata,
         )
-        return await self._call("update_attempt", body)  # type: ignore[no-any-return]
+        return await self._call("update_attempt", body, _ATTEMPT)
 
     # --- spans --------------------------------------------------------------------------
 
@@ -496,7 +535,11 @@ class LightningStoreClient(LightningStore):
 
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         body = _body(rollout_id=rollout_id, attempt_id=attempt_id)
-        return await self._call("get_next_span_sequence_id", body)  # type: ignore[no-any-return]
+        return await self._call("get_next_span_sequence_id", body, INT)
+
+    async def get_many_span_sequence_ids(self, rollout_attempt_ids: Sequence[tuple[str, str]]) -> list[int]:
+        pairs = [[r, a] for r, a in rollout_attempt_ids]
+        return await self._call("get_many_span_sequence_ids", {"rollout_attempt_ids": pairs}, INTS)
 
     async def query_spans(
         self,
@@ -504,9 +547,15 @@ class LightningStoreClient(LightningStore):
         attempt_id: str | Literal["latest"] | None = None,
         *,
         name: str | None = None,
+        name_contains: str | None = None,
         trace_id: str | None = None,
+        trace_id_contains: str | None = None,
+        span_id: str | None = None,
+        span_id_contains: str | None = None,
         parent_id: str | None = None,
-        sort_by: Literal["sequence_id", "start_time", "end_time"] = "sequence_id",
+        parent_id_contains: str | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: SpanSortKey = "sequence_id",
         sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
@@ -515,40 +564,55 @@ class LightningStoreClient(LightningStore):
             rollout_id=rollout_id,
             attempt_id=attempt_id,
             name=name,
+            name_contains=name_contains,
             trace_id=trace_id,
+            trace_id_contains=trace_id_contains,
+            span_id=span_id,
+            span_id_contains=span_id_contains,
             parent_id=parent_id,
+            parent_id_contains=parent_id_contains,
+            filter_logic=filter_logic,
             sort_by=sort_by,
             sort_order=sort_order,
             limit=limit,
             offset=offset,
         )
-        return await self._call("query_spans", body)  # type: ignore[no-any-return]
+        return await self._call("query_spans", body, _SPAN_PAGE)
 
     # --- resources ----------------------------------------------------------------------
 
     async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
-        return await self._call("add_resources", {"resources": to_json_value(resources)})  # type: ignore[no-any-return]
+        return await self._call("add_resources", {"resources": to_json_value(resources)}, _RESOURCES)
 
     async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
         body = {"resources_id": resources_id, "resources": to_json_value(resources)}
-        return await self._call("update_resources", body)  # type: ignore[no-any-return]
+        return await self._call("update_resources", body, _RESOURCES)
 
     async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate:
-        return await self._call("get_resources_by_id", _body(resources_id=resources_id))  # type: ignore[no-any-return]
+        return await self._call("get_resources_by_id", _body(resources_id=resources_id), _RESOURCES)
 
     async def get_latest_resources(self) -> ResourcesUpdate | None:
-        return await self._call("get_latest_resources", {})  # type: ignore[no-any-return]
+        return await self._call("get_latest_resources", {}, _MAYBE_RESOURCES)
 
     async def query_resources(
         self,
         *,
+        resources_id: str | None = None,
+        resources_id_contains: str | None = None,
         sort_by: Literal["create_time", "update_time", "resources_id"] = "update_time",
         sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[ResourcesUpdate]:
-        body = _body(sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
-        return await self._call("query_resources", body)  # type: ignore[no-any-return]
+        body = _body(
+            resources_id=resources_id,
+            resources_id_contains=resources_id_contains,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            limit=limit,
+            offset=offset,
+        )
+        return await self._call("query_resources", body, _RESOURCES_PAGE)
 
     # --- workers ------------------------------------------------------------------------
 
@@ -556,13 +620,26 @@ class LightningStoreClient(LightningStore):
         self,
         *,
         status_in: Sequence[WorkerStatus | str] | None = None,
+        worker_id_contains: str | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: WorkerSortKey | None = None,
+        sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
-        return await self._call("query_workers", _body(status_in=status_in, limit=limit, offset=offset))  # type: ignore[no-any-return]
+        body = _body(
+            status_in=status_in,
+            worker_id_contains=worker_id_contains,
+            filter_logic=filter_logic,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            limit=limit,
+            offset=offset,
+        )
+        return await self._call("query_workers", body, _WORKER_PAGE)
 
     async def get_worker_by_id(self, worker_id: str) -> Worker:
-        return await self._call("get_worker_by_id", _body(worker_id=worker_id))  # type: ignore[no-any-return]
+        return await self._call("get_worker_by_id", _body(worker_id=worker_id), _WORKER)
 
     async def update_worker(
         self,
@@ -572,12 +649,12 @@ class LightningStoreClient(LightningStore):
         heartbeat_stats: dict[str, Any] | Unset | None = UNSET,
     ) -> Worker:
         body = _body(worker_id=worker_id, status=status, heartbeat_stats=heartbeat_stats)
-        return await self._call("update_worker", body)  # type: ignore[no-any-return]
+        return await self._call("update_worker", body, _WORKER)
 
     # --- introspection ------------------------------------------------------------------
 
     async def statistics(self) -> dict[str, Any]:
-        return await self._call("statistics", {})  # type: ignore[no-any-return]
+        return await self._call("statistics", {}, OBJECT)
 
 
 def _body(**kwargs: Any) -> dict[str, Any]:

@@ -14,16 +14,23 @@ are built from.
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
 from agentlightning_core import errors
-from agentlightning_core.codec import from_json_value, to_json_value
+from agentlightning_core.codec import JsonModel, from_json_value, to_json_value
 from agentlightning_core.resources import LLM, NamedResources, PromptTemplate, ProxyLLM, ResourcesUpdate
 from agentlightning_core.spans import Span, SpanEvent, SpanLink, SpanStatus
-from agentlightning_core.store.base import EnqueueRequest, PaginatedResult
+from agentlightning_core.store.base import (
+    EnqueueRequest,
+    PaginatedResult,
+    RolloutSortKey,
+    SpanSortKey,
+    WorkerSortKey,
+)
 from agentlightning_core.types import (
     Attempt,
     AttemptedRollout,
@@ -41,6 +48,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CLIENT_ID_HEADER",
     "IDEMPOTENCY_HEADER",
+    "INT",
+    "INTS",
+    "OBJECT",
     "OPERATIONS",
     "STORE_PREFIX",
     "Operation",
@@ -49,6 +59,10 @@ __all__ = [
     "add_span_groups",
     "error_body",
     "exception_for_error",
+    "list_of",
+    "model",
+    "optional",
+    "page",
     "quick_span",
     "span_from_checked",
     "status_for_exception",
@@ -64,6 +78,8 @@ CLIENT_ID_HEADER = "Agl-Client-Id"
 address), so keys need only be unique within one client."""
 
 Schema = dict[str, Any]
+R = TypeVar("R")
+M = TypeVar("M", bound=JsonModel)
 
 
 def _ref(cls: type) -> Schema:
@@ -107,11 +123,15 @@ class Param:
 
 
 @attrs.frozen
-class ResultType:
-    """How an operation's result travels: ``model``, ``optional``, ``list``, ``page``, ``int`` or ``object``."""
+class ResultType(Generic[R]):
+    """How an operation's result travels: ``model``, ``optional``, ``list``, ``page``, ``int``,
+    ``object`` or ``span_groups``. Make one with :func:`model`, :func:`optional`, :func:`list_of`,
+    :func:`page`, :data:`INT` or :data:`OBJECT`: each knows the Python type it decodes to."""
 
     kind: str
-    cls: type | None = None
+    cls: type[Any] | None = None
+    decode: Callable[[Any], R] = attrs.field(default=None, eq=False, repr=False)
+    """JSON -> the result the store method returns (the client's side)."""
 
     def schema(self) -> Schema:
         if self.kind == "span_groups":
@@ -140,6 +160,8 @@ class ResultType:
             }
         if self.kind == "int":
             return {"type": "integer"}
+        if self.kind == "ints":
+            return {"type": "array", "items": {"type": "integer"}}
         if self.kind == "object":
             return {"type": "object"}
         assert self.cls is not None
@@ -173,22 +195,55 @@ class ResultType:
             }
         return to_json_value(value)
 
-    def decode(self, data: Any) -> Any:
-        cls: Any = self.cls
-        if self.kind == "model":
-            return cls.from_dict(data)
-        if self.kind == "optional":
-            return None if data is None else cls.from_dict(data)
-        if self.kind == "list":
-            return [cls.from_dict(d) for d in data]
-        if self.kind == "page":
-            return PaginatedResult(
-                items=[cls.from_dict(d) for d in data["items"]],
-                total=data["total"],
-                limit=data["limit"],
-                offset=data["offset"],
-            )
-        return data
+
+def model(cls: type[M]) -> ResultType[M]:
+    """One model object."""
+    return ResultType("model", cls, cls.from_dict)
+
+
+def optional(cls: type[M]) -> ResultType[M | None]:
+    """A model object or null."""
+    return ResultType("optional", cls, lambda data: None if data is None else cls.from_dict(data))
+
+
+def list_of(cls: type[M]) -> ResultType[list[M]]:
+    """A list of model objects."""
+    return ResultType("list", cls, lambda data: [cls.from_dict(d) for d in data])
+
+
+def page(cls: type[M]) -> ResultType[PaginatedResult[M]]:
+    """A :class:`PaginatedResult` of model objects."""
+
+    def decode(data: Any) -> PaginatedResult[M]:
+        items = [cls.from_dict(d) for d in data["items"]]
+        return PaginatedResult(items, data["total"], data["limit"], data["offset"])
+
+    return ResultType("page", cls, decode)
+
+
+def _int(data: Any) -> int:
+    if type(data) is not int:
+        raise ValueError(f"Expected an integer from the store server, got {data!r:.80}")
+    return data
+
+
+def _ints(data: Any) -> list[int]:
+    return [_int(d) for d in data]
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValueError(f"Expected a JSON object from the store server, got {data!r:.80}")
+    return data
+
+
+def _as_is(data: Any) -> Any:
+    return data
+
+
+INT: ResultType[int] = ResultType("int", None, _int)
+INTS: ResultType[list[int]] = ResultType("ints", None, _ints)
+OBJECT: ResultType[dict[str, Any]] = ResultType("object", None, _object)
 
 
 @attrs.frozen
@@ -201,7 +256,7 @@ class Operation:
     name: str
     summary: str
     params: tuple[Param, ...]
-    result: ResultType
+    result: ResultType[Any]
     read_only: bool = False
     tag: str = "rollouts"
     handler: Callable[..., Awaitable[Any]] | None = None
@@ -420,8 +475,29 @@ _NEW_ROLLOUT = (
 )
 
 
+_LOGIC_P = Param("filter_logic", {"enum": ["and", "or"]})
+
+
 def _sort(*keys: str | None) -> Param:
     return Param("sort_by", {"enum": list(keys)})
+
+
+def _filters(*names: str) -> tuple[Param, ...]:
+    """Optional string filters (an exact value or a substring), all null by default."""
+    return tuple(Param(n, _OPT_STR) for n in names)
+
+
+def _pairs(data: list[list[str]]) -> list[tuple[str, str]]:
+    return [(r, a) for r, a in data]
+
+
+_ID_PAIR: Schema = {
+    "type": "array",
+    "items": _STR,
+    "minItems": 2,
+    "maxItems": 2,
+    "description": "[rollout_id, attempt_id]",
+}
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -431,56 +507,54 @@ OPERATIONS: dict[str, Operation] = {
             "start_rollout",
             "Create a rollout and its first attempt at once, bypassing the queue",
             (*_NEW_ROLLOUT, _WORKER_ID),
-            ResultType("model", AttemptedRollout),
+            model(AttemptedRollout),
         ),
-        Operation(
-            "enqueue_rollout", "Add a rollout to the queue", _NEW_ROLLOUT, ResultType("model", Rollout)
-        ),
+        Operation("enqueue_rollout", "Add a rollout to the queue", _NEW_ROLLOUT, model(Rollout)),
         Operation(
             "enqueue_many_rollouts",
             "Enqueue several rollouts in one call, in order",
             (Param("requests", {"type": "array", "items": _ref(EnqueueRequest)}, True, _requests),),
-            ResultType("list", Rollout),
+            list_of(Rollout),
         ),
         Operation(
             "dequeue_rollout",
             "Take the oldest queued rollout and create its next attempt (null if the queue is empty)",
             (_WORKER_ID,),
-            ResultType("optional", AttemptedRollout),
+            optional(AttemptedRollout),
         ),
         Operation(
             "dequeue_many_rollouts",
             "Dequeue up to `limit` rollouts in FIFO order",
             (Param("limit", {"type": "integer", "minimum": 0}, required=True), _WORKER_ID),
-            ResultType("list", AttemptedRollout),
+            list_of(AttemptedRollout),
         ),
         Operation(
             "start_attempt",
             "Create a new attempt for a rollout outside the queue",
             (_ROLLOUT_ID, _WORKER_ID),
-            ResultType("model", AttemptedRollout),
+            model(AttemptedRollout),
         ),
         Operation(
             "query_rollouts",
             "Rollouts matching the filters, paged",
             (
                 Param("status_in", {"type": ["array", "null"], "items": _ROLLOUT_STATUS}),
-                Param("rollout_ids", {"type": ["array", "null"], "items": _STR}),
+                Param("rollout_id_in", {"type": ["array", "null"], "items": _STR}),
                 Param("rollout_id_contains", _OPT_STR),
-                Param("filter_logic", {"enum": ["and", "or"]}),
-                _sort("start_time", "end_time", "rollout_id", "status", None),
+                _LOGIC_P,
+                _sort(*typing.get_args(RolloutSortKey), None),
                 _ORDER_P,
                 _LIMIT_P,
                 _OFFSET_P,
             ),
-            ResultType("page", Rollout),
+            page(Rollout),
             read_only=True,
         ),
         Operation(
             "get_rollout_by_id",
             "One rollout (404 if unknown)",
             (_ROLLOUT_ID,),
-            ResultType("model", Rollout),
+            model(Rollout),
             read_only=True,
         ),
         Operation(
@@ -495,7 +569,7 @@ OPERATIONS: dict[str, Operation] = {
                 Param("config", _ref(RolloutConfig), decode=RolloutConfig.from_dict),
                 Param("metadata", _OBJECT),
             ),
-            ResultType("model", Rollout),
+            model(Rollout),
         ),
         Operation(
             "wait_for_rollouts",
@@ -504,14 +578,14 @@ OPERATIONS: dict[str, Operation] = {
                 Param("rollout_ids", {"type": "array", "items": _STR}, required=True),
                 Param("timeout", {"type": ["number", "null"], "minimum": 0}),
             ),
-            ResultType("list", Rollout),
+            list_of(Rollout),
             read_only=True,
         ),
         Operation(
             "query_attempts",
             "Attempts of a rollout, paged",
             (_ROLLOUT_ID, _sort("sequence_id", "start_time"), _ORDER_P, _LIMIT_P, _OFFSET_P),
-            ResultType("page", Attempt),
+            page(Attempt),
             read_only=True,
             tag="attempts",
         ),
@@ -519,7 +593,7 @@ OPERATIONS: dict[str, Operation] = {
             "get_latest_attempt",
             "The attempt with the highest sequence id (null if none)",
             (_ROLLOUT_ID,),
-            ResultType("optional", Attempt),
+            optional(Attempt),
             read_only=True,
             tag="attempts",
         ),
@@ -534,21 +608,21 @@ OPERATIONS: dict[str, Operation] = {
                 Param("last_heartbeat_time", {"type": "number"}),
                 Param("metadata", _OBJECT),
             ),
-            ResultType("model", Attempt),
+            model(Attempt),
             tag="attempts",
         ),
         Operation(
             "add_span",
             "Store a span (sequence_id 0 asks the store to allocate one); null for a duplicate",
             (Param("span", _ref(Span), True, span_from_checked),),
-            ResultType("optional", Span),
+            optional(Span),
             tag="spans",
         ),
         Operation(
             "add_many_spans",
             "Store several spans in one call; returns those newly stored",
             (Param("spans", {"type": "array", "items": _ref(Span)}, True, _spans),),
-            ResultType("list", Span),
+            list_of(Span),
             tag="spans",
             quick_decode=_quick_add_many_spans,
         ),
@@ -563,7 +637,7 @@ OPERATIONS: dict[str, Operation] = {
                     _span_groups,
                 ),
             ),
-            ResultType("span_groups"),
+            ResultType("span_groups", None, _as_is),
             tag="spans",
             handler=add_span_groups,
             quick_decode=_quick_add_span_groups,
@@ -572,7 +646,14 @@ OPERATIONS: dict[str, Operation] = {
             "get_next_span_sequence_id",
             "Allocate the next span sequence id of a rollout",
             (_ROLLOUT_ID, _ATTEMPT_ID),
-            ResultType("int"),
+            INT,
+            tag="spans",
+        ),
+        Operation(
+            "get_many_span_sequence_ids",
+            "Allocate one span sequence id per [rollout_id, attempt_id] pair, in order",
+            (Param("rollout_attempt_ids", {"type": "array", "items": _ID_PAIR}, True, _pairs),),
+            INTS,
             tag="spans",
         ),
         Operation(
@@ -581,15 +662,23 @@ OPERATIONS: dict[str, Operation] = {
             (
                 _ROLLOUT_ID,
                 Param("attempt_id", _OPT_STR),
-                Param("name", _OPT_STR),
-                Param("trace_id", _OPT_STR),
-                Param("parent_id", _OPT_STR),
-                _sort("sequence_id", "start_time", "end_time"),
+                *_filters(
+                    "name",
+                    "name_contains",
+                    "trace_id",
+                    "trace_id_contains",
+                    "span_id",
+                    "span_id_contains",
+                    "parent_id",
+                    "parent_id_contains",
+                ),
+                _LOGIC_P,
+                _sort(*typing.get_args(SpanSortKey)),
                 _ORDER_P,
                 _LIMIT_P,
                 _OFFSET_P,
             ),
-            ResultType("page", Span),
+            page(Span),
             read_only=True,
             tag="spans",
         ),
@@ -597,7 +686,7 @@ OPERATIONS: dict[str, Operation] = {
             "add_resources",
             "Store a new resources snapshot under a fresh id",
             (Param("resources", _NAMED_RESOURCES, True, _named_resources),),
-            ResultType("model", ResourcesUpdate),
+            model(ResourcesUpdate),
             tag="resources",
         ),
         Operation(
@@ -607,14 +696,14 @@ OPERATIONS: dict[str, Operation] = {
                 Param("resources_id", _STR, required=True),
                 Param("resources", _NAMED_RESOURCES, True, _named_resources),
             ),
-            ResultType("model", ResourcesUpdate),
+            model(ResourcesUpdate),
             tag="resources",
         ),
         Operation(
             "get_resources_by_id",
             "One resources snapshot (404 if unknown)",
             (Param("resources_id", _STR, required=True),),
-            ResultType("model", ResourcesUpdate),
+            model(ResourcesUpdate),
             read_only=True,
             tag="resources",
         ),
@@ -622,15 +711,21 @@ OPERATIONS: dict[str, Operation] = {
             "get_latest_resources",
             "The most recent resources snapshot (null if none)",
             (),
-            ResultType("optional", ResourcesUpdate),
+            optional(ResourcesUpdate),
             read_only=True,
             tag="resources",
         ),
         Operation(
             "query_resources",
             "All resources snapshots, paged",
-            (_sort("create_time", "update_time", "resources_id"), _ORDER_P, _LIMIT_P, _OFFSET_P),
-            ResultType("page", ResourcesUpdate),
+            (
+                *_filters("resources_id", "resources_id_contains"),
+                _sort("create_time", "update_time", "resources_id"),
+                _ORDER_P,
+                _LIMIT_P,
+                _OFFSET_P,
+            ),
+            page(ResourcesUpdate),
             read_only=True,
             tag="resources",
         ),
@@ -639,10 +734,14 @@ OPERATIONS: dict[str, Operation] = {
             "Known workers, paged",
             (
                 Param("status_in", {"type": ["array", "null"], "items": _WORKER_STATUS}),
+                *_filters("worker_id_contains"),
+                _LOGIC_P,
+                _sort(*typing.get_args(WorkerSortKey), None),
+                _ORDER_P,
                 _LIMIT_P,
                 _OFFSET_P,
             ),
-            ResultType("page", Worker),
+            page(Worker),
             read_only=True,
             tag="workers",
         ),
@@ -650,7 +749,7 @@ OPERATIONS: dict[str, Operation] = {
             "get_worker_by_id",
             "One worker (404 if unknown)",
             (Param("worker_id", _STR, required=True),),
-            ResultType("model", Worker),
+            model(Worker),
             read_only=True,
             tag="workers",
         ),
@@ -662,14 +761,14 @@ OPERATIONS: dict[str, Operation] = {
                 Param("status", _WORKER_STATUS),
                 Param("heartbeat_stats", {"type": ["object", "null"]}),
             ),
-            ResultType("model", Worker),
+            model(Worker),
             tag="workers",
         ),
         Operation(
             "statistics",
             "Counts of rollouts by status, attempts, spans, resources, workers and span bytes",
             (),
-            ResultType("object"),
+            OBJECT,
             read_only=True,
             tag="statistics",
         ),

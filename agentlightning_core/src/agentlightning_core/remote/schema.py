@@ -4,7 +4,7 @@
 hints (the same hints the codec decodes with), so the OpenAPI description and the server's
 input checks come from one source. :func:`compile_schema` turns a schema (the subset used
 here: ``type``, ``enum``, ``properties``, ``required``, ``additionalProperties``, ``items``,
-``anyOf``, ``minimum``, ``$ref``) into a checker function that raises :class:`SchemaError`
+``anyOf``, ``minimum``, ``minItems``, ``maxItems``, ``$ref``) into a checker function that raises :class:`SchemaError`
 naming the offending location and value.
 """
 
@@ -183,6 +183,8 @@ class _Compiler:
                 checks.append(object_check)
         if "items" in s:
             checks.append(_items_checker(self.build(s["items"])))
+        if "minItems" in s or "maxItems" in s:
+            checks.append(_length_checker(s.get("minItems", 0), s.get("maxItems")))
         if "anyOf" in s:
             checks.append(_any_of_checker([self.build(o) for o in s["anyOf"]]))
         if not checks:
@@ -304,6 +306,20 @@ def _minimum_checker(minimum: float) -> _Inner:
             raise _mismatch(value, f"a number >= {minimum}")
 
     return check_minimum
+
+
+def _length_checker(least: int, most: int | None) -> _Inner:
+    expected = (
+        f"exactly {least} items"
+        if least == most
+        else f"{least} to {most if most is not None else 'any number of'} items"
+    )
+
+    def check_length(value: Any) -> None:
+        if type(value) is list and (len(value) < least or (most is not None and len(value) > most)):
+            raise _mismatch(value, expected)
+
+    return check_length
 
 
 def _items_checker(item: _Inner) -> _Inner:

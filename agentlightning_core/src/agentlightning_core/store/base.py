@@ -11,7 +11,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 import attrs
 
@@ -36,14 +36,25 @@ if TYPE_CHECKING:
 __all__ = [
     "UNSET",
     "EnqueueRequest",
+    "FilterLogic",
     "LightningStore",
     "PaginatedResult",
+    "RolloutSortKey",
     "SortOrder",
+    "SpanSortKey",
     "Unset",
+    "WorkerSortKey",
 ]
 
 T = TypeVar("T")
 SortOrder = Literal["asc", "desc"]
+FilterLogic = Literal["and", "or"]
+"""How the optional filters of a query combine: all must match, or any."""
+RolloutSortKey = Literal["start_time", "end_time", "rollout_id", "status"]
+SpanSortKey = Literal["sequence_id", "start_time", "end_time", "span_id", "trace_id", "name"]
+WorkerSortKey = Literal[
+    "worker_id", "status", "last_heartbeat_time", "last_dequeue_time", "last_busy_time", "last_idle_time"
+]
 
 
 class Unset(enum.Enum):
@@ -59,8 +70,11 @@ UNSET = Unset.UNSET
 
 
 @attrs.define(slots=True)
-class PaginatedResult(Generic[T]):
-    """A page of results plus the total number of matches before paging."""
+class PaginatedResult(Sequence[T]):
+    """A page of results plus the total number of matches before paging.
+
+    A :class:`collections.abc.Sequence` of the page's items (``len``, indexing, slicing, ``in``).
+    """
 
     items: list[T]
     total: int
@@ -73,7 +87,13 @@ class PaginatedResult(Generic[T]):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> T:
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
         return self.items[index]
 
 
@@ -133,7 +153,11 @@ class LightningStore(ABC):
         config: RolloutConfig | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Rollout:
-        """Add a rollout to the queue (status queuing). ``resources_id`` None means the latest at dequeue."""
+        """Add a rollout to the queue (status queuing).
+
+        ``resources_id`` None records the latest resources now; with none stored yet, the
+        rollout takes the latest at dequeue.
+        """
 
     @abstractmethod
     async def enqueue_many_rollouts(self, requests: Sequence[EnqueueRequest]) -> list[Rollout]:
@@ -162,10 +186,10 @@ class LightningStore(ABC):
         self,
         *,
         status_in: Sequence[RolloutStatus | str] | None = None,
-        rollout_ids: Sequence[str] | None = None,
+        rollout_id_in: Sequence[str] | None = None,
         rollout_id_contains: str | None = None,
-        filter_logic: Literal["and", "or"] = "and",
-        sort_by: Literal["start_time", "end_time", "rollout_id", "status"] | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: RolloutSortKey | None = None,
         sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
@@ -236,6 +260,8 @@ class LightningStore(ABC):
 
         ``last_heartbeat_time`` without ``status`` is a heartbeat, as a span is: a preparing or
         unresponsive attempt becomes running (see ``policy.attempt_status_after_heartbeat``).
+        A new ``worker_id`` hands the attempt over: its previous worker becomes idle and the
+        new one is busy with it while it is active (and idle when it ends).
         """
 
     # --- spans -----------------------------------------------------------------------
@@ -262,6 +288,13 @@ class LightningStore(ABC):
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         """Allocate the next span sequence id of a rollout (strictly increasing, never reused)."""
 
+    async def get_many_span_sequence_ids(self, rollout_attempt_ids: Sequence[tuple[str, str]]) -> list[int]:
+        """Allocate one sequence id per ``(rollout_id, attempt_id)`` pair, in order.
+
+        Backends override this to allocate them all in one step; this default asks for each.
+        """
+        return [await self.get_next_span_sequence_id(r, a) for r, a in rollout_attempt_ids]
+
     @abstractmethod
     async def query_spans(
         self,
@@ -269,16 +302,24 @@ class LightningStore(ABC):
         attempt_id: str | Literal["latest"] | None = None,
         *,
         name: str | None = None,
+        name_contains: str | None = None,
         trace_id: str | None = None,
+        trace_id_contains: str | None = None,
+        span_id: str | None = None,
+        span_id_contains: str | None = None,
         parent_id: str | None = None,
-        sort_by: Literal["sequence_id", "start_time", "end_time"] = "sequence_id",
+        parent_id_contains: str | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: SpanSortKey = "sequence_id",
         sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Span]:
         """Spans of a rollout, optionally of one attempt (``"latest"``: the latest attempt).
 
-        Raises ``SpansEvictedError`` when the rollout's spans were evicted.
+        The field filters (exact, or ``*_contains`` for a substring) combine with
+        ``filter_logic``; the rollout and attempt always apply. Raises ``SpansEvictedError``
+        when the rollout's spans were evicted.
         """
 
     # --- resources -------------------------------------------------------------------
@@ -306,12 +347,14 @@ class LightningStore(ABC):
     async def query_resources(
         self,
         *,
+        resources_id: str | None = None,
+        resources_id_contains: str | None = None,
         sort_by: Literal["create_time", "update_time", "resources_id"] = "update_time",
         sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[ResourcesUpdate]:
-        """All resource snapshots."""
+        """Resource snapshots, optionally only ``resources_id`` or those whose id contains a substring."""
 
     # --- workers ---------------------------------------------------------------------
 
@@ -320,10 +363,14 @@ class LightningStore(ABC):
         self,
         *,
         status_in: Sequence[WorkerStatus | str] | None = None,
+        worker_id_contains: str | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: WorkerSortKey | None = None,
+        sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
-        """Known workers, in order of first appearance."""
+        """Known workers matching the filters; unsorted, in order of first appearance."""
 
     @abstractmethod
     async def get_worker_by_id(self, worker_id: str) -> Worker:
@@ -343,4 +390,9 @@ class LightningStore(ABC):
 
     @abstractmethod
     async def statistics(self) -> dict[str, Any]:
-        """Counts (rollouts by status, attempts, spans, resources, workers) and span bytes."""
+        """Counts (rollouts by status, attempts, spans, resources, workers) and span bytes.
+
+        Also the earlier API's keys: ``name`` (the store class), ``uptime`` (seconds since
+        the store object was made) and ``total_rollouts``, ``total_attempts``,
+        ``total_spans``, ``total_resources``, ``total_workers``.
+        """

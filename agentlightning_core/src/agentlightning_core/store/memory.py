@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import typing
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,10 +38,14 @@ from agentlightning_core.store import policy
 from agentlightning_core.store.base import (
     UNSET,
     EnqueueRequest,
+    FilterLogic,
     LightningStore,
     PaginatedResult,
+    RolloutSortKey,
     SortOrder,
+    SpanSortKey,
     Unset,
+    WorkerSortKey,
 )
 from agentlightning_core.store.copying import copier, replace
 from agentlightning_core.types import (
@@ -87,6 +92,8 @@ _new_rollout = copier(
     Rollout, ("rollout_id", "input", "start_time", "mode", "resources_id", "status", "config", "metadata")
 )
 _copy_config = copier(RolloutConfig, ("retry_condition",))
+_SPAN_SORT_KEYS = typing.get_args(SpanSortKey)
+_WORKER_SORT_KEYS = typing.get_args(WorkerSortKey)
 _copy_span = copier(Span, ("sequence_id", "rollout_id", "attempt_id", "trace_id"))
 """The stored copy of a caller's span (the span path calls it directly)."""
 
@@ -276,6 +283,7 @@ class InMemoryLightningStore(LightningStore):
         self._waiters: dict[str, list[_Waiter]] = {}
         self._wakes: list[_Waiter] = []
         self._task_group: TaskGroup | None = None
+        self._created = time.monotonic()
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -468,6 +476,13 @@ class InMemoryLightningStore(LightningStore):
             current_attempt_id=attempt.attempt_id,
         )
 
+    def _hand_over(self, old: Attempt, new: Attempt, now: float) -> None:
+        """An attempt changes worker: the old one is released, the new one busy while it is active."""
+        if old.worker_id is not None:
+            self._worker_idle(old.worker_id, old.attempt_id, now)
+        if new.worker_id is not None and old.status in _ACTIVE:
+            self._worker_busy(new.worker_id, new, now)
+
     def _worker_idle(self, worker_id: str, attempt_id: str, now: float) -> None:
         worker = self._workers.get(worker_id)
         if worker is not None and worker.current_attempt_id == attempt_id:
@@ -538,6 +553,8 @@ class InMemoryLightningStore(LightningStore):
             input, mode, resources_id, config, metadata, RolloutStatus.QUEUING, _now()
         )
         with self._lock:
+            if resources_id is None and self._latest_resources_id is not None:
+                rollout.resources_id = self._latest_resources_id  # not shared yet: set in place
             self._add_rollout(rollout)
         return rollout
 
@@ -550,7 +567,10 @@ class InMemoryLightningStore(LightningStore):
             for r in requests
         ]
         with self._lock:
+            latest = self._latest_resources_id
             for rollout in rollouts:
+                if rollout.resources_id is None:
+                    rollout.resources_id = latest
                 self._add_rollout(rollout)
         return rollouts
 
@@ -582,19 +602,19 @@ class InMemoryLightningStore(LightningStore):
         self,
         *,
         status_in: Sequence[RolloutStatus | str] | None = None,
-        rollout_ids: Sequence[str] | None = None,
+        rollout_id_in: Sequence[str] | None = None,
         rollout_id_contains: str | None = None,
-        filter_logic: Literal["and", "or"] = "and",
-        sort_by: Literal["start_time", "end_time", "rollout_id", "status"] | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: RolloutSortKey | None = None,
         sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Rollout]:
         policy.check_paging(limit, offset)
-        predicate = policy.rollout_predicate(status_in, rollout_ids, rollout_id_contains, filter_logic)
+        predicate = policy.rollout_predicate(status_in, rollout_id_in, rollout_id_contains, filter_logic)
         with self._lock:
-            if rollout_ids is not None and filter_logic == "and":
-                recs = [self._rollouts[i] for i in dict.fromkeys(rollout_ids) if i in self._rollouts]
+            if rollout_id_in is not None and filter_logic == "and":
+                recs = [self._rollouts[i] for i in dict.fromkeys(rollout_id_in) if i in self._rollouts]
                 # keep enqueue order, as for the unfiltered query
                 recs.sort(key=lambda rec: rec.order)
                 rollouts = [rec.rollout for rec in recs]
@@ -738,6 +758,8 @@ class InMemoryLightningStore(LightningStore):
                 changes["status"] = new_status
                 changes["end_time"] = policy.end_time_for(new_status, attempt.end_time, now)
             new = replace(attempt, **changes)
+            if new.worker_id != attempt.worker_id:
+                self._hand_over(attempt, new, now)
             self._set_attempt(rec, idx, new, now)
         self._flush_wakes()
         return new
@@ -855,12 +877,20 @@ class InMemoryLightningStore(LightningStore):
         return await self.add_span(span)
 
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        return (await self.get_many_span_sequence_ids([(rollout_id, attempt_id)]))[0]
+
+    async def get_many_span_sequence_ids(self, rollout_attempt_ids: Sequence[tuple[str, str]]) -> list[int]:
         with self._lock:
-            rec = self._record(rollout_id)
-            self._attempt_idx(rec, attempt_id)
-            seq = rec.next_sequence_id
-            rec.next_sequence_id = seq + 1
-            return seq
+            recs = []
+            for rollout_id, attempt_id in rollout_attempt_ids:  # every id checked before any is used
+                rec = self._record(rollout_id)
+                self._attempt_idx(rec, attempt_id)
+                recs.append(rec)
+            seqs = []
+            for rec in recs:
+                seqs.append(rec.next_sequence_id)
+                rec.next_sequence_id += 1
+            return seqs
 
     def _evicted_error(self, rollout_id: str) -> SpansEvictedError:
         return SpansEvictedError(
@@ -875,15 +905,32 @@ class InMemoryLightningStore(LightningStore):
         attempt_id: str | Literal["latest"] | None = None,
         *,
         name: str | None = None,
+        name_contains: str | None = None,
         trace_id: str | None = None,
+        trace_id_contains: str | None = None,
+        span_id: str | None = None,
+        span_id_contains: str | None = None,
         parent_id: str | None = None,
-        sort_by: Literal["sequence_id", "start_time", "end_time"] = "sequence_id",
+        parent_id_contains: str | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: SpanSortKey = "sequence_id",
         sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Span]:
         policy.check_paging(limit, offset)
-        predicate = policy.span_predicate(name, trace_id, parent_id)
+        policy.check_sort(sort_by, sort_order, _SPAN_SORT_KEYS)
+        predicate = policy.span_predicate(
+            filter_logic,
+            name=name,
+            name_contains=name_contains,
+            trace_id=trace_id,
+            trace_id_contains=trace_id_contains,
+            span_id=span_id,
+            span_id_contains=span_id_contains,
+            parent_id=parent_id,
+            parent_id_contains=parent_id_contains,
+        )
         with self._lock:
             rec = self._record(rollout_id)
             if rec.evicted:
@@ -902,7 +949,7 @@ class InMemoryLightningStore(LightningStore):
             if sort_order == "desc":
                 spans.reverse()
         else:
-            spans = policy.sort_items(spans, sort_by, sort_order, ("sequence_id", "start_time", "end_time"))
+            spans = policy.sort_items(spans, sort_by, sort_order, _SPAN_SORT_KEYS)
         return policy.paginate(spans, limit, offset)
 
     def _enforce_budget(self) -> None:
@@ -984,6 +1031,8 @@ class InMemoryLightningStore(LightningStore):
     async def query_resources(
         self,
         *,
+        resources_id: str | None = None,
+        resources_id_contains: str | None = None,
         sort_by: Literal["create_time", "update_time", "resources_id"] = "update_time",
         sort_order: SortOrder = "asc",
         limit: int = -1,
@@ -991,7 +1040,13 @@ class InMemoryLightningStore(LightningStore):
     ) -> PaginatedResult[ResourcesUpdate]:
         policy.check_paging(limit, offset)
         with self._lock:
-            updates = list(self._resources.values())
+            if resources_id is not None:
+                one = self._resources.get(resources_id)
+                updates = [one] if one is not None else []
+            else:
+                updates = list(self._resources.values())
+        if resources_id_contains is not None:
+            updates = [u for u in updates if resources_id_contains in u.resources_id]
         return policy.paginate(
             policy.sort_items(updates, sort_by, sort_order, ("create_time", "update_time", "resources_id")),
             limit,
@@ -1004,16 +1059,22 @@ class InMemoryLightningStore(LightningStore):
         self,
         *,
         status_in: Sequence[WorkerStatus | str] | None = None,
+        worker_id_contains: str | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: WorkerSortKey | None = None,
+        sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
         policy.check_paging(limit, offset)
+        predicate = policy.worker_predicate(status_in, worker_id_contains, filter_logic)
         with self._lock:
             workers = list(self._workers.values())
-        if status_in is not None:
-            wanted = frozenset(parse_worker_status(s) for s in status_in)
-            workers = [w for w in workers if w.status in wanted]
-        return policy.paginate(workers, limit, offset)
+        if predicate is not None:
+            workers = [w for w in workers if predicate(w)]
+        return policy.paginate(
+            policy.sort_items(workers, sort_by, sort_order, _WORKER_SORT_KEYS), limit, offset
+        )
 
     async def get_worker_by_id(self, worker_id: str) -> Worker:
         with self._lock:
@@ -1051,7 +1112,7 @@ class InMemoryLightningStore(LightningStore):
 
     async def statistics(self) -> dict[str, Any]:
         with self._lock:
-            return {
+            stats = {
                 "rollouts": len(self._rollouts),
                 "rollouts_by_status": {s.value: n for s, n in self._status_counts.items()},
                 "queue_length": len(self._queue),
@@ -1066,3 +1127,4 @@ class InMemoryLightningStore(LightningStore):
                 "resources": len(self._resources),
                 "workers": len(self._workers),
             }
+        return policy.with_earlier_statistics(stats, self, self._created)

@@ -13,8 +13,10 @@ the in-memory store, the SQLite store and anything else agree on every transitio
   ``update_attempt(last_heartbeat_time=...)`` given without a status;
 - the watchdog: :func:`watchdog_verdict`;
 - ``end_time`` of terminal statuses: :func:`end_time_for`;
-- queries: :func:`rollout_predicate`, :func:`span_predicate`, :func:`check_sort`,
-  :func:`sort_items`, :func:`check_paging`, :func:`paginate`, :func:`check_wait_timeout`.
+- queries: :func:`rollout_predicate`, :func:`span_predicate`, :func:`worker_predicate`,
+  :func:`check_filter_logic`, :func:`check_sort`, :func:`sort_items`, :func:`check_paging`,
+  :func:`paginate`, :func:`check_wait_timeout`;
+- ``statistics()``: :func:`with_earlier_statistics` adds the earlier API's keys.
 
 Span sequence ids of a rollout start at :data:`FIRST_SEQUENCE_ID` and only grow; a span added
 with ``sequence_id == 0`` asks the store to allocate one (:func:`next_sequence_id`).
@@ -24,10 +26,11 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from agentlightning_core.store.base import PaginatedResult
+from agentlightning_core.store.base import FilterLogic, PaginatedResult
 from agentlightning_core.types import (
     TERMINAL_ATTEMPT_STATUSES,
     TERMINAL_ROLLOUT_STATUSES,
@@ -37,6 +40,7 @@ from agentlightning_core.types import (
     RolloutConfig,
     RolloutStatus,
     parse_rollout_status,
+    parse_worker_status,
 )
 from agentlightning_core.validation import check_positive_int, check_seconds
 
@@ -49,6 +53,8 @@ __all__ = [
     "ROLLOUT_ID_PREFIX",
     "attempt_status_after_heartbeat",
     "check_can_start_attempt",
+    "check_filter_logic",
+    "check_id_list",
     "check_paging",
     "check_sort",
     "check_wait_timeout",
@@ -64,6 +70,8 @@ __all__ = [
     "sort_items",
     "span_predicate",
     "watchdog_verdict",
+    "with_earlier_statistics",
+    "worker_predicate",
 ]
 
 T = TypeVar("T")
@@ -256,43 +264,93 @@ def sort_items(items: Iterable[T], sort_by: str | None, sort_order: str, allowed
     return present + missing if missing else present
 
 
-def rollout_predicate(
-    status_in: Sequence[RolloutStatus | str] | None,
-    rollout_ids: Sequence[str] | None,
-    rollout_id_contains: str | None,
-    filter_logic: Literal["and", "or"],
-) -> Callable[[Rollout], bool] | None:
-    """The ``query_rollouts`` filter as a predicate; None when no filter is given."""
+def check_filter_logic(filter_logic: str) -> None:
+    """Reject a ``filter_logic`` other than ``"and"`` / ``"or"``."""
     if filter_logic not in ("and", "or"):
         raise ValueError(f"filter_logic must be 'and' or 'or', got {filter_logic!r}")
-    tests: list[Callable[[Rollout], bool]] = []
-    if status_in is not None:
-        statuses = frozenset(parse_rollout_status(s) for s in status_in)
-        tests.append(lambda r: r.status in statuses)
-    if rollout_ids is not None:
-        if isinstance(rollout_ids, str):
-            raise TypeError(f"rollout_ids must be a list of ids, got the string {rollout_ids!r}")
-        ids = frozenset(rollout_ids)
-        tests.append(lambda r: r.rollout_id in ids)
-    if rollout_id_contains is not None:
-        part = rollout_id_contains
-        tests.append(lambda r: part in r.rollout_id)
+
+
+def check_id_list(name: str, ids: Sequence[str] | None) -> None:
+    """An ``*_in`` filter must be a list of ids, not one id (a string is a sequence too)."""
+    if isinstance(ids, str):
+        raise TypeError(f"{name} must be a list of ids, got the string {ids!r}")
+
+
+def _combine(tests: list[Callable[[Any], bool]], filter_logic: FilterLogic) -> Callable[[Any], bool] | None:
+    check_filter_logic(filter_logic)
     if not tests:
         return None
     if len(tests) == 1:
         return tests[0]
     if filter_logic == "and":
-        return lambda r: all(t(r) for t in tests)
-    return lambda r: any(t(r) for t in tests)
+        return lambda x: all(t(x) for t in tests)
+    return lambda x: any(t(x) for t in tests)
 
 
-def span_predicate(
-    name: str | None, trace_id: str | None, parent_id: str | None
+def _equals(attr: str, value: str) -> Callable[[Any], bool]:
+    return lambda x: getattr(x, attr) == value
+
+
+def _contains(attr: str, part: str) -> Callable[[Any], bool]:
+    return lambda x: (v := getattr(x, attr)) is not None and part in v
+
+
+def _field_tests(fields: Iterable[tuple[str, str | None, str | None]]) -> list[Callable[[Any], bool]]:
+    """Tests for ``(attribute, exact, substring)`` filters; a None value is no filter."""
+    tests: list[Callable[[Any], bool]] = []
+    for attr, exact, part in fields:
+        if exact is not None:
+            tests.append(_equals(attr, exact))
+        if part is not None:
+            tests.append(_contains(attr, part))
+    return tests
+
+
+def rollout_predicate(
+    status_in: Sequence[RolloutStatus | str] | None,
+    rollout_id_in: Sequence[str] | None,
+    rollout_id_contains: str | None,
+    filter_logic: FilterLogic,
+) -> Callable[[Rollout], bool] | None:
+    """The ``query_rollouts`` filter as a predicate; None when no filter is given."""
+    check_id_list("rollout_id_in", rollout_id_in)
+    tests: list[Callable[[Any], bool]] = []
+    if status_in is not None:
+        statuses = frozenset(parse_rollout_status(s) for s in status_in)
+        tests.append(lambda r: r.status in statuses)
+    if rollout_id_in is not None:
+        ids = frozenset(rollout_id_in)
+        tests.append(lambda r: r.rollout_id in ids)
+    tests += _field_tests([("rollout_id", None, rollout_id_contains)])
+    return _combine(tests, filter_logic)
+
+
+def span_predicate(filter_logic: FilterLogic = "and", **fields: str | None) -> Callable[[Any], bool] | None:
+    """The ``query_spans`` field filter (``name=``, ``name_contains=``, ... as the method takes them)."""
+    by_field: dict[str, list[str | None]] = {}
+    for key, value in fields.items():
+        attr, contains = (key[: -len("_contains")], 1) if key.endswith("_contains") else (key, 0)
+        by_field.setdefault(attr, [None, None])[contains] = value
+    return _combine(_field_tests((a, v[0], v[1]) for a, v in by_field.items()), filter_logic)
+
+
+def worker_predicate(
+    status_in: Sequence[Any] | None, worker_id_contains: str | None, filter_logic: FilterLogic
 ) -> Callable[[Any], bool] | None:
-    """The ``query_spans`` attribute filter (all given fields must match); None when none given."""
-    wanted = [
-        (k, v) for k, v in (("name", name), ("trace_id", trace_id), ("parent_id", parent_id)) if v is not None
-    ]
-    if not wanted:
-        return None
-    return lambda s: all(getattr(s, k) == v for k, v in wanted)
+    """The ``query_workers`` filter as a predicate; None when no filter is given."""
+    tests: list[Callable[[Any], bool]] = []
+    if status_in is not None:
+        statuses = frozenset(parse_worker_status(s) for s in status_in)
+        tests.append(lambda w: w.status in statuses)
+    tests += _field_tests([("worker_id", None, worker_id_contains)])
+    return _combine(tests, filter_logic)
+
+
+def with_earlier_statistics(stats: dict[str, Any], store: object, created: float) -> dict[str, Any]:
+    """``stats`` plus the earlier API's keys: ``name``, ``uptime`` (seconds since ``created``,
+    a :func:`time.monotonic` reading) and ``total_*`` copies of our counts."""
+    stats["name"] = type(store).__name__
+    stats["uptime"] = time.monotonic() - created
+    for key in ("rollouts", "attempts", "spans", "resources", "workers"):
+        stats["total_" + key] = stats[key]
+    return stats

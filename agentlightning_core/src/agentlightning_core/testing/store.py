@@ -303,11 +303,11 @@ class StoreConformance:
         assert [r.rollout_id for r in everything] == ids and everything.total == 4
         done = await store.query_rollouts(status_in=["succeeded", RolloutStatus.FAILED])
         assert sorted(r.rollout_id for r in done) == sorted(ids[1:3])
-        picked = await store.query_rollouts(rollout_ids=[ids[3], ids[0], "ro-nope"])
+        picked = await store.query_rollouts(rollout_id_in=[ids[3], ids[0], "ro-nope"])
         assert [r.rollout_id for r in picked] == [ids[0], ids[3]]
-        both = await store.query_rollouts(status_in=["queuing"], rollout_ids=[ids[0], ids[1]])
+        both = await store.query_rollouts(status_in=["queuing"], rollout_id_in=[ids[0], ids[1]])
         assert [r.rollout_id for r in both] == [ids[0]]
-        either = await store.query_rollouts(status_in=["failed"], rollout_ids=[ids[0]], filter_logic="or")
+        either = await store.query_rollouts(status_in=["failed"], rollout_id_in=[ids[0]], filter_logic="or")
         assert sorted(r.rollout_id for r in either) == sorted([ids[0], ids[2]])
         part = await store.query_rollouts(rollout_id_contains=ids[3][-6:])
         assert [r.rollout_id for r in part] == [ids[3]]

@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -36,10 +37,14 @@ from agentlightning_core.store import policy
 from agentlightning_core.store.base import (
     UNSET,
     EnqueueRequest,
+    FilterLogic,
     LightningStore,
     PaginatedResult,
+    RolloutSortKey,
     SortOrder,
+    SpanSortKey,
     Unset,
+    WorkerSortKey,
 )
 from agentlightning_core.store.copying import copier
 from agentlightning_core.types import (
@@ -131,6 +136,22 @@ def _qmarks(n: int) -> str:
     return ",".join("?" * n)
 
 
+def _id_text(column: str) -> str:
+    """An id column as the text callers gave (hex ids are stored packed: see ``codec.pack_id``)."""
+    return f"(CASE WHEN typeof({column}) = 'blob' THEN lower(hex({column})) ELSE {column} END)"
+
+
+def _where(clauses: list[str], filter_logic: FilterLogic) -> str:
+    """The optional filters joined by ``filter_logic``, parenthesised ('' when there are none)."""
+    policy.check_filter_logic(filter_logic)
+    return f"({f' {filter_logic.upper()} '.join(clauses)})" if clauses else ""
+
+
+_SPAN_SORT_KEYS = typing.get_args(SpanSortKey)
+_WORKER_SORT_KEYS = typing.get_args(WorkerSortKey)
+_LATEST_RESOURCES = "SELECT resources_id FROM resources ORDER BY latest_seq DESC LIMIT 1"
+
+
 class SqliteLightningStore(LightningStore):
     """A durable :class:`LightningStore` in one SQLite file (WAL mode).
 
@@ -175,6 +196,7 @@ class SqliteLightningStore(LightningStore):
         self._changed = anyio.Event()
         self._resource_refs: dict[str, int] = {}
         self._resource_bodies: dict[int, dict[str, Any]] = {}
+        self._created = time.monotonic()
 
     def __repr__(self) -> str:
         return f"SqliteLightningStore({str(self.path)!r}, durability={self.durability!r})"
@@ -286,6 +308,11 @@ class SqliteLightningStore(LightningStore):
         return 1 if row is None else int(row[0]) + 1
 
     @staticmethod
+    def _latest_resources_id(conn: Conn) -> str | None:
+        row = conn.execute(_LATEST_RESOURCES).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
     def _next_counter(conn: Conn, key: str, n: int = 1) -> int:
         """Reserve ``n`` values of a counter in ``meta``; returns the first."""
         row = conn.execute(
@@ -320,8 +347,9 @@ class SqliteLightningStore(LightningStore):
         metadata: dict[str, Any] | None = None,
     ) -> Rollout:
         def op(conn: Conn) -> Rollout:
+            resources = resources_id if resources_id is not None else self._latest_resources_id(conn)
             return self._insert_rollout(
-                conn, time.time(), input, mode, resources_id, config, metadata, RolloutStatus.QUEUING
+                conn, time.time(), input, mode, resources, config, metadata, RolloutStatus.QUEUING
             )[1]
 
         return await self._write(op)
@@ -336,9 +364,17 @@ class SqliteLightningStore(LightningStore):
 
         def op(conn: Conn) -> list[Rollout]:
             now = time.time()
+            latest = self._latest_resources_id(conn)
             return [
                 self._insert_rollout(
-                    conn, now, r.input, r.mode, r.resources_id, r.config, r.metadata, RolloutStatus.QUEUING
+                    conn,
+                    now,
+                    r.input,
+                    r.mode,
+                    r.resources_id if r.resources_id is not None else latest,
+                    r.config,
+                    r.metadata,
+                    RolloutStatus.QUEUING,
                 )[1]
                 for r in items
             ]
@@ -367,7 +403,7 @@ class SqliteLightningStore(LightningStore):
         rollout.end_time = None
         rollout.resources_id = conn.execute(
             "UPDATE rollouts SET attempt_count = ?, status = 'preparing', end_time = NULL, queue_seq = NULL,"
-            " resources_id = coalesce(?, (SELECT resources_id FROM resources ORDER BY latest_seq DESC LIMIT 1))"
+            f" resources_id = coalesce(?, ({_LATEST_RESOURCES}))"
             " WHERE rid = ? RETURNING resources_id",
             (attempt.sequence_id, rollout.resources_id, rid),
         ).fetchone()[0]
@@ -424,16 +460,16 @@ class SqliteLightningStore(LightningStore):
         self,
         *,
         status_in: Sequence[RolloutStatus | str] | None = None,
-        rollout_ids: Sequence[str] | None = None,
+        rollout_id_in: Sequence[str] | None = None,
         rollout_id_contains: str | None = None,
-        filter_logic: Literal["and", "or"] = "and",
-        sort_by: Literal["start_time", "end_time", "rollout_id", "status"] | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: RolloutSortKey | None = None,
         sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Rollout]:
         policy.check_paging(limit, offset)
-        policy.rollout_predicate(status_in, rollout_ids, rollout_id_contains, filter_logic)  # validates
+        policy.rollout_predicate(status_in, rollout_id_in, rollout_id_contains, filter_logic)  # validates
         policy.check_sort(sort_by, sort_order, ("start_time", "end_time", "rollout_id", "status"))
         clauses: list[str] = []
         params: list[Any] = []
@@ -447,14 +483,14 @@ class SqliteLightningStore(LightningStore):
                 clause = f"({clause} AND r.queue_seq IS NOT NULL)"
             clauses.append(clause)
             params += statuses
-        if rollout_ids is not None:
-            ids = list(dict.fromkeys(rollout_ids))
+        if rollout_id_in is not None:
+            ids = list(dict.fromkeys(rollout_id_in))
             clauses.append("r.rollout_id IN (SELECT value FROM json_each(?))")
             params.append(codec.dumps(ids))
         if rollout_id_contains is not None:
             clauses.append("instr(r.rollout_id, ?) > 0")
             params.append(rollout_id_contains)
-        where = f" WHERE {f' {filter_logic.upper()} '.join(clauses)}" if clauses else ""
+        where = f" WHERE {_where(clauses, filter_logic)}" if clauses else ""
         direction = "DESC" if sort_order == "desc" else "ASC"
         if sort_by is None:
             order = f"ORDER BY r.rid {direction}"
@@ -698,6 +734,8 @@ class SqliteLightningStore(LightningStore):
         def op(conn: Conn) -> tuple[Attempt, bool]:
             row = self._attempt_row(conn, rollout_id, attempt_id)
             aid, rid, attempt = row[9], row[10], codec.attempt_from_row(row)
+            if not isinstance(worker_id, Unset) and worker_id != attempt.worker_id:
+                self._hand_over(conn, attempt, worker_id)
             _set_fields(
                 conn,
                 "attempts",
@@ -862,15 +900,24 @@ class SqliteLightningStore(LightningStore):
         return await self.add_span(span)
 
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
-        def op(conn: Conn) -> int:
-            rid = self._attempt_row(conn, rollout_id, attempt_id)[10]
-            row = conn.execute(
-                "UPDATE rollouts SET next_span_seq = next_span_seq + 1 WHERE rid = ? RETURNING next_span_seq - 1",
-                (rid,),
-            ).fetchone()
-            return int(row[0])
+        return (await self.get_many_span_sequence_ids([(rollout_id, attempt_id)]))[0]
 
-        return await self._write(op)
+    async def get_many_span_sequence_ids(self, rollout_attempt_ids: Sequence[tuple[str, str]]) -> list[int]:
+        pairs = [(r, a) for r, a in rollout_attempt_ids]
+
+        def op(conn: Conn) -> list[int]:
+            return [
+                int(
+                    conn.execute(
+                        "UPDATE rollouts SET next_span_seq = next_span_seq + 1 WHERE rid = ?"
+                        " RETURNING next_span_seq - 1",
+                        (self._attempt_row(conn, rollout_id, attempt_id)[10],),
+                    ).fetchone()[0]
+                )
+                for rollout_id, attempt_id in pairs
+            ]
+
+        return await self._write(op) if pairs else []
 
     async def query_spans(
         self,
@@ -878,15 +925,44 @@ class SqliteLightningStore(LightningStore):
         attempt_id: str | Literal["latest"] | None = None,
         *,
         name: str | None = None,
+        name_contains: str | None = None,
         trace_id: str | None = None,
+        trace_id_contains: str | None = None,
+        span_id: str | None = None,
+        span_id_contains: str | None = None,
         parent_id: str | None = None,
-        sort_by: Literal["sequence_id", "start_time", "end_time"] = "sequence_id",
+        parent_id_contains: str | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: SpanSortKey = "sequence_id",
         sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Span]:
         policy.check_paging(limit, offset)
-        policy.check_sort(sort_by, sort_order, ("sequence_id", "start_time", "end_time"))
+        policy.check_sort(sort_by, sort_order, _SPAN_SORT_KEYS)
+        # The field filters, evaluated only on this rollout's rows (found through spans_rollout).
+        filters: list[str] = []
+        filter_params: list[Any] = []
+        for column, exact, part in (
+            ("name", name, name_contains),
+            ("trace_id", trace_id, trace_id_contains),
+            ("span_id", span_id, span_id_contains),
+            ("parent_id", parent_id, parent_id_contains),
+        ):
+            if exact is not None:
+                filters.append(f"s.{column} = ?")
+                filter_params.append(exact if column == "name" else codec.pack_id(exact))
+            if part is not None:
+                text = f"s.{column}" if column == "name" else _id_text(f"s.{column}")
+                filters.append(f"instr({text}, ?) > 0")
+                filter_params.append(part)
+        field_filter = _where(filters, filter_logic)
+        if sort_by == "sequence_id":
+            direction = "DESC" if sort_order == "desc" else "ASC"
+            order = f"ORDER BY s.sequence_id {direction}, s.rowid {direction}"
+        else:
+            key = _id_text(f"s.{sort_by}") if sort_by in ("span_id", "trace_id") else f"s.{sort_by}"
+            order = _order(key, sort_order, "s.sequence_id, s.rowid")
 
         def op(conn: Conn) -> PaginatedResult[Span]:
             clauses = ["s.rid = ?"]
@@ -903,16 +979,10 @@ class SqliteLightningStore(LightningStore):
                 params.append(arow[10])
                 clauses.append("s.aid = ?")
                 params.append(arow[9])
-            for column, value in (("name", name), ("trace_id", trace_id), ("parent_id", parent_id)):
-                if value is not None:
-                    clauses.append(f"s.{column} = ?")
-                    params.append(value if column == "name" else codec.pack_id(value))
+            if field_filter:
+                clauses.append(field_filter)
+                params.extend(filter_params)
             where = " AND ".join(clauses)
-            if sort_by == "sequence_id":
-                direction = "DESC" if sort_order == "desc" else "ASC"
-                order = f"ORDER BY s.sequence_id {direction}, s.rowid {direction}"
-            else:
-                order = _order(f"s.{sort_by}", sort_order, "s.sequence_id, s.rowid")
             rows = conn.execute(
                 f"SELECT {SPAN_COLUMNS} FROM spans s JOIN rollouts r ON r.rid = s.rid JOIN attempts a ON a.aid = s.aid"
                 f" WHERE {where} {order}{_limit(limit, offset)}",
@@ -994,6 +1064,8 @@ class SqliteLightningStore(LightningStore):
     async def query_resources(
         self,
         *,
+        resources_id: str | None = None,
+        resources_id_contains: str | None = None,
         sort_by: Literal["create_time", "update_time", "resources_id"] = "update_time",
         sort_order: SortOrder = "asc",
         limit: int = -1,
@@ -1001,12 +1073,22 @@ class SqliteLightningStore(LightningStore):
     ) -> PaginatedResult[ResourcesUpdate]:
         policy.check_paging(limit, offset)
         policy.check_sort(sort_by, sort_order, ("create_time", "update_time", "resources_id"))
+        clauses: list[str] = []
+        params: list[Any] = []
+        if resources_id is not None:
+            clauses.append("resources_id = ?")
+            params.append(resources_id)
+        if resources_id_contains is not None:
+            clauses.append("instr(resources_id, ?) > 0")
+            params.append(resources_id_contains)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
 
         def op(conn: Conn) -> PaginatedResult[ResourcesUpdate]:
-            total = conn.execute("SELECT count(*) FROM resources").fetchone()[0]
+            total = conn.execute(f"SELECT count(*) FROM resources{where}", params).fetchone()[0]
             rows = conn.execute(
-                "SELECT resources_id, create_time, update_time, version, body FROM resources "
-                f"{_order(sort_by, sort_order, 'rowid')}{_limit(limit, offset)}"
+                f"SELECT resources_id, create_time, update_time, version, body FROM resources{where} "
+                f"{_order(sort_by, sort_order, 'rowid')}{_limit(limit, offset)}",
+                params,
             ).fetchall()
             return PaginatedResult([codec.resources_from_row(r) for r in rows], total, limit, offset)
 
@@ -1025,6 +1107,14 @@ class SqliteLightningStore(LightningStore):
             (worker_id, now, now, rollout_id, attempt_id),
         )
 
+    def _hand_over(self, conn: Conn, attempt: Attempt, worker_id: str | None) -> None:
+        """An attempt changes worker: the old one is released, the new one busy while it is active."""
+        now = time.time()
+        if attempt.worker_id is not None:
+            self._worker_released(conn, now, attempt.worker_id, attempt.attempt_id)
+        if worker_id is not None and attempt.status in policy.ACTIVE_ATTEMPT_STATUSES:
+            self._worker_took(conn, now, worker_id, attempt.rollout_id, attempt.attempt_id)
+
     @staticmethod
     def _worker_released(conn: Conn, now: float, worker_id: str, attempt_id: str) -> None:
         conn.execute(
@@ -1037,20 +1127,33 @@ class SqliteLightningStore(LightningStore):
         self,
         *,
         status_in: Sequence[WorkerStatus | str] | None = None,
+        worker_id_contains: str | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: WorkerSortKey | None = None,
+        sort_order: SortOrder = "asc",
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
         policy.check_paging(limit, offset)
-        where, params = "", []
+        policy.check_sort(sort_by, sort_order, _WORKER_SORT_KEYS)
+        clauses: list[str] = []
+        params: list[Any] = []
         if status_in is not None:
             statuses = sorted({str(parse_worker_status(s)) for s in status_in})
-            where = f" WHERE status IN ({_qmarks(len(statuses))})" if statuses else " WHERE 0"
-            params = statuses
+            clauses.append(f"status IN ({_qmarks(len(statuses))})" if statuses else "0")
+            params += statuses
+        if worker_id_contains is not None:
+            clauses.append("instr(worker_id, ?) > 0")
+            params.append(worker_id_contains)
+        where = _where(clauses, filter_logic)
+        where = f" WHERE {where}" if where else ""
+        direction = "DESC" if sort_order == "desc" else "ASC"
+        order = f"ORDER BY wid {direction}" if sort_by is None else _order(sort_by, sort_order, "wid")
 
         def op(conn: Conn) -> PaginatedResult[Worker]:
             total = conn.execute(f"SELECT count(*) FROM workers{where}", params).fetchone()[0]
             rows = conn.execute(
-                f"SELECT {WORKER_COLUMNS} FROM workers{where} ORDER BY wid{_limit(limit, offset)}", params
+                f"SELECT {WORKER_COLUMNS} FROM workers{where} {order}{_limit(limit, offset)}", params
             ).fetchall()
             return PaginatedResult([codec.worker_from_row(r) for r in rows], total, limit, offset)
 
@@ -1136,7 +1239,7 @@ class SqliteLightningStore(LightningStore):
                 "file_bytes": _file_bytes(self.path),
             }
 
-        return await self._read(op)
+        return policy.with_earlier_statistics(await self._read(op), self, self._created)
 
     # --- watchdog and retention -------------------------------------------------------
 
