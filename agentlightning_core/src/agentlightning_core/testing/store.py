@@ -35,6 +35,8 @@ The classes are named so that pytest does not collect them where they are only i
 
 from __future__ import annotations
 
+import collections.abc
+import inspect
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,7 +57,7 @@ from agentlightning_core.errors import (
 from agentlightning_core.resources import LLM, PromptTemplate
 from agentlightning_core.spans import Span
 from agentlightning_core.store.base import UNSET, EnqueueRequest, LightningStore
-from agentlightning_core.types import AttemptStatus, RolloutConfig, RolloutStatus, WorkerStatus
+from agentlightning_core.types import AttemptStatus, Rollout, RolloutConfig, RolloutStatus, WorkerStatus
 
 __all__ = [
     "WATCHDOG_INTERVAL",
@@ -63,6 +65,8 @@ __all__ = [
     "StoreConformance",
     "StoreFactory",
     "make_span",
+    "signature_drift",
+    "store_methods",
     "wait_until",
 ]
 
@@ -112,6 +116,36 @@ async def wait_until(check: Callable[[], Awaitable[bool]], what: str, timeout: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
         await anyio.sleep(WATCHDOG_INTERVAL / 2)
+
+
+def store_methods(base: type = LightningStore) -> dict[str, inspect.Signature]:
+    """The public store methods of ``base`` (every public coroutine method) by name."""
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(base, inspect.iscoroutinefunction)
+        if not name.startswith("_")
+    }
+
+
+def _shape(signature: inspect.Signature) -> str:
+    """A signature's parameter names, kinds and defaults (annotations left out), without ``self``."""
+    params = [p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()]
+    return str(inspect.Signature(params[1:]))
+
+
+def signature_drift(cls: type, base: type = LightningStore) -> list[str]:
+    """How the store methods of ``cls`` differ from ``base``'s in parameter names, kinds or
+    defaults: one line per method that differs (empty when they agree)."""
+    problems: list[str] = []
+    for name, expected in store_methods(base).items():
+        method = getattr(cls, name, None)
+        if method is None or not inspect.iscoroutinefunction(method):
+            problems.append(f"{cls.__name__}.{name} is missing or not a coroutine method")
+            continue
+        got, want = _shape(inspect.signature(method)), _shape(expected)
+        if got != want:
+            problems.append(f"{cls.__name__}.{name}{got} differs from {base.__name__}.{name}{want}")
+    return problems
 
 
 def _retry(max_attempts: int, *statuses: str, **kw: Any) -> RolloutConfig:
@@ -339,7 +373,49 @@ class StoreConformance:
         with pytest.raises(ValueError, match="'sideways'"):
             await store.query_rollouts(sort_order="sideways")  # type: ignore[arg-type]
 
+    async def test_query_rollouts_by_id_list_and_substring(self, store: LightningStore) -> None:
+        rs = await store.enqueue_many_rollouts([EnqueueRequest(input=i) for i in range(3)])
+        ids = [r.rollout_id for r in rs]
+        await store.update_rollout(ids[2], status="cancelled")
+        got = await store.query_rollouts(
+            rollout_id_in=[ids[2], ids[1]], status_in=["queuing"], sort_by="rollout_id", sort_order="desc"
+        )
+        assert [r.rollout_id for r in got] == [ids[1]]
+        none = await store.query_rollouts(rollout_id_in=[], rollout_id_contains=ids[0], filter_logic="or")
+        assert [r.rollout_id for r in none] == [ids[0]]
+        with pytest.raises((TypeError, ValueError), match="rollout_id_in"):  # a list, not one id
+            await store.query_rollouts(rollout_id_in=ids[0])
+        with pytest.raises(ValueError, match="'xor'"):
+            await store.query_rollouts(filter_logic="xor")  # type: ignore[arg-type]
+
+    async def test_paginated_result_is_a_sequence(self, store: LightningStore) -> None:
+        rs = await store.enqueue_many_rollouts([EnqueueRequest(input=i) for i in range(4)])
+        page = await store.query_rollouts(limit=3)
+        assert isinstance(page, collections.abc.Sequence)
+        assert (
+            page[0] == rs[0]
+            and page[-1] == rs[2]
+            and [r.rollout_id for r in page[1:]] == [r.rollout_id for r in rs[1:3]]
+        )
+        assert rs[1] in page and rs[3] not in page and page.index(rs[2]) == 2 and page.count(rs[0]) == 1
+        assert [r.rollout_id for r in reversed(page)] == [r.rollout_id for r in rs[2::-1]]
+        assert page.total == 4 and len(page) == 3
+
     # --- attempts and transitions ----------------------------------------------------
+
+    async def test_attempted_rollout_reads_like_its_rollout(self, store: LightningStore) -> None:
+        config = RolloutConfig(max_attempts=2, retry_condition=["failed"])
+        await store.enqueue_rollout({"q": 1}, mode="train", config=config, metadata={"k": "v"})
+        dequeued = await store.dequeue_rollout(worker_id="w")
+        started = await store.start_rollout("direct", mode="val")
+        assert dequeued is not None
+        for ar in (dequeued, started, await store.start_attempt(started.rollout_id)):
+            for field in attrs.fields(Rollout):
+                assert getattr(ar, field.name) == getattr(ar.rollout, field.name), field.name
+            assert ar.status is RolloutStatus.PREPARING and not ar.is_terminal
+            assert ar.attempt.rollout_id == ar.rollout_id and ar.attempt_id == ar.attempt.attempt_id
+        assert dequeued.config == config and dequeued.metadata == {"k": "v"} and dequeued.mode == "train"
+        assert dequeued.input == {"q": 1} and dequeued.end_time is None and dequeued.start_time > 0
 
     async def test_attempt_success_finishes_the_rollout(self, store: LightningStore) -> None:
         await store.enqueue_rollout("x")
@@ -560,6 +636,60 @@ class StoreConformance:
         with pytest.raises(AttemptNotFoundError, match="at-zzz"):
             await store.query_spans(rid, "at-zzz")
 
+    async def test_query_spans_earlier_filters(self, store: LightningStore) -> None:
+        ar = await store.start_rollout("x")
+        rid, aid = ar.rollout_id, ar.attempt_id
+        t2 = "ab" * 16
+        await store.add_many_spans(
+            [
+                make_span(rid, aid, 0, name="agent.run"),
+                make_span(rid, aid, 1, name="openai.chat", parent_id=f"{1:016x}"),
+                make_span(rid, aid, 2, name="tool.search", parent_id=f"{2:016x}", trace_id=t2),
+                make_span(rid, aid, 0xFF, name="openai.chat", parent_id=f"{1:016x}", trace_id=t2),
+            ]
+        )
+
+        async def names(**kw: Any) -> list[str]:
+            return [s.span_id for s in await store.query_spans(rid, **kw)]
+
+        assert await names(span_id=f"{3:016x}") == [f"{3:016x}"]
+        assert await names(span_id_contains="100") == [f"{0x100:016x}"]
+        assert await names(name_contains="openai") == [f"{2:016x}", f"{0x100:016x}"]
+        assert await names(trace_id_contains="abab") == [f"{3:016x}", f"{0x100:016x}"]
+        assert await names(parent_id_contains="0002") == [f"{3:016x}"]
+        assert await names(name="openai.chat", trace_id=t2) == [f"{0x100:016x}"]
+        either = await names(name="agent.run", parent_id=f"{2:016x}", filter_logic="or")
+        assert either == [f"{1:016x}", f"{3:016x}"]
+        assert await names(name_contains="nothing", span_id_contains="zz") == []
+        by_span = await store.query_spans(rid, "latest", sort_by="span_id", sort_order="desc", limit=2)
+        assert [s.span_id for s in by_span] == [f"{0x100:016x}", f"{3:016x}"] and by_span.total == 4
+        by_trace = await store.query_spans(rid, sort_by="trace_id")
+        assert [s.trace_id for s in by_trace] == ["0" * 31 + "1"] * 2 + [t2] * 2
+        by_name = await store.query_spans(rid, sort_by="name", sort_order="desc")
+        assert [s.name for s in by_name] == ["tool.search", "openai.chat", "openai.chat", "agent.run"]
+        by_seq = await store.query_spans(rid, sort_by="sequence_id", sort_order="desc", offset=3)
+        assert [s.span_id for s in by_seq] == [f"{1:016x}"]
+        with pytest.raises(ValueError, match="'attributes'"):
+            await store.query_spans(rid, sort_by="attributes")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="'nand'"):
+            await store.query_spans(rid, name="x", filter_logic="nand")  # type: ignore[arg-type]
+
+    async def test_get_many_span_sequence_ids(self, store: LightningStore) -> None:
+        a = await store.start_rollout("a")
+        b = await store.start_rollout("b")
+        seqs = await store.get_many_span_sequence_ids(
+            [(a.rollout_id, a.attempt_id), (b.rollout_id, b.attempt_id), (a.rollout_id, a.attempt_id)]
+        )
+        assert seqs[0] < seqs[2] and len(seqs) == 3
+        assert await store.get_next_span_sequence_id(a.rollout_id, a.attempt_id) > seqs[2]
+        assert await store.get_many_span_sequence_ids([]) == []
+        stored = await store.add_span(make_span(a.rollout_id, a.attempt_id, 0))
+        assert stored is not None and stored.sequence_id > seqs[2], "allocated ids are never reused"
+        with pytest.raises(AttemptNotFoundError, match="at-nope"):
+            await store.get_many_span_sequence_ids([(b.rollout_id, b.attempt_id), (a.rollout_id, "at-nope")])
+        with pytest.raises(RolloutNotFoundError, match="ro-nope"):
+            await store.get_many_span_sequence_ids([("ro-nope", a.attempt_id)])
+
     async def test_query_spans_latest_without_attempts_is_empty(self, store: LightningStore) -> None:
         r = await store.enqueue_rollout("x")
         assert (await store.query_spans(r.rollout_id, "latest")).total == 0
@@ -649,6 +779,32 @@ class StoreConformance:
         by_id = await store.query_resources(sort_by="resources_id", sort_order="desc", limit=2)
         assert [u.resources_id for u in by_id] == sorted(ids, reverse=True)[:2] and by_id.total == 3
 
+    async def test_query_resources_by_id_and_substring(self, store: LightningStore) -> None:
+        ids = [(await store.add_resources({"p": PromptTemplate(str(i))})).resources_id for i in range(3)]
+        named = await store.update_resources("rs-named-one", {"p": PromptTemplate("n")})
+        one = await store.query_resources(resources_id=ids[1])
+        assert [u.resources_id for u in one] == [ids[1]] and one.total == 1
+        assert (await store.query_resources(resources_id="rs-missing")).total == 0
+        part = await store.query_resources(resources_id_contains="named")
+        assert [u.resources_id for u in part] == [named.resources_id]
+        both = await store.query_resources(resources_id=ids[2], resources_id_contains=ids[2][-4:])
+        assert [u.resources_id for u in both] == [ids[2]]
+        everything = await store.query_resources(resources_id_contains="rs-", sort_by="create_time")
+        assert [u.resources_id for u in everything] == [*ids, named.resources_id]
+
+    async def test_enqueue_records_the_latest_resources(self, store: LightningStore) -> None:
+        first = await store.add_resources({"p": PromptTemplate("v1")})
+        queued = await store.enqueue_rollout("x")
+        batch = await store.enqueue_many_rollouts(
+            [EnqueueRequest(input=1), EnqueueRequest(input=2, resources_id="rs-own")]
+        )
+        assert queued.resources_id == first.resources_id
+        assert [r.resources_id for r in batch] == [first.resources_id, "rs-own"]
+        assert (await store.get_rollout_by_id(queued.rollout_id)).resources_id == first.resources_id
+        await store.add_resources({"p": PromptTemplate("v2")})
+        got = await store.dequeue_many_rollouts(3)
+        assert [g.resources_id for g in got] == [first.resources_id, first.resources_id, "rs-own"]
+
     async def test_dequeue_assigns_latest_resources_when_none_given(self, store: LightningStore) -> None:
         r = await store.enqueue_rollout("x")
         pinned = await store.enqueue_rollout("y", resources_id="rs-pinned")
@@ -685,6 +841,45 @@ class StoreConformance:
             await store.get_worker_by_id("w-missing")
         with pytest.raises(ValueError, match="'asleep'"):
             await store.update_worker("wa", status="asleep")
+
+    async def test_worker_handed_an_attempt_is_released_when_it_ends(self, store: LightningStore) -> None:
+        await store.enqueue_many_rollouts([EnqueueRequest(input="x"), EnqueueRequest(input="y")])
+        ar = await store.dequeue_rollout(worker_id="W")
+        assert ar is not None
+        await store.update_attempt(ar.rollout_id, ar.attempt_id, worker_id="X")
+        w, x = await store.get_worker_by_id("W"), await store.get_worker_by_id("X")
+        assert w.status is WorkerStatus.IDLE and w.current_attempt_id is None
+        assert x.status is WorkerStatus.BUSY and x.current_attempt_id == ar.attempt_id
+        await store.update_attempt(ar.rollout_id, ar.attempt_id, status="succeeded")
+        for worker_id in ("W", "X"):
+            worker = await store.get_worker_by_id(worker_id)
+            assert worker.status is WorkerStatus.IDLE and worker.current_rollout_id is None, worker_id
+        # handed over and ended in one call
+        other = await store.dequeue_rollout(worker_id="W")
+        assert other is not None
+        await store.update_attempt(other.rollout_id, "latest", worker_id="Y", status="failed")
+        assert (await store.get_worker_by_id("W")).status is WorkerStatus.IDLE
+        assert (await store.get_worker_by_id("Y")).status is not WorkerStatus.BUSY
+
+    async def test_query_workers_filters_and_sorting(self, store: LightningStore) -> None:
+        await store.update_worker("runner-b", status="busy")
+        await store.update_worker("runner-a", status="idle")
+        await store.update_worker("helper-c", status="busy")
+        assert [w.worker_id for w in await store.query_workers()] == ["runner-b", "runner-a", "helper-c"]
+        runners = await store.query_workers(worker_id_contains="runner", sort_by="worker_id")
+        assert [w.worker_id for w in runners] == ["runner-a", "runner-b"]
+        both = await store.query_workers(status_in=["busy"], worker_id_contains="runner")
+        assert [w.worker_id for w in both] == ["runner-b"]
+        either = await store.query_workers(status_in=["idle"], worker_id_contains="helper", filter_logic="or")
+        assert [w.worker_id for w in either] == ["runner-a", "helper-c"]
+        desc = await store.query_workers(sort_by="worker_id", sort_order="desc", limit=2)
+        assert [w.worker_id for w in desc] == ["runner-b", "runner-a"] and desc.total == 3
+        newest_first = await store.query_workers(sort_order="desc")
+        assert [w.worker_id for w in newest_first] == ["helper-c", "runner-a", "runner-b"]
+        by_status = await store.query_workers(sort_by="status", offset=1)
+        assert [w.status for w in by_status] == [WorkerStatus.BUSY, WorkerStatus.IDLE]
+        with pytest.raises(ValueError, match="'cpu'"):
+            await store.query_workers(sort_by="cpu")  # type: ignore[arg-type]
 
     # --- wait_for_rollouts -----------------------------------------------------------
 
@@ -842,6 +1037,17 @@ class StoreConformance:
         assert stats["rollouts"] == 3 and stats["attempts"] == 1 and stats["spans"] == 4
         assert stats["rollouts_by_status"]["queuing"] == 2 and stats["rollouts_by_status"]["running"] == 1
         assert stats["span_bytes"] > 0 and stats["resources"] == 1 and stats["workers"] == 1
+        # the earlier API's keys, beside ours
+        assert isinstance(stats["name"], str) and stats["name"]
+        assert isinstance(stats["uptime"], float) and stats["uptime"] >= 0
+        assert stats["total_rollouts"] == 3 and stats["total_attempts"] == 1 and stats["total_spans"] == 4
+        assert stats["total_resources"] == 1 and stats["total_workers"] == 1
+
+    # --- the contract itself ---------------------------------------------------------
+
+    async def test_store_methods_match_the_contract(self, store: LightningStore) -> None:
+        """Every store method takes the parameters ``LightningStore`` declares, with its defaults."""
+        assert signature_drift(type(store)) == []
 
     # --- concurrency -----------------------------------------------------------------
 
