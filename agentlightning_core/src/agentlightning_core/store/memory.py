@@ -919,18 +919,22 @@ class InMemoryLightningStore(LightningStore):
         offset: int = 0,
     ) -> PaginatedResult[Span]:
         policy.check_paging(limit, offset)
-        policy.check_sort(sort_by, sort_order, _SPAN_SORT_KEYS)
-        predicate = policy.span_predicate(
-            filter_logic,
-            name=name,
-            name_contains=name_contains,
-            trace_id=trace_id,
-            trace_id_contains=trace_id_contains,
-            span_id=span_id,
-            span_id_contains=span_id_contains,
-            parent_id=parent_id,
-            parent_id_contains=parent_id_contains,
-        )
+        filters = (name, name_contains, trace_id, trace_id_contains, span_id, span_id_contains, parent_id)
+        if parent_id_contains is None and filters.count(None) == len(filters):  # the common read
+            policy.check_filter_logic(filter_logic)
+            predicate = None
+        else:
+            predicate = policy.span_predicate(
+                filter_logic,
+                name=name,
+                name_contains=name_contains,
+                trace_id=trace_id,
+                trace_id_contains=trace_id_contains,
+                span_id=span_id,
+                span_id_contains=span_id_contains,
+                parent_id=parent_id,
+                parent_id_contains=parent_id_contains,
+            )
         with self._lock:
             rec = self._record(rollout_id)
             if rec.evicted:
