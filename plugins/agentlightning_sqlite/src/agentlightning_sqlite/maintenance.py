@@ -7,6 +7,8 @@ The store's watchdog task calls these (``SqliteLightningStore.watchdog_pass``,
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ __all__ = [
     "mark_due",
     "statistics",
 ]
+
+logger = logging.getLogger(__name__)
 
 RETENTION_BATCH = 200
 """Rollouts deleted per transaction, so other writers are not held up."""
@@ -89,9 +93,22 @@ def delete_finished_batch(conn: Conn, cutoff: float) -> int:
 
 def compact(conn: Conn) -> None:
     """Copy the log back, rewrite the file without free pages, and empty the log again."""
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _truncate_log(conn)
     conn.execute("VACUUM")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _truncate_log(conn)
+
+
+def _truncate_log(conn: Conn, tries: int = 100) -> None:
+    """Checkpoint the whole log and truncate it. The background checkpointer may hold the
+    checkpoint lock for a moment, and SQLite then answers busy at once instead of waiting (the
+    log, holding a copy of the whole vacuumed file, stayed behind); so try again, up to ~1 s."""
+    for _ in range(tries):
+        if conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0:
+            return
+        time.sleep(0.01)
+    logger.warning(
+        "Could not truncate the write-ahead log of the SQLite store: other connections kept it busy"
+    )
 
 
 def file_bytes(path: Path) -> int:
