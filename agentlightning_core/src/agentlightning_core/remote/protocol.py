@@ -130,7 +130,7 @@ class ResultType(Generic[R]):
 
     kind: str
     cls: type[Any] | None = None
-    decode: Callable[[Any], R] = attrs.field(default=None, eq=False, repr=False)
+    decode: Callable[[Any], R] = attrs.field(kw_only=True, eq=False, repr=False)
     """JSON -> the result the store method returns (the client's side)."""
 
     def schema(self) -> Schema:
@@ -198,17 +198,17 @@ class ResultType(Generic[R]):
 
 def model(cls: type[M]) -> ResultType[M]:
     """One model object."""
-    return ResultType("model", cls, cls.from_dict)
+    return ResultType("model", cls, decode=cls.from_dict)
 
 
 def optional(cls: type[M]) -> ResultType[M | None]:
     """A model object or null."""
-    return ResultType("optional", cls, lambda data: None if data is None else cls.from_dict(data))
+    return ResultType("optional", cls, decode=lambda data: None if data is None else cls.from_dict(data))
 
 
 def list_of(cls: type[M]) -> ResultType[list[M]]:
     """A list of model objects."""
-    return ResultType("list", cls, lambda data: [cls.from_dict(d) for d in data])
+    return ResultType("list", cls, decode=lambda data: [cls.from_dict(d) for d in data])
 
 
 def page(cls: type[M]) -> ResultType[PaginatedResult[M]]:
@@ -218,7 +218,7 @@ def page(cls: type[M]) -> ResultType[PaginatedResult[M]]:
         items = [cls.from_dict(d) for d in data["items"]]
         return PaginatedResult(items, data["total"], data["limit"], data["offset"])
 
-    return ResultType("page", cls, decode)
+    return ResultType("page", cls, decode=decode)
 
 
 def _int(data: Any) -> int:
@@ -241,9 +241,9 @@ def _as_is(data: Any) -> Any:
     return data
 
 
-INT: ResultType[int] = ResultType("int", None, _int)
-INTS: ResultType[list[int]] = ResultType("ints", None, _ints)
-OBJECT: ResultType[dict[str, Any]] = ResultType("object", None, _object)
+INT: ResultType[int] = ResultType("int", None, decode=_int)
+INTS: ResultType[list[int]] = ResultType("ints", None, decode=_ints)
+OBJECT: ResultType[dict[str, Any]] = ResultType("object", None, decode=_object)
 
 
 @attrs.frozen
@@ -637,7 +637,7 @@ OPERATIONS: dict[str, Operation] = {
                     _span_groups,
                 ),
             ),
-            ResultType("span_groups", None, _as_is),
+            ResultType("span_groups", None, decode=_as_is),
             tag="spans",
             handler=add_span_groups,
             quick_decode=_quick_add_span_groups,
