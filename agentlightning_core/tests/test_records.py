@@ -32,7 +32,7 @@ def markers(cls: type) -> dict[str, Marker]:
 @pytest.mark.parametrize("cls", RECORDS, ids=lambda c: c.__name__)
 def test_a_built_record_holds_every_field_it_was_given(cls: type) -> None:
     values = markers(cls)
-    built = builder(cls)(**values)
+    built: Any = builder(cls)(**values)
     assert type(built) is cls
     for name, value in values.items():  # an unset slot raises AttributeError here
         assert getattr(built, name) is value, name
@@ -42,7 +42,7 @@ def test_a_built_record_holds_every_field_it_was_given(cls: type) -> None:
 @pytest.mark.parametrize("cls", RECORDS, ids=lambda c: c.__name__)
 def test_a_copy_keeps_every_field_but_the_changed_ones(cls: type) -> None:
     values = markers(cls)
-    original = builder(cls)(**values)
+    original: Any = builder(cls)(**values)
     for changed in attrs.fields(cls):
         new = Marker("new")
         copy = copier(cls, (changed.name,))(original, new)
