@@ -12,6 +12,7 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -206,7 +207,11 @@ def test_the_new_public_names_are_exported() -> None:
     from agentlightning_core.execution.cs import RunnerProcessError
 
     assert agentlightning_core.Register is hookspecs.Register
-    assert agentlightning_core.ComponentSpec[agentlightning_core.Tracer] is not None
+    hints = typing.get_type_hints(agentlightning_core.Trainer.__init__)
+    spec: Any = agentlightning_core.ComponentSpec
+    assert hints["store"] == spec[agentlightning_core.LightningStore] | None
+    assert hints["tracer"] == spec[agentlightning_core.Tracer] | None
+    assert typing.get_type_hints(agentlightning_core.resolve_component)["spec"] == spec[Any]
     assert issubclass(RunnerProcessError, AgentLightningError) and issubclass(
         RunnerProcessError, RuntimeError
     )
@@ -256,12 +261,12 @@ def test_every_conformance_suite_refuses_a_redefined_test() -> None:
         name = first_test(suite)
         with pytest.raises(TypeError, match=rf"TestMine\.{name} redefines a test of {suite.__name__}"):
             type("TestMine", (suite,), {name: replacement()})
-        with pytest.raises(TypeError, match="mark it @pytest.mark.xfail"):
+        with pytest.raises(TypeError, match=r"mark it @pytest\.mark\.xfail"):
             type("TestMine", (suite,), {name: pytest.mark.xfail(replacement())})  # no reason
         gap = type("TestMine", (suite,), {name: pytest.mark.xfail(reason="known gap")(replacement())})
         assert xfail_reason(vars(gap)[name]) == "known gap"
         # a subclass of an implementation's test class is held to the same rule
-        with pytest.raises(TypeError, match=f"TestDeeper.{name} redefines"):
+        with pytest.raises(TypeError, match=rf"TestDeeper\.{name} redefines"):
             type("TestDeeper", (gap,), {name: replacement()})
         # fixtures and helpers may be added freely
         type("TestFixtures", (suite,), {"helper": replacement(), "tests_run": 0})
