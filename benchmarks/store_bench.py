@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio
 
+from agentlightning_core import semconv
 from agentlightning_core.plugins import resolve_component
 from agentlightning_core.spans import Span
 from agentlightning_core.store.base import EnqueueRequest, LightningStore
@@ -57,16 +58,22 @@ FILE_TARGETS: dict[str, dict[str, float]] = {
 }
 CONCURRENT_TASKS = 16
 
-_ATTR_KEYS = (
-    "gen_ai.system",
-    "gen_ai.request.model",
-    "gen_ai.usage.prompt_tokens",
-    "gen_ai.usage.completion_tokens",
-)
+_QUESTIONS = ("What is the capital of France?", "How many legs has a spider?", "Name a prime above 90.")
 
 
 def make_span(rollout_id: str, attempt_id: str, trace_id: str, i: int) -> Span:
-    """A typical LLM-call span; values are fresh objects per span, as when decoded from the wire."""
+    """A typical LLM-call span: what the tracer records for a chat call of the ``openai``
+    client (the keys of ``semconv``; a test of the SQLite plugin compares them with a span
+    captured from the real client). Values are fresh objects per span, as when decoded
+    from the wire."""
+    question = _QUESTIONS[i % 3]
+    messages = [
+        {"role": "system", "parts": [{"type": "text", "content": "You are a helpful assistant."}]},
+        {"role": "user", "parts": [{"type": "text", "content": f"{question} (#{i})"}]},
+    ]
+    answer = [
+        {"role": "assistant", "parts": [{"type": "text", "content": f"Answer {i}."}], "finish_reason": "stop"}
+    ]
     return Span(
         rollout_id=rollout_id,
         attempt_id=attempt_id,
@@ -74,15 +81,24 @@ def make_span(rollout_id: str, attempt_id: str, trace_id: str, i: int) -> Span:
         trace_id=trace_id,
         span_id=f"{i + 1:016x}",
         parent_id=f"{i:016x}" if i else None,
-        name="openai.chat.completion",
+        name="chat gpt-4o-mini",
         start_time=1.7e9 + i,
         end_time=1.7e9 + i + 0.5,
         attributes={
-            _ATTR_KEYS[0]: "openai",
-            _ATTR_KEYS[1]: f"gpt-4o-mini-{i % 3}",
-            _ATTR_KEYS[2]: 100 + i,
-            _ATTR_KEYS[3]: 20 + i,
+            semconv.GEN_AI_OPERATION_NAME: "chat",
+            semconv.GEN_AI_PROVIDER_NAME: "openai",
+            semconv.LLM_STREAM: False,
+            semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
+            semconv.GEN_AI_REQUEST_TEMPERATURE: 0.7,
+            semconv.GEN_AI_INPUT_MESSAGES: json.dumps(messages, ensure_ascii=False),
+            semconv.GEN_AI_OUTPUT_MESSAGES: json.dumps(answer, ensure_ascii=False),
+            semconv.GEN_AI_RESPONSE_ID: f"chatcmpl-{i:08x}",
+            semconv.GEN_AI_RESPONSE_MODEL: "gpt-4o-mini",
+            semconv.GEN_AI_RESPONSE_FINISH_REASONS: ["stop"],
+            semconv.GEN_AI_USAGE_INPUT_TOKENS: 100 + i % 50,
+            semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 20 + i % 30,
         },
+        kind="CLIENT",
     )
 
 
@@ -221,9 +237,9 @@ class Bench:
         tracer = TracerProvider().get_tracer("bench")
         readable: list[ReadableSpan] = []
         for i in range(n):
-            with tracer.start_as_current_span("openai.chat.completion") as sp:
-                sp.set_attribute(_ATTR_KEYS[1], "gpt-4o-mini")
-                sp.set_attribute(_ATTR_KEYS[2], i)
+            with tracer.start_as_current_span("chat gpt-4o-mini") as sp:
+                sp.set_attribute(semconv.GEN_AI_REQUEST_MODEL, "gpt-4o-mini")
+                sp.set_attribute(semconv.GEN_AI_USAGE_INPUT_TOKENS, i)
             readable.append(sp)  # type: ignore[arg-type]
         ids = await self._running(store, 100)
 
@@ -283,6 +299,7 @@ import asyncio, gc, json, sys
 sys.path.insert(0, {bench_dir!r})
 from store_bench import make_span, store_spec
 import argparse
+from agentlightning_core import semconv
 from agentlightning_core.plugins import resolve_component
 from agentlightning_core.store.base import LightningStore
 

@@ -47,6 +47,8 @@ _LAZY: dict[str, str] = {
     "DuplicateComponentError": "errors",
     "PluginLoadError": "errors",
     # plugins
+    "ComponentSpec": "plugins",
+    "Register": "hookspecs",
     "get_plugin_manager": "plugins",
     "resolve_component": "plugins",
     "component_names": "plugins",
@@ -147,9 +149,15 @@ if TYPE_CHECKING:
     from agentlightning_core.execution.cs import ClientServerExecutionStrategy
     from agentlightning_core.execution.shm import SharedMemoryExecutionStrategy
     from agentlightning_core.hooks import Hook
+    from agentlightning_core.hookspecs import Register
     from agentlightning_core.litagent.base import LitAgent
     from agentlightning_core.litagent.decorators import llm_rollout, prompt_rollout, rollout
-    from agentlightning_core.plugins import component_names, get_plugin_manager, resolve_component
+    from agentlightning_core.plugins import (
+        ComponentSpec,
+        component_names,
+        get_plugin_manager,
+        resolve_component,
+    )
     from agentlightning_core.remote.client import LightningStoreClient
     from agentlightning_core.remote.server import LightningStoreServer
     from agentlightning_core.resources import LLM, NamedResources, PromptTemplate, ProxyLLM, ResourcesUpdate

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
-from typing import Any, TypeVar, cast, overload
+from typing import Any, TypeAlias, TypeVar, cast, overload
 
 import attrs
 import pluggy
@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_PLUGINS",
     "KINDS",
     "ComponentKind",
+    "ComponentSpec",
     "PluginInfo",
     "Registration",
     "component_names",
@@ -46,6 +47,10 @@ CORE_DISTRIBUTION = "agentlightning-core"
 DEFAULT_PLUGINS: tuple[str, ...] = ("agentlightning_core.builtins",)
 
 T = TypeVar("T")
+
+ComponentSpec: TypeAlias = T | type[T] | Callable[..., T] | str | Mapping[str, Any]
+"""What stands for a component of type ``T``: an instance, a class, a factory, a registered
+name (``"sqlite"``), a dict ``{"type": name, **kwargs}`` or ``"package.module:Class"``."""
 
 
 @attrs.frozen
@@ -319,10 +324,12 @@ _FORMS = (
 
 
 @overload
-def resolve_component(kind: str, spec: Any, *, base: type[T], **defaults: Any) -> T: ...
+def resolve_component(kind: str, spec: ComponentSpec[T], *, base: type[T], **defaults: Any) -> T: ...
 @overload
-def resolve_component(kind: str, spec: Any, **defaults: Any) -> Any: ...
-def resolve_component(kind: str, spec: Any, *, base: type[Any] | None = None, **defaults: Any) -> Any:
+def resolve_component(kind: str, spec: ComponentSpec[Any], **defaults: Any) -> Any: ...
+def resolve_component(
+    kind: str, spec: ComponentSpec[Any], *, base: type[Any] | None = None, **defaults: Any
+) -> Any:
     """Turn a component spec into a component of ``kind``.
 
     ``spec`` is an instance, a class, a factory, a registered name (``"sqlite"``), a dict

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from agentlightning_core._records import builder, copier
 from agentlightning_core.codec import JsonModel, register_encoder, to_json_value
 
 if TYPE_CHECKING:
@@ -22,6 +24,8 @@ __all__ = [
     "capture_opentelemetry",
     "format_span_id",
     "format_trace_id",
+    "quick_span",
+    "span_from_checked",
     "spans_from_captures",
 ]
 
@@ -107,6 +111,15 @@ class Span(JsonModel):
         if self.start_time is None or self.end_time is None:
             return None
         return self.end_time - self.start_time
+
+    def with_sequence_id(self, sequence_id: int) -> Span:
+        """This span under ``sequence_id`` (the store's numbering), other fields shared.
+
+        For store backends: a copy without re-running the other fields' validators.
+        """
+        if type(sequence_id) is not int or sequence_id < 0:
+            _seq(self, _SEQUENCE_ID, sequence_id)
+        return _with_sequence_id(self, sequence_id)  # type: ignore[no-any-return]
 
     @classmethod
     def from_opentelemetry(
@@ -214,7 +227,7 @@ def spans_from_captures(
             last_resource, resource_attributes = resource, _resource_attributes(resource)
         code = status.status_code._name_  # ``_name_``: ``.name`` is a slower descriptor
         out.append(
-            _trusted_span(
+            _build_span(
                 rollout_id,
                 attempt_id,
                 sequence_id,
@@ -243,49 +256,8 @@ _EMPTY: Mapping[str, Any] = {}
 _ROLLOUT_ID = attrs.fields(Span).rollout_id
 _ATTEMPT_ID = attrs.fields(Span).attempt_id
 _SEQUENCE_ID = attrs.fields(Span).sequence_id
-_new_object = object.__new__
-_object_setattr = object.__setattr__
-
-
-def _trusted_span(
-    rollout_id: str,
-    attempt_id: str,
-    sequence_id: int,
-    trace_id: str,
-    span_id: str,
-    parent_id: str | None,
-    name: str,
-    start_time: float | None,
-    end_time: float | None,
-    attributes: dict[str, Any],
-    events: tuple[SpanEvent, ...],
-    links: tuple[SpanLink, ...],
-    status: SpanStatus,
-    kind: str,
-    resource: dict[str, Any],
-) -> Span:
-    """A ``Span`` from values already known to be valid: the constructor without validators.
-
-    Only for :func:`spans_from_captures`; every field must be set here (a test checks it).
-    """
-    span: Span = _new_object(Span)
-    put = _object_setattr.__get__(span)
-    put("rollout_id", rollout_id)
-    put("attempt_id", attempt_id)
-    put("sequence_id", sequence_id)
-    put("trace_id", trace_id)
-    put("span_id", span_id)
-    put("parent_id", parent_id)
-    put("name", name)
-    put("start_time", start_time)
-    put("end_time", end_time)
-    put("attributes", attributes)
-    put("events", events)
-    put("links", links)
-    put("status", status)
-    put("kind", kind)
-    put("resource", resource)
-    return span
+_build_span = builder(Span)
+_with_sequence_id = copier(Span, ("sequence_id",))
 
 
 _MISSING = object()
@@ -384,3 +356,98 @@ register_encoder(SpanStatus, _encode_status)
 register_encoder(SpanEvent, _encode_event)
 register_encoder(SpanLink, _encode_link)
 register_encoder(Span, _encode_span)
+
+
+# --- JSON decoding ---------------------------------------------------------------------
+# The server's decoders of request bodies: the counterparts of the encoders above.
+
+
+def span_from_checked(data: dict[str, Any]) -> Span:
+    """``Span.from_dict`` for data a JSON schema of ``Span`` has already checked, about 3x faster.
+
+    The schema guarantees known fields of the right JSON types, so only the nested models
+    need building; attrs validators still run. Kept equal to ``Span.from_dict`` by a test.
+    """
+    span = quick_span(data)  # the common shape
+    if span is not None:
+        return span
+    kwargs = dict(data)
+    events = kwargs.get("events")
+    if events:
+        kwargs["events"] = tuple([SpanEvent(**e) for e in events])
+    elif events is not None:
+        kwargs["events"] = ()
+    links = kwargs.get("links")
+    if links:
+        kwargs["links"] = tuple([SpanLink(**link) for link in links])
+    elif links is not None:
+        kwargs["links"] = ()
+    status = kwargs.get("status")
+    if status is not None:
+        # SpanStatus is frozen, so spans may share the default one (as Span's default does)
+        kwargs["status"] = _UNSET_STATUS if status == _PLAIN_STATUS else SpanStatus(**status)
+    return Span(**kwargs)
+
+
+_SPAN_FIELDS = frozenset(f.name for f in attrs.fields(Span))
+_NUMBER = (int, float)
+_EMPTY_LIST: list[Any] = []
+_PLAIN_STATUS = {"status_code": "UNSET", "description": None}
+
+
+def quick_span(d: Any) -> Span | None:
+    """The span ``d`` (decoded JSON) describes when it certainly matches the ``Span`` schema
+    and passes Span's validators, in the shape clients send; else None ("not sure").
+
+    Strictly narrower than the schema (events, links and non-default statuses answer None,
+    so the full check handles them). Checks and builds in one pass, without the constructor,
+    from the data's own values (the caller hands them over): about 6x cheaper than a
+    compiled schema check followed by ``Span.from_dict``.
+    """
+    if type(d) is not dict or not d.keys() <= _SPAN_FIELDS:
+        return None
+    try:
+        rollout_id, attempt_id, sequence_id = d["rollout_id"], d["attempt_id"], d["sequence_id"]
+        trace_id, span_id, parent_id, name = d["trace_id"], d["span_id"], d["parent_id"], d["name"]
+    except KeyError:
+        return None
+    get = d.get
+    start_time, end_time, kind = get("start_time"), get("end_time"), get("kind", "INTERNAL")
+    attributes, resource = get("attributes", {}), get("resource", {})
+    if (
+        type(rollout_id) is not str
+        or type(attempt_id) is not str
+        or type(trace_id) is not str
+        or type(span_id) is not str
+        or not (rollout_id and attempt_id and trace_id and span_id)
+        or type(sequence_id) is not int
+        or sequence_id < 0
+        or type(name) is not str
+        or (parent_id is not None and type(parent_id) is not str)
+        or type(attributes) is not dict
+        or type(resource) is not dict
+        or type(kind) is not str
+        or get("events", _EMPTY_LIST) != _EMPTY_LIST
+        or get("links", _EMPTY_LIST) != _EMPTY_LIST
+        or ("status" in d and d["status"] != _PLAIN_STATUS)
+        or (start_time is not None and (type(start_time) not in _NUMBER or not math.isfinite(start_time)))
+        or (end_time is not None and (type(end_time) not in _NUMBER or not math.isfinite(end_time)))
+    ):
+        return None
+    return _build_span(
+        rollout_id,
+        attempt_id,
+        sequence_id,
+        trace_id,
+        span_id,
+        parent_id,
+        name,
+        start_time,
+        end_time,
+        attributes,
+        (),
+        (),
+        _UNSET_STATUS,
+        kind,
+        resource,
+    )

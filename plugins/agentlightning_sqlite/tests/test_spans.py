@@ -32,10 +32,10 @@ def test_large_bodies_are_compressed_and_round_trip(repeat: int) -> None:
         attributes={"gen_ai.prompt.0.content": "hello " * repeat, "gen_ai.usage.prompt_tokens": 12},
     )
     body = encode_span_body(span)
-    assert body[0] == 0x02 and len(body) < 200
+    assert body[0] == 0x03 and len(body) < 200
     assert decode_body(body)["a"] == span.attributes
-    with pytest.raises(ValueError, match="format byte 0x3"):
-        decode_body(b"\x03xyz")
+    with pytest.raises(ValueError, match="format byte 0x4"):
+        decode_body(b"\x04xyz")
 
 
 def test_deflated_bodies_of_earlier_versions_still_decode() -> None:

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from agentlightning_core.errors import AgentLightningError
 from agentlightning_core.execution.base import (
     AlgorithmBundle,
     ExecutionStrategy,
@@ -92,7 +93,7 @@ store's watchdog decides it; so one ``retry_condition`` entry covers lost worker
 the loss was noticed."""
 
 
-class RunnerProcessError(RuntimeError):
+class RunnerProcessError(AgentLightningError, RuntimeError):
     """A runner process failed (and was not, or could no longer be, restarted)."""
 
 

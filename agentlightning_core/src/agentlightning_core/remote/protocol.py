@@ -5,7 +5,8 @@ Every :class:`~agentlightning_core.store.base.LightningStore` method is one oper
 the method's result as JSON (``null`` for None; pages as ``{"items", "total", "limit",
 "offset"}``). An absent optional field means the method's default (``UNSET`` for the
 ``update_*`` methods). Errors are ``{"error": <name>, "message": <text>}`` with a 4xx/5xx
-status: see :func:`status_for_exception` and :func:`exception_for_error`.
+status: see :mod:`agentlightning_core.remote.error_mapping`. Span bodies are decoded by
+:func:`agentlightning_core.spans.span_from_checked`, beside the span encoder.
 
 The table :data:`OPERATIONS` is the single description both sides and the OpenAPI document
 are built from.
@@ -13,17 +14,16 @@ are built from.
 
 from __future__ import annotations
 
-import math
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
-from agentlightning_core import errors
 from agentlightning_core.codec import JsonModel, from_json_value, to_json_value
+from agentlightning_core.remote.error_mapping import error_body, exception_for_error, status_for_exception
 from agentlightning_core.resources import LLM, NamedResources, PromptTemplate, ProxyLLM, ResourcesUpdate
-from agentlightning_core.spans import Span, SpanEvent, SpanLink, SpanStatus
+from agentlightning_core.spans import Span, quick_span, span_from_checked
 from agentlightning_core.store.base import (
     EnqueueRequest,
     PaginatedResult,
@@ -57,15 +57,14 @@ __all__ = [
     "Param",
     "ResultType",
     "add_span_groups",
-    "error_body",
-    "exception_for_error",
+    "error_body",  # re-exported from error_mapping
+    "exception_for_error",  # re-exported from error_mapping
     "list_of",
     "model",
     "optional",
     "page",
-    "quick_span",
-    "span_from_checked",
-    "status_for_exception",
+    "span_from_checked",  # re-exported from spans (beside the span encoder)
+    "status_for_exception",  # re-exported from error_mapping
     "stored_sequence_ids",
 ]
 
@@ -287,103 +286,6 @@ def _config(data: Any) -> RolloutConfig | None:
 
 def _requests(data: list[dict[str, Any]]) -> list[EnqueueRequest]:
     return [EnqueueRequest.from_dict(d) for d in data]
-
-
-def span_from_checked(data: dict[str, Any]) -> Span:
-    """``Span.from_dict`` for data the request schema has already checked, about 3x faster.
-
-    The schema guarantees known fields of the right JSON types, so only the nested models
-    need building; attrs validators still run. Kept equal to ``Span.from_dict`` by a test.
-    """
-    span = quick_span(data)  # the common shape
-    if span is not None:
-        return span
-    kwargs = dict(data)
-    events = kwargs.get("events")
-    if events:
-        kwargs["events"] = tuple([SpanEvent(**e) for e in events])
-    elif events is not None:
-        kwargs["events"] = ()
-    links = kwargs.get("links")
-    if links:
-        kwargs["links"] = tuple([SpanLink(**link) for link in links])
-    elif links is not None:
-        kwargs["links"] = ()
-    status = kwargs.get("status")
-    if status is not None:
-        # SpanStatus is frozen, so spans may share the default one (as Span's default does)
-        kwargs["status"] = _DEFAULT_STATUS if status == _PLAIN_STATUS else SpanStatus(**status)
-    return Span(**kwargs)
-
-
-_SPAN_FIELDS = frozenset(f.name for f in attrs.fields(Span))
-_NUMBER = (int, float)
-_EMPTY_LIST: list[Any] = []
-_PLAIN_STATUS = {"status_code": "UNSET", "description": None}
-_DEFAULT_STATUS = SpanStatus()
-#: Span's slot layout with plain attribute assignment (no validating ``__setattr__``), for
-#: building a Span field by field in :func:`quick_span`.
-_UncheckedSpan: Any = type("_UncheckedSpan", (Span,), {"__slots__": (), "__setattr__": object.__setattr__})
-_new_object = object.__new__
-
-
-def quick_span(d: Any) -> Span | None:
-    """The span ``d`` describes when it certainly matches the ``Span`` schema and passes
-    Span's validators, in the shape clients send; else None ("not sure").
-
-    Strictly narrower than the schema (events, links and non-default statuses answer None,
-    so the full check handles them). Checks and builds in one pass, without the constructor,
-    from the data's own values (which the server owns): about 6x cheaper than the compiled
-    checker followed by ``Span.from_dict``.
-    """
-    if type(d) is not dict or not d.keys() <= _SPAN_FIELDS:
-        return None
-    try:
-        rollout_id, attempt_id, sequence_id = d["rollout_id"], d["attempt_id"], d["sequence_id"]
-        trace_id, span_id, parent_id, name = d["trace_id"], d["span_id"], d["parent_id"], d["name"]
-    except KeyError:
-        return None
-    get = d.get
-    start_time, end_time, kind = get("start_time"), get("end_time"), get("kind", "INTERNAL")
-    attributes, resource = get("attributes", {}), get("resource", {})
-    if (
-        type(rollout_id) is not str
-        or type(attempt_id) is not str
-        or type(trace_id) is not str
-        or type(span_id) is not str
-        or not (rollout_id and attempt_id and trace_id and span_id)
-        or type(sequence_id) is not int
-        or sequence_id < 0
-        or type(name) is not str
-        or (parent_id is not None and type(parent_id) is not str)
-        or type(attributes) is not dict
-        or type(resource) is not dict
-        or type(kind) is not str
-        or get("events", _EMPTY_LIST) != _EMPTY_LIST
-        or get("links", _EMPTY_LIST) != _EMPTY_LIST
-        or ("status" in d and d["status"] != _PLAIN_STATUS)
-        or (start_time is not None and (type(start_time) not in _NUMBER or not math.isfinite(start_time)))
-        or (end_time is not None and (type(end_time) not in _NUMBER or not math.isfinite(end_time)))
-    ):
-        return None
-    span: Span = _new_object(_UncheckedSpan)
-    span.rollout_id = rollout_id
-    span.attempt_id = attempt_id
-    span.sequence_id = sequence_id
-    span.trace_id = trace_id
-    span.span_id = span_id
-    span.parent_id = parent_id
-    span.name = name
-    span.start_time = start_time
-    span.end_time = end_time
-    span.attributes = attributes
-    span.events = ()
-    span.links = ()
-    span.status = _DEFAULT_STATUS
-    span.kind = kind
-    span.resource = resource
-    span.__class__ = Span  # same slot layout, and every field is set above
-    return span
 
 
 def _quick_spans(data: Any) -> list[Span] | None:
@@ -774,50 +676,3 @@ OPERATIONS: dict[str, Operation] = {
         ),
     )
 }
-
-
-# --- errors --------------------------------------------------------------------------
-
-
-def status_for_exception(exc: BaseException) -> int:
-    """HTTP status of an exception raised by the store (or by decoding the request)."""
-    if isinstance(exc, errors.SpansEvictedError):
-        return 410
-    if isinstance(exc, (errors.NotFoundError, LookupError)):
-        return 404
-    if isinstance(exc, (ValueError, TypeError)):
-        return 422
-    return 500
-
-
-def error_body(name: str, message: str) -> dict[str, str]:
-    return {"error": name, "message": message}
-
-
-_BUILTIN_ERRORS: dict[str, type[Exception]] = {
-    "ValueError": ValueError,
-    "TypeError": TypeError,
-    "KeyError": errors.NotFoundError,
-    "LookupError": LookupError,
-}
-_STATUS_ERRORS: dict[int, type[Exception]] = {
-    401: PermissionError,
-    403: PermissionError,
-    404: errors.NotFoundError,
-    410: errors.SpansEvictedError,
-}
-
-
-def exception_for_error(status: int, name: str | None, message: str) -> Exception:
-    """The exception a client raises for an error answer: the core's class of that name when
-    there is one, else one chosen by status (validation errors are ``ValueError``)."""
-    cls: type[Exception] | None = None
-    if name:
-        found = getattr(errors, name, None)
-        if isinstance(found, type) and issubclass(found, errors.AgentLightningError):
-            cls = found
-        else:
-            cls = _BUILTIN_ERRORS.get(name)
-    if cls is None:
-        cls = errors.StoreUnavailableError if status >= 500 else _STATUS_ERRORS.get(status, ValueError)
-    return cls(message)

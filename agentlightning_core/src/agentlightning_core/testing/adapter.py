@@ -25,6 +25,7 @@ import pytest
 from agentlightning_core import semconv
 from agentlightning_core.adapter.base import BadTraceError, TraceAdapter
 from agentlightning_core.spans import Span, SpanStatus
+from agentlightning_core.testing.conformance import ConformanceSuite
 from agentlightning_core.tracer.genai import to_semconv_message, to_semconv_messages
 
 __all__ = [
@@ -140,7 +141,7 @@ def sample_trace() -> list[Span]:
     ]
 
 
-class TraceAdapterConformance:
+class TraceAdapterConformance(ConformanceSuite):
     """Behaviour every trace adapter must show; see the module docstring to subclass."""
 
     @pytest.fixture

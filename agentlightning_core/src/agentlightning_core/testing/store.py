@@ -57,6 +57,7 @@ from agentlightning_core.errors import (
 from agentlightning_core.resources import LLM, PromptTemplate
 from agentlightning_core.spans import Span
 from agentlightning_core.store.base import UNSET, EnqueueRequest, LightningStore
+from agentlightning_core.testing.conformance import ConformanceSuite
 from agentlightning_core.types import AttemptStatus, Rollout, RolloutConfig, RolloutStatus, WorkerStatus
 
 __all__ = [
@@ -152,7 +153,7 @@ def _retry(max_attempts: int, *statuses: str, **kw: Any) -> RolloutConfig:
     return RolloutConfig(max_attempts=max_attempts, retry_condition=list(statuses), **kw)
 
 
-class StoreConformance:
+class StoreConformance(ConformanceSuite):
     """Behaviour every :class:`LightningStore` must show; see the module docstring to subclass."""
 
     pytestmark = [pytest.mark.anyio]
@@ -1093,7 +1094,7 @@ class StoreConformance:
         assert len({s.span_id for s in spans}) == len(seqs)
 
 
-class SpanBudgetConformance:
+class SpanBudgetConformance(ConformanceSuite):
     """Eviction rules for stores with a span memory budget (``span_budget_bytes=``)."""
 
     pytestmark = [pytest.mark.anyio]

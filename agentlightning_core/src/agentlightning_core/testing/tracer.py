@@ -31,6 +31,7 @@ import pytest
 
 from agentlightning_core.emitter.reward import emit_reward, find_final_reward
 from agentlightning_core.store.memory import InMemoryLightningStore
+from agentlightning_core.testing.conformance import ConformanceSuite
 from agentlightning_core.tracer.base import Tracer, active_tracer
 
 __all__ = ["TracerConformance"]
@@ -40,7 +41,7 @@ class _Boom(Exception):
     pass
 
 
-class TracerConformance:
+class TracerConformance(ConformanceSuite):
     """Behaviour every tracer must show; see the module docstring to subclass."""
 
     pytestmark = [pytest.mark.anyio]

@@ -22,7 +22,7 @@ from agentlightning_core.algorithm.fast import FastAlgorithm
 from agentlightning_core.execution.base import ExecutionStrategy, StopSignal
 from agentlightning_core.hooks import Hook
 from agentlightning_core.litagent.base import LitAgent, missing_resources
-from agentlightning_core.plugins import resolve_component
+from agentlightning_core.plugins import ComponentSpec, resolve_component
 from agentlightning_core.resources import NamedResources, ResourcesUpdate
 from agentlightning_core.runner.base import Runner
 from agentlightning_core.store.base import LightningStore
@@ -67,12 +67,12 @@ class Trainer:
     def __init__(
         self,
         *,
-        algorithm: Any = None,
-        runner: Any = None,
-        tracer: Any = None,
-        adapter: Any = None,
-        store: Any = None,
-        strategy: Any = None,
+        algorithm: ComponentSpec[Algorithm] | None = None,
+        runner: ComponentSpec[Runner[Any]] | None = None,
+        tracer: ComponentSpec[Tracer] | None = None,
+        adapter: ComponentSpec[Adapter[Any, Any]] | None = None,
+        store: ComponentSpec[LightningStore] | None = None,
+        strategy: ComponentSpec[ExecutionStrategy] | None = None,
         n_runners: int = 1,
         max_rollouts: int | None = None,
         initial_resources: NamedResources | None = None,
