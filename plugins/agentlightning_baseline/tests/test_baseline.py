@@ -112,7 +112,7 @@ def test_unknown_name_when_plugin_disabled(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("AGL_DISABLE_PLUGINS", "baseline")
     reset_plugins()
     try:
-        with pytest.raises(UnknownComponentError, match="pip install agentlightning-baseline"):
+        with pytest.raises(UnknownComponentError, match=r"pip install '\./plugins/agentlightning_baseline'"):
             Trainer(algorithm="baseline")
     finally:
         monkeypatch.delenv("AGL_DISABLE_PLUGINS")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import attrs
 
+from agentlightning_core.deprecation import warn_deprecated
 from agentlightning_core.hooks import HookCaller
 from agentlightning_core.resources import NamedResources
 from agentlightning_core.runner.base import Runner, StepResult
@@ -264,7 +265,16 @@ class LitAgentRunner(Runner[T_task]):
         """Turn the agent's return value into the attempt's record; returns spans stored here."""
         if result is None:
             return []
-        if isinstance(result, (int, float)) and not isinstance(result, bool):
+        if isinstance(result, bool):
+            warn_deprecated(
+                "agent:bool",
+                f"The agent returned {result!r}, which the earlier API read as reward {float(result)}; return "
+                f"the number itself (return 1.0 if ... else 0.0)",
+                stacklevel=2,
+            )
+            _emit_reward(1.0 if result else 0.0)
+            return []
+        if isinstance(result, (int, float)):
             _emit_reward(float(result))
             return []
         if isinstance(result, Sequence) and not isinstance(result, (str, bytes)):
