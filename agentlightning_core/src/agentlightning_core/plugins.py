@@ -90,14 +90,11 @@ DEFAULT_NAMES: dict[str, str] = {"adapter": "tracer_triplet"}
 FIRST_PARTY: dict[str, dict[str, str]] = {
     "store": {"sqlite": "agentlightning-sqlite"},
     "algorithm": {"apo": "agentlightning-apo", "baseline": "agentlightning-baseline"},
-    "tracer": {"agentops": "agentlightning-agentops", "langchain": "agentlightning-langchain"},
 }
 FIRST_PARTY_PATHS: dict[str, str] = {
     "agentlightning-sqlite": "plugins/agentlightning_sqlite",
     "agentlightning-baseline": "plugins/agentlightning_baseline",
     "agentlightning-apo": "agentlightning_apo",
-    "agentlightning-agentops": "agentlightning_agentops",
-    "agentlightning-langchain": "agentlightning_langchain",
 }
 """Where each first-party distribution lives in the repository: none is on PyPI yet, so the
 install hint is a path install from a checkout."""
@@ -373,7 +370,6 @@ def _dotted_factory(kind: ComponentKind, name: str) -> Callable[..., Any] | None
         f"dotted:{name}",
         f"The {kind.name} spec {name!r} uses the earlier dotted form; write {module_name + ':' + attr!r} "
         f"(a colon before the attribute)",
-        stacklevel=5,
     )
     return cast(Callable[..., Any], factory)
 
@@ -399,7 +395,6 @@ def _json_spec(kind: ComponentKind, text: str) -> dict[str, Any]:
     warn_deprecated(
         f"json:{kind.name}",
         f"{_a(kind.name).capitalize()} given as a JSON string is the earlier form; give the dict itself: {kind.name}={spec!r}",
-        stacklevel=5,
     )
     return spec
 
@@ -434,7 +429,6 @@ def resolve_component(kind: str, spec: Any, *, base: type[Any] | None = None, **
                 f"untyped:{k.name}",
                 f"{_a(k.name).capitalize()} dict without 'type' is the earlier form of the default {k.name}; write "
                 f"{{'type': {type_name!r}, ...}}",
-                stacklevel=4,
             )
         if not isinstance(type_name, str):
             names = component_names(k.name)

@@ -270,7 +270,6 @@ class LitAgentRunner(Runner[T_task]):
                 "agent:bool",
                 f"The agent returned {result!r}, which the earlier API read as reward {float(result)}; return "
                 f"the number itself (return 1.0 if ... else 0.0)",
-                stacklevel=2,
             )
             _emit_reward(1.0 if result else 0.0)
             return []
