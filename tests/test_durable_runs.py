@@ -102,7 +102,7 @@ def test_trainer_rollout_config_is_the_default_of_enqueued_rollouts(tmp_path: Pa
 
 def test_rollout_config_must_be_a_rollout_config() -> None:
     with pytest.raises(
-        TypeError, match="rollout_config must be an agentlightning_core.RolloutConfig, got dict"
+        TypeError, match=r"rollout_config must be an agentlightning_core\.RolloutConfig, got dict"
     ):
         Trainer(rollout_config={"max_attempts": 3})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unfinished_rollouts must be 'cancel' or 'keep', got 'resume'"):

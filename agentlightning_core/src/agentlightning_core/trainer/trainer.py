@@ -25,6 +25,7 @@ from agentlightning_core.hooks import Hook
 from agentlightning_core.litagent.base import LitAgent, missing_resources
 from agentlightning_core.plugins import resolve_component
 from agentlightning_core.resources import NamedResources, ResourcesUpdate
+from agentlightning_core.runner.agent import reset_failure_log
 from agentlightning_core.runner.base import Runner
 from agentlightning_core.store.base import LightningStore
 from agentlightning_core.tracer.base import Tracer
@@ -190,6 +191,7 @@ class Trainer:
         val_dataset: Sequence[Any] | None,
     ) -> Algorithm:
         self._check(agent, train_dataset, val_dataset)
+        reset_failure_log()
         show = sys.stderr.isatty() if self.progress is None else self.progress
         display = ProgressDisplay() if show else None
         agent.set_trainer(self)
