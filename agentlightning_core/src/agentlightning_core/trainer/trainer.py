@@ -30,6 +30,7 @@ from agentlightning_core.runner.base import Runner
 from agentlightning_core.store.base import LightningStore
 from agentlightning_core.tracer.base import Tracer
 from agentlightning_core.trainer.defaults import DefaultConfigStore, settle_unfinished_rollouts
+from agentlightning_core.trainer.interrupt import interrupt_message, sigterm_as_interrupt
 from agentlightning_core.trainer.progress import ProgressDisplay
 from agentlightning_core.types import RolloutConfig
 from agentlightning_core.validation import check_positive_int
@@ -211,12 +212,10 @@ class Trainer:
         )
         self.tracer.init()
         try:
-            self.strategy.execute(algorithm_bundle, runner_bundle, self.store, n_runners=self.n_runners)
-        except KeyboardInterrupt:
-            logger.warning(
-                "Interrupted: runners and algorithm stopped; in-flight attempts were marked failed"
-            )
-            raise
+            with sigterm_as_interrupt() as signals:
+                self.strategy.execute(algorithm_bundle, runner_bundle, self.store, n_runners=self.n_runners)
+        except KeyboardInterrupt as exc:
+            raise interrupt_message(exc, signals[0] if signals else "Ctrl+C (SIGINT)") from None
         finally:
             if display is not None:
                 display.close()
