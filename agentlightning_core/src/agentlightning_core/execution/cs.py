@@ -35,6 +35,7 @@ runs never share an id.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import logging
 import multiprocessing
@@ -216,6 +217,7 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
         self.restarts = 0
         fleet = None
         if self.role != "algorithm":
+            check_main_guard()
             fleet = _Fleet(self, runner, n_runners)
             self._fleet = fleet
         elif n_runners > 1:
@@ -241,10 +243,19 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
         from agentlightning_core.remote.server import LightningStoreServer
 
         stop = fleet.stop if fleet is not None else threading.Event()
-        async with (
-            store,
-            LightningStoreServer(store, self.server_host, self.server_port, token=self.token) as server,
-        ):
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(store)
+            try:
+                server = await stack.enter_async_context(
+                    LightningStoreServer(store, self.server_host, self.server_port, token=self.token)
+                )
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"The 'cs' strategy cannot serve the store on {self.server_host}:{self.server_port}: "
+                    f"{os.strerror(exc.errno) if exc.errno else exc}. Give it another port, e.g. strategy={{'type': 'cs', 'server_port': 0}} "
+                    f"(0: any free one), or set {PORT_ENV}, or stop the process using the port.",
+                ) from None
             self.server_url = server.url
             if fleet is None:
                 logger.info("Store server for runners at %s (role 'algorithm')", server.url)
@@ -566,6 +577,46 @@ def _watch_parent(pipe: Connection, stop: threading.Event) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def check_main_guard() -> None:
+    """Raise when the running script starts a run at import time (not under
+    ``if __name__ == "__main__":``): each spawned runner process re-imports the script as
+    ``__mp_main__`` and would start the run again instead of working the queue."""
+    frame = sys._getframe(1)
+    main_frame = None
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            main_frame = frame
+        frame = frame.f_back  # type: ignore[assignment]
+    if main_frame is None:
+        return
+    filename, line = main_frame.f_code.co_filename, main_frame.f_lineno
+    try:
+        with open(filename, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), filename)
+    except (OSError, SyntaxError, ValueError):
+        return  # no source to read (-c, a notebook, a frozen app): spawn does not re-run it
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_test(node.test) and node.body:
+            end = node.body[-1].end_lineno or node.body[-1].lineno
+            if node.body[0].lineno <= line <= end:
+                return
+    raise RuntimeError(
+        f"The 'cs' strategy starts runner processes with the 'spawn' method, and each one imports "
+        f"{filename}; line {line} starts training at import time, so every runner process would start "
+        f'training again. Put the code that starts training under `if __name__ == "__main__":` '
+        f"(keep the agent itself at module level)."
+    )
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    values = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and values == ["__main__"]
 
 
 def _pickle_runner(runner: RunnerBundle) -> bytes:

@@ -57,9 +57,7 @@ def sigterm_as_interrupt() -> Iterator[list[str]]:
 def interrupt_message(exc: KeyboardInterrupt, what: str) -> KeyboardInterrupt:
     """Give ``exc`` its one-line description (``what`` ended the run) and make sure an uncaught
     interrupt prints that line only."""
-    message = (
-        f"Interrupted by {what}: runners stopped, in-flight attempts marked failed, workers idle, store closed"
-    )
+    message = f"Interrupted by {what}: runners stopped, in-flight attempts marked failed, workers idle, store closed"
     setattr(exc, _ATTR, message)
     if not exc.args:
         exc.args = (message,)
@@ -68,9 +66,7 @@ def interrupt_message(exc: KeyboardInterrupt, what: str) -> KeyboardInterrupt:
     return exc
 
 
-def _one_line_interrupts(
-    kind: type[BaseException], value: BaseException, tb: TracebackType | None
-) -> None:
+def _one_line_interrupts(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
     message = getattr(value, _ATTR, None)
     if isinstance(value, KeyboardInterrupt) and message is not None:
         print(message, file=sys.stderr)
