@@ -29,7 +29,7 @@ def open_read_only_store(spec: Any) -> LightningStore:
     from agentlightning_core.store.base import LightningStore
     from agentlightning_core.store.memory import InMemoryLightningStore
 
-    store = resolve_component("store", spec, base=LightningStore)
+    store: LightningStore = resolve_component("store", spec, base=LightningStore)
     if isinstance(store, InMemoryLightningStore):
         raise ValueError(
             f"--store {spec!r} is a memory store, which lives inside the process that created it: a new agl "

@@ -19,7 +19,7 @@ from agentlightning_core.types import RolloutConfig, RolloutStatus
 
 if TYPE_CHECKING:
     from agentlightning_core.store.base import EnqueueRequest, LightningStore
-    from agentlightning_core.types import AttemptedRollout, Rollout
+    from agentlightning_core.types import AttemptedRollout, Rollout, RolloutMode
 
 __all__ = ["UNFINISHED_STATUSES", "DefaultConfigStore", "settle_unfinished_rollouts"]
 
@@ -51,14 +51,29 @@ class DefaultConfigStore:
         return attrs.evolve(self._config, retry_condition=list(self._config.retry_condition))
 
     async def enqueue_rollout(
-        self, input: Any, *args: Any, config: RolloutConfig | None = None, **kwargs: Any
+        self,
+        input: Any,
+        mode: RolloutMode | None = None,
+        resources_id: str | None = None,
+        config: RolloutConfig | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Rollout:
-        return await self._store.enqueue_rollout(input, *args, config=config or self._default(), **kwargs)
+        return await self._store.enqueue_rollout(
+            input, mode, resources_id, config or self._default(), metadata
+        )
 
     async def start_rollout(
-        self, input: Any, *args: Any, config: RolloutConfig | None = None, **kwargs: Any
+        self,
+        input: Any,
+        mode: RolloutMode | None = None,
+        resources_id: str | None = None,
+        config: RolloutConfig | None = None,
+        metadata: dict[str, Any] | None = None,
+        worker_id: str | None = None,
     ) -> AttemptedRollout:
-        return await self._store.start_rollout(input, *args, config=config or self._default(), **kwargs)
+        return await self._store.start_rollout(
+            input, mode, resources_id, config or self._default(), metadata, worker_id
+        )
 
     async def enqueue_many_rollouts(self, requests: Sequence[EnqueueRequest]) -> list[Rollout]:
         filled = [r if r.config is not None else attrs.evolve(r, config=self._default()) for r in requests]
