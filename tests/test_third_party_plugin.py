@@ -90,7 +90,7 @@ def test_random_search_runs_each_candidate_and_publishes_the_best(installed_exam
         template = latest.resources["prompt_template"]
         assert isinstance(template, PromptTemplate)
         by_version: dict[str | None, int] = {}
-        for row in (await trainer.store.query_rows()).items:
+        for row in (await trainer.store.query_rollouts()).items:
             by_version[row.resources_id] = by_version.get(row.resources_id, 0) + 1
         return template.template, by_version
 
