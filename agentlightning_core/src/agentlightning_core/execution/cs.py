@@ -86,6 +86,7 @@ PORT_ENV = "AGL_SERVER_PORT"
 _EXIT_LOAD_FAILED = 3  # a runner process could not unpickle its bundle: restarting cannot help
 _POLL_SECONDS = 0.05
 _RELEASE_SECONDS = 5.0  # most time spent marking a dead runner's attempt
+_SERVER_GONE_SECONDS = 1.0  # how long runners get after SIGTERM once the store server is gone
 DEAD_RUNNER_STATUS = AttemptStatus.UNRESPONSIVE
 """What the attempt of a runner process that died becomes. Not ``failed``: that says the
 agent failed, while here the worker was lost, which is what ``unresponsive`` means when the
@@ -293,6 +294,7 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
                 f"algorithm (role 'algorithm') first or check {HOST_ENV}/{PORT_ENV}"
             )
         graceful = False  # Ctrl+C or a lost server: no rollout can be finished and reported
+        server_gone = False  # the job is over: nothing is left to report to
         # The supervisor's own client: it marks the attempts of runner processes that die.
         # Best effort, so few retries: a server that is gone must not delay the shutdown.
         options = {**fleet.client_options(), "max_retries": 1}
@@ -303,7 +305,9 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
                     fleet.start(url)
 
                     async def watch_server() -> None:
+                        nonlocal server_gone
                         await _watch_server(url, self.server_lost_seconds)
+                        server_gone = True
                         logger.info("Store server %s went away; stopping the runner processes", url)
                         tg.cancel_scope.cancel()
 
@@ -314,11 +318,12 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
                     except RunnerProcessError:
                         if await _healthy(url):
                             raise
+                        server_gone = True
                         logger.info("Runner process failed and store server %s is gone; stopping", url)
                     tg.cancel_scope.cancel()
             finally:
                 with anyio.CancelScope(shield=True):
-                    await fleet.shutdown(graceful=graceful)
+                    await fleet.shutdown(graceful=graceful, server_gone=server_gone)
 
 
 class _Fleet:
@@ -454,8 +459,13 @@ class _Fleet:
             pass
         return text
 
-    async def shutdown(self, *, graceful: bool) -> None:
-        """Stop message, wait, SIGTERM, wait, SIGKILL; returns when every process has exited."""
+    async def shutdown(self, *, graceful: bool, server_gone: bool = False) -> None:
+        """Stop message, wait, SIGTERM, wait, SIGKILL; returns when every process has exited.
+
+        ``server_gone``: the store server went away (the job is over), so runners can report
+        nothing and their clients would only retry: they get a short while after SIGTERM,
+        then SIGKILL, which is then the normal end and logged at INFO, not WARNING.
+        """
         self.stop.set()
         for pipe in self.pipes.values():
             with contextlib.suppress(OSError):  # OSError: the process is gone
@@ -465,6 +475,12 @@ class _Fleet:
             self._close_pipes()
             return
         self._signal(signal.SIGTERM)
+        if server_gone:
+            if not await self._wait(min(strategy.terminate_seconds, _SERVER_GONE_SECONDS)):
+                logger.info("Stopping the runner processes (the store server is gone, nothing to report to)")
+                self.kill_all()
+            self._close_pipes()
+            return
         if not await self._wait(strategy.terminate_seconds):
             logger.warning(
                 "Runner processes still running %.1fs after SIGTERM; killing them", strategy.terminate_seconds
