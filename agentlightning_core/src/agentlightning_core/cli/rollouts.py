@@ -29,6 +29,8 @@ def open_read_only_store(spec: Any) -> LightningStore:
     from agentlightning_core.store.base import LightningStore
     from agentlightning_core.store.memory import InMemoryLightningStore
 
+    if isinstance(spec, LightningStore):
+        return spec  # an open store object (from Python): the caller knows what it holds
     store: LightningStore = resolve_component("store", spec, base=LightningStore)
     if isinstance(store, InMemoryLightningStore):
         raise ValueError(
