@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install every distribution of the monorepo in editable mode.
+# Skipped when .venv was already installed from the same pyproject files and requirements
+# (a stamp in .venv keyed on their hash and the Python version); AGL_FORCE_SETUP=1 reinstalls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+STAMP=.venv/.agl-setup-stamp
+
+dists=()
+for dist in plugins/*/ agentlightning_*/; do
+  [ -f "$dist/pyproject.toml" ] && [ "$dist" != "agentlightning_core/" ] && dists+=("${dist%/}")
+done
+inputs=(pyproject.toml requirements-dev.txt agentlightning_core/pyproject.toml)
+for dist in "${dists[@]}"; do inputs+=("$dist/pyproject.toml"); done
+key=$({ "$PYTHON" --version 2>&1; for f in "${inputs[@]}"; do echo "== $f"; cat "$f"; done; } | sha256sum | cut -d' ' -f1)
+
+if [ -x .venv/bin/python ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] && [ -z "${AGL_FORCE_SETUP:-}" ]; then
+  echo "setup: .venv is up to date (pyproject files and requirements unchanged); AGL_FORCE_SETUP=1 reinstalls"
+  exit 0
+fi
+
 if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $("$PYTHON" --version 2>&1)"
   "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
+echo "setup: installing into .venv (editable): agentlightning_core[openai,server,client,jinja] ${dists[*]}" \
+  "and the development tools of requirements-dev.txt; the first run takes a minute or two"
 python -m pip install -q --upgrade pip
 args=(-e "agentlightning_core[openai,server,client,jinja]")
-for dist in plugins/*/ agentlightning_*/; do
-  [ -f "$dist/pyproject.toml" ] && [ "$dist" != "agentlightning_core/" ] && args+=(-e "$dist")
-done
+for dist in "${dists[@]}"; do args+=(-e "$dist"); done
 python -m pip install -q "${args[@]}" -r requirements-dev.txt
+echo "$key" > "$STAMP"
+echo "setup: done"

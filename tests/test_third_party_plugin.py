@@ -7,9 +7,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
-from agentlightning_core import Span, plugins
+from agentlightning_core import PromptTemplate, Span, Trainer, plugins, rollout
 
 ROOT = Path(__file__).resolve().parents[1]
 AGL = str(Path(sys.executable).with_name("agl"))
@@ -44,11 +45,7 @@ def test_install_resolve_uninstall(installed_example: None) -> None:
     assert "example-random-search" in components("algorithms")
     assert "example-span-names" in components("adapters")
 
-    algorithm = plugins.resolve_component(
-        "algorithm", {"type": "example-random-search", "candidates": ["A {q}"]}
-    )
-    algorithm.run()
-    assert algorithm.chosen.template == "A {q}"
+    assert plugins.resolve_component("algorithm", "example-random-search").n_trials == 3
     adapter = plugins.resolve_component("adapter", "example-span-names")
     spans = [Span("r", "a", seq, "t" * 32, f"{seq:016x}", None, f"s{seq}") for seq in (2, 1)]
     assert adapter(spans) == ["s1", "s2"]
@@ -65,3 +62,38 @@ def test_example_plugin_is_under_forty_lines_of_code() -> None:
         line for line in source.splitlines() if line.strip() and not line.strip().startswith(("#", '"""'))
     ]
     assert len(code) < 40
+
+
+@rollout
+def sums(task: dict[str, int], prompt_template: PromptTemplate) -> float:
+    """Reward 1.0 when the template's rendering names the sum of the task, else 0.0."""
+    return 1.0 if str(task["a"] + task["b"]) in prompt_template.format(**task) else 0.0
+
+
+def test_random_search_runs_each_candidate_and_publishes_the_best(installed_example: None) -> None:
+    candidates = ["{a} and {b}", "sum is {s}", "{a}{b}"]
+    trainer = Trainer(
+        algorithm={"type": "example-random-search", "candidates": candidates, "n_trials": 3},
+        store={"type": "memory", "watchdog_interval": None},
+        initial_resources={"prompt_template": PromptTemplate("{a}")},
+        n_runners=2,
+        progress=False,
+    )
+    tasks = [{"a": 1, "b": 2, "s": 3}, {"a": 2, "b": 2, "s": 4}, {"a": 5, "b": 1, "s": 9}]
+    algorithm = trainer.fit(sums, tasks)
+    assert algorithm.scores == {"{a} and {b}": 0.0, "sum is {s}": 2 / 3, "{a}{b}": 0.0}  # type: ignore[attr-defined]
+    assert algorithm.best == "sum is {s}"  # type: ignore[attr-defined]
+
+    async def published() -> tuple[str, dict[str | None, int]]:
+        latest = await trainer.store.get_latest_resources()
+        assert latest is not None
+        template = latest.resources["prompt_template"]
+        assert isinstance(template, PromptTemplate)
+        by_version: dict[str | None, int] = {}
+        for row in (await trainer.store.query_rollouts()).items:
+            by_version[row.resources_id] = by_version.get(row.resources_id, 0) + 1
+        return template.template, by_version
+
+    template, by_version = anyio.run(published)
+    assert template == "sum is {s}"
+    assert sorted(by_version.values()) == [3, 3, 3]  # every task ran with every candidate

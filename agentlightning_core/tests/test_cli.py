@@ -48,7 +48,8 @@ def test_unknown_kind_is_a_one_line_error() -> None:
     assert out.returncode == 1
     assert out.stderr.strip() == (
         "agl: error: Unknown component kind 'databases'; expected one of: "
-        "algorithm, adapter, tracer, store, execution_strategy, runner"
+        "algorithms, adapters, tracers, stores, execution_strategies, runners "
+        "(or the singular: algorithm, adapter, tracer, store, execution_strategy, runner)"
     )
 
 

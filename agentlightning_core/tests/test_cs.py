@@ -98,7 +98,7 @@ def test_a_dead_runners_attempt_is_requeued_or_failed_at_once() -> None:
         retried = await store.enqueue_rollout(
             0, config=RolloutConfig(max_attempts=2, retry_condition=["unresponsive"])
         )
-        plain = await store.enqueue_rollout(0)  # default config: one attempt
+        plain = await store.enqueue_rollout(0, config=RolloutConfig(max_attempts=1, retry_condition=[]))
         ids = [retried.rollout_id, plain.rollout_id]
         outcome["finished"] = len(await store.wait_for_rollouts(ids, timeout=30))
         for name, rid in zip(("retried", "plain"), ids, strict=True):

@@ -108,8 +108,8 @@ def test_first_party_name_suggests_its_distribution(
         plugins.resolve_component("store", "sqlite")
     message = str(info.value)
     assert "Available stores: " in message and "memory" in message
-    assert "pip install agentlightning-sqlite" in message
-    with pytest.raises(UnknownComponentError, match="pip install agentlightning-baseline"):
+    assert "pip install './plugins/agentlightning_sqlite'" in message
+    with pytest.raises(UnknownComponentError, match=r"pip install '\./plugins/agentlightning_baseline'"):
         plugins.resolve_component("algorithm", "baseline")
 
 

@@ -105,7 +105,7 @@ async def test_render_trace_reads_the_spans_of_a_rollout_from_a_store() -> None:
     assert svg.startswith("<svg")
 
 
-def test_agl_traces_show_reports_an_unknown_rollout(capsys: pytest.CaptureFixture[str]) -> None:
+def test_agl_traces_show_explains_a_memory_store(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["traces", "show", "ro-missing", "--store", '{"type": "memory"}'])
     assert code == 1
-    assert "ro-missing" in capsys.readouterr().err
+    assert "memory store, which lives inside the process that created it" in capsys.readouterr().err

@@ -21,6 +21,7 @@ import attrs
 import pluggy
 
 from agentlightning_core import hookspecs
+from agentlightning_core.deprecation import warn_deprecated
 from agentlightning_core.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "get_plugin_manager",
     "get_registry",
     "import_object",
+    "install_hint",
     "plugin_infos",
     "registered_plugin",
     "reset_plugins",
@@ -86,12 +88,31 @@ KINDS: dict[str, ComponentKind] = {
     )
 }
 
+DEFAULT_NAMES: dict[str, str] = {"adapter": "tracer_triplet"}
+"""What a dict spec without ``"type"`` means for kinds whose earlier API had a default (deprecated)."""
+
 # First-party components shipped in their own distributions, for install hints.
 FIRST_PARTY: dict[str, dict[str, str]] = {
     "store": {"sqlite": "agentlightning-sqlite"},
     "algorithm": {"apo": "agentlightning-apo", "baseline": "agentlightning-baseline"},
-    "tracer": {"agentops": "agentlightning-agentops", "langchain": "agentlightning-langchain"},
 }
+FIRST_PARTY_PATHS: dict[str, str] = {
+    "agentlightning-sqlite": "plugins/agentlightning_sqlite",
+    "agentlightning-baseline": "plugins/agentlightning_baseline",
+    "agentlightning-apo": "agentlightning_apo",
+}
+"""Where each first-party distribution lives in the repository: none is on PyPI yet, so the
+install hint is a path install from a checkout."""
+
+
+def install_hint(distribution: str, extra: str = "") -> str:
+    """The command that installs a first-party ``distribution`` (path install from a checkout)."""
+    path = FIRST_PARTY_PATHS.get(distribution, distribution.replace("-", "_"))
+    target = f"./{path}" + (f"[{extra}]" if extra else "")
+    return (
+        f"pip install '{target}' (from the root of an Agent Lightning checkout: "
+        f"{distribution} is installed from the repository, not from PyPI)"
+    )
 
 
 @attrs.frozen
@@ -280,7 +301,10 @@ def kind_of(kind: str) -> ComponentKind:
     """Look a kind up by singular or plural name (``"store"`` or ``"stores"``)."""
     found = KINDS.get(kind) or next((k for k in KINDS.values() if k.plural == kind), None)
     if found is None:
-        raise ValueError(f"Unknown component kind {kind!r}; expected one of: {', '.join(KINDS)}")
+        raise ValueError(
+            f"Unknown component kind {kind!r}; expected one of: {', '.join(k.plural for k in KINDS.values())} "
+            f"(or the singular: {', '.join(KINDS)})"
+        )
     return found
 
 
@@ -301,7 +325,10 @@ def _unknown(kind: ComponentKind, name: str) -> UnknownComponentError:
     msg = f"Unknown {kind.name} {name!r}. Available {kind.plural}: {listing}."
     dist = FIRST_PARTY.get(kind.name, {}).get(name)
     if dist is not None:
-        msg += f" {kind.name.capitalize()} {name!r} is provided by {dist}, which is not installed. Install it with: pip install {dist}"
+        msg += (
+            f" {kind.name.capitalize()} {name!r} is provided by the distribution {dist}, which is not "
+            f"installed. Install it with: {install_hint(dist)}"
+        )
     return UnknownComponentError(msg)
 
 
@@ -313,14 +340,68 @@ def _factory_for_name(kind: ComponentKind, name: str) -> Callable[..., Any]:
             raise UnknownComponentError(f"Cannot import {kind.name} {name!r}: {exc}") from exc
     reg = get_registry()[kind.name].get(name)
     if reg is None:
+        dotted = _dotted_factory(kind, name)
+        if dotted is not None:
+            return dotted
         raise _unknown(kind, name)
     return reg.load()
+
+
+def _accepted(factory: Callable[..., Any]) -> str:
+    """``". Accepted arguments: a, b"`` from the factory's signature ('' when unreadable)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return ""
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return f". Accepted arguments: {', '.join(names) if names else '(none)'}"
+
+
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article ("an adapter", "a store")."""
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def _dotted_factory(kind: ComponentKind, name: str) -> Callable[..., Any] | None:
+    """The earlier ``"package.module.Class"`` form (deprecated), when it imports; else None."""
+    module_name, _, attr = name.rpartition(".")
+    if not module_name or not attr:
+        return None
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError):
+        return None
+    warn_deprecated(
+        f"dotted:{name}",
+        f"The {kind.name} spec {name!r} uses the earlier dotted form; write {module_name + ':' + attr!r} "
+        f"(a colon before the attribute)",
+    )
+    return cast(Callable[..., Any], factory)
 
 
 _FORMS = (
     "an instance, a class, a factory, a registered name, a dict {'type': name, **kwargs} "
     "or an import path 'package.module:Class'"
 )
+
+
+def _json_spec(kind: ComponentKind, text: str) -> dict[str, Any]:
+    """The earlier JSON-string form of a dict spec (deprecated), as the CLI's ``--store`` takes it."""
+    import json
+
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"The {kind.name} spec {text!r} starts with '{{' but is not valid JSON: {exc}"
+        ) from exc
+    if not isinstance(spec, dict):
+        raise TypeError(f"The {kind.name} spec {text!r} must be one JSON object")
+    warn_deprecated(
+        f"json:{kind.name}",
+        f"{_a(kind.name).capitalize()} given as a JSON string is the earlier form; give the dict itself: {kind.name}={spec!r}",
+    )
+    return spec
 
 
 @overload
@@ -342,33 +423,45 @@ def resolve_component(
     if isinstance(spec, expected):
         return spec
     kwargs = dict(defaults)
+    if isinstance(spec, str) and spec.lstrip().startswith("{"):
+        spec = _json_spec(k, spec)
     if isinstance(spec, str):
         factory = _factory_for_name(k, spec)
     elif isinstance(spec, Mapping):
         spec = dict(spec)
         type_name = spec.pop("type", None)
+        if type_name is None and k.name in DEFAULT_NAMES:
+            type_name = DEFAULT_NAMES[k.name]
+            warn_deprecated(
+                f"untyped:{k.name}",
+                f"{_a(k.name).capitalize()} dict without 'type' is the earlier form of the default {k.name}; write "
+                f"{{'type': {type_name!r}, ...}}",
+            )
         if not isinstance(type_name, str):
+            names = component_names(k.name)
+            example = f", e.g. {{'type': {names[0]!r}}}" if names else ""
             raise TypeError(
-                f"A {k.name} given as a dict needs a 'type' key naming it, e.g. {{'type': 'memory'}}; got {spec!r}"
+                f"{_a(k.name).capitalize()} given as a dict needs a 'type' key naming it{example}; got {spec!r}"
             )
         factory = _factory_for_name(k, type_name)
         kwargs.update(spec)
     elif callable(spec):
         factory = spec
     else:
-        raise TypeError(f"Cannot make a {k.name} from {spec!r}; give {_FORMS}.")
+        raise TypeError(f"Cannot make {_a(k.name)} from {spec!r}; give {_FORMS}.")
     if inspect.isclass(factory) and not issubclass(factory, expected):
         raise TypeError(
-            f"{factory.__module__}.{factory.__qualname__} is not a {k.name}: it does not subclass {expected.__name__}"
+            f"{factory.__module__}.{factory.__qualname__} is not {_a(k.name)}: it does not subclass {expected.__name__}"
         )
     try:
         component = factory(**kwargs)
     except TypeError as exc:
         raise TypeError(
             f"Cannot create {k.name} from {spec!r} with arguments {sorted(kwargs)}: {exc}"
+            + _accepted(factory)
         ) from exc
     if not isinstance(component, expected):
         raise TypeError(
-            f"{k.name} factory {spec!r} returned {type(component).__name__}, which is not a {expected.__name__}"
+            f"{k.name} factory {spec!r} returned {type(component).__name__}, which is not {_a(expected.__name__)}"
         )
     return component

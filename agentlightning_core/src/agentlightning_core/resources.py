@@ -123,8 +123,11 @@ class PromptTemplate(Resource):
         try:
             import jinja2
         except ImportError:
+            from agentlightning_core.plugins import install_hint
+
             raise ImportError(
-                "PromptTemplate(engine='jinja') needs jinja2. Install it with: pip install 'agentlightning-core[jinja]'"
+                "PromptTemplate(engine='jinja') needs jinja2. Install it with: "
+                + install_hint("agentlightning-core", "jinja")
             ) from None
         env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
         rendered: str = env.from_string(self.template).render(**kwargs)

@@ -127,12 +127,18 @@ class RolloutConfig(JsonModel):
 
     A failed/timed-out/unresponsive latest attempt whose status is in ``retry_condition``
     requeues the rollout while fewer than ``max_attempts`` attempts were made.
+
+    The default retries an attempt whose worker was lost (``unresponsive``: a runner process
+    died or stopped beating) up to 3 attempts in all; an agent's own failure (``failed``)
+    fails the rollout at once unless ``retry_condition`` lists it.
     """
 
     timeout_seconds: float | None = attrs.field(default=None, validator=field(check_seconds))
     unresponsive_seconds: float | None = attrs.field(default=None, validator=field(check_seconds))
-    max_attempts: int = attrs.field(default=1, validator=field(check_positive_int))
-    retry_condition: list[AttemptStatus] = attrs.field(factory=list, converter=_retry_condition)
+    max_attempts: int = attrs.field(default=3, validator=field(check_positive_int))
+    retry_condition: list[AttemptStatus] = attrs.field(
+        factory=lambda: [AttemptStatus.UNRESPONSIVE], converter=_retry_condition
+    )
 
 
 @attrs.define(slots=True)

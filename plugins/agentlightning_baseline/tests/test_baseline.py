@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -91,12 +92,33 @@ def test_validation_only_after_last_epoch() -> None:
     assert [(s.epoch, s.mode) for s in baseline.history] == [(1, "train"), (2, "train"), (2, "val")]  # type: ignore[attr-defined]
 
 
-def test_bad_adapter_data_is_raised_by_default() -> None:
-    from agentlightning_core.adapter.base import BadTraceError
+def test_an_agent_without_llm_calls_is_evaluated_not_aborted(caplog: pytest.LogCaptureFixture) -> None:
+    """The default adapter (raise policy) rejects every trace; an evaluation counts and goes on."""
+    trainer = Trainer(progress=False, algorithm={"type": "baseline", "n_epochs": 2}, n_runners=2)
+    with caplog.at_level(logging.WARNING):
+        baseline = trainer.fit(scored, [1, 2, 3, 4], [5])
+    assert isinstance(baseline, Baseline)
+    assert [(s.mode, s.succeeded, s.samples, s.drop_counts) for s in baseline.history] == [
+        ("train", 4, 0, {"no_llm_call": 4}),
+        ("val", 1, 0, {"no_llm_call": 1}),
+        ("train", 4, 0, {"no_llm_call": 4}),
+        ("val", 1, 0, {"no_llm_call": 1}),
+    ]
+    assert baseline.drop_counts == {"no_llm_call": 10}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    (warning,) = [w for w in warnings if "rejected" in w]  # one per reason per run
+    assert "Trainer(adapter={'type': 'tracer_triplet', 'on_bad_data': 'drop'})" in warning
+    assert "rollout ro-" in warning
 
-    trainer = Trainer(progress=False, algorithm="baseline")
-    with pytest.raises(BadTraceError, match="No LLM call"):
-        trainer.fit(scored, [1])
+
+def test_bad_trace_error_names_the_argument_to_change() -> None:
+    from agentlightning_core.adapter.base import BadTraceError
+    from agentlightning_core.adapter.messages import TraceToMessages
+
+    with pytest.raises(BadTraceError) as info:
+        TraceToMessages().adapt([])
+    assert info.value.reason == "no_llm_call"
+    assert str(info.value).endswith("give Trainer(adapter={'type': 'messages', 'on_bad_data': 'drop'})")
 
 
 @pytest.mark.parametrize("kwargs", [{"n_epochs": 0}, {"max_queue_length": 0}, {"n_epochs": True}])
@@ -112,7 +134,7 @@ def test_unknown_name_when_plugin_disabled(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("AGL_DISABLE_PLUGINS", "baseline")
     reset_plugins()
     try:
-        with pytest.raises(UnknownComponentError, match="pip install agentlightning-baseline"):
+        with pytest.raises(UnknownComponentError, match=r"pip install '\./plugins/agentlightning_baseline'"):
             Trainer(algorithm="baseline")
     finally:
         monkeypatch.delenv("AGL_DISABLE_PLUGINS")

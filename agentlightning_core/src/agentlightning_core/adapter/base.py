@@ -21,7 +21,15 @@ _POLICIES = ("raise", "drop")
 
 
 class BadTraceError(AgentLightningError, ValueError):
-    """A trace an adapter cannot turn into learning data (no LLM call, no reward, ...)."""
+    """A trace an adapter cannot turn into learning data (no LLM call, no reward, ...).
+
+    ``reason`` is the bad-data reason (``no_llm_call``, ``no_reward``, ...), as counted in
+    ``AdapterStats.drop_counts`` under the ``drop`` policy.
+    """
+
+    def __init__(self, message: str, reason: str = "bad_trace") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @attrs.define
@@ -75,13 +83,35 @@ class TraceAdapter(Adapter[Sequence[Span], T_to], Generic[T_to]):
         """Report bad data: raise under the ``raise`` policy, else count and log it."""
         if self.on_bad_data == "raise":
             raise BadTraceError(
-                f"{message} (reason: {reason}). Pass on_bad_data='drop' to skip such data and count it instead."
+                f"{message} (reason: {reason}). To skip such data and count it instead, give "
+                f"Trainer(adapter={{'type': {self.registered_name()!r}, 'on_bad_data': 'drop'}})",
+                reason,
             )
         self.skip(reason, message, level=logging.WARNING)
 
     def skip(self, reason: str, message: str, *, level: int = logging.INFO) -> None:
-        """Count and log data skipped whatever the policy (e.g. an LLM call that failed)."""
-        self.stats.drop_counts[reason] = self.stats.drop_counts.get(reason, 0) + 1
+        """Count and log data skipped whatever the policy (e.g. an LLM call that failed).
+
+        Only the first drop of each reason is logged at ``level``; later ones at DEBUG
+        (``stats.drop_counts`` has the totals).
+        """
+        count = self.stats.drop_counts[reason] = self.stats.drop_counts.get(reason, 0) + 1
         logger.log(
-            level, "%s: dropped (%s; %d so far)", type(self).__name__, message, self.stats.drop_counts[reason]
+            level if count == 1 else logging.DEBUG,
+            "%s: dropped (%s; %d so far%s)",
+            type(self).__name__,
+            message,
+            count,
+            "; later drops of this reason are logged at DEBUG" if count == 1 else "",
         )
+
+    def registered_name(self) -> str:
+        """The name this adapter's class is registered under (else its import path)."""
+        from agentlightning_core.plugins import get_registry
+
+        cls = type(self)
+        path = f"{cls.__module__}:{cls.__qualname__}"
+        for name, reg in get_registry()["adapter"].items():
+            if reg.factory is cls or reg.factory == path:
+                return name
+        return path

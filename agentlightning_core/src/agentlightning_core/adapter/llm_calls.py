@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from agentlightning_core import semconv
+from agentlightning_core.adapter.flat import COMPLETION_PREFIX, PROMPT_PREFIX, flat_messages, flat_tools
 from agentlightning_core.adapter.tree import TraceNode, TraceTree
 from agentlightning_core.spans import Span
 from agentlightning_core.tracer.genai import from_semconv_messages, loads_messages
@@ -51,10 +52,18 @@ class LlmCall:
 
     @classmethod
     def from_span(cls, span: Span, agent_name: str | None = None) -> LlmCall:
+        """Read the call from ``gen_ai.input.messages``/``gen_ai.output.messages`` JSON (our
+        tracer, the GenAI conventions) or, failing those, from the flattened
+        ``gen_ai.prompt.N.*``/``gen_ai.completion.N.*`` attributes of OpenLLMetry and AgentOps."""
         attrs_ = span.attributes
         prompt = loads_messages(attrs_.get(semconv.GEN_AI_INPUT_MESSAGES))
         outputs = loads_messages(attrs_.get(semconv.GEN_AI_OUTPUT_MESSAGES))
-        response = from_semconv_messages(outputs[:1])[0] if outputs else None
+        prompt_messages = from_semconv_messages(prompt) if prompt else flat_messages(attrs_, PROMPT_PREFIX)
+        if outputs:
+            response: dict[str, Any] | None = from_semconv_messages(outputs[:1])[0]
+        else:
+            completions = flat_messages(attrs_, COMPLETION_PREFIX)
+            response = completions[0] if completions else None
         tools_raw = attrs_.get(semconv.GEN_AI_TOOL_DEFINITIONS)
         tools: list[Any] | None = None
         if isinstance(tools_raw, str):
@@ -63,10 +72,12 @@ class LlmCall:
             except ValueError:
                 decoded = None
             tools = decoded if isinstance(decoded, list) else None
+        if tools is None:
+            tools = flat_tools(attrs_)
         return cls(
             span=span,
             agent_name=agent_name if agent_name is not None else agent_name_of(attrs_),
-            prompt_messages=from_semconv_messages(prompt) if prompt else None,
+            prompt_messages=prompt_messages or None,
             response_message=response,
             tools=tools,
             prompt_token_ids=_int_list(attrs_.get(semconv.LLM_PROMPT_TOKEN_IDS)),

@@ -246,6 +246,8 @@ def _describe(node: TraceNode, t0: float | None, limit: int) -> str:
         parts.append(f"{(node.end_time - node.start_time) * 1e3:.1f}ms")
     attrs = node.attributes
     kv = [f"{k.rsplit('.', 1)[-1]}={_short(attrs[k], limit)}" for k in _KEY_ATTRIBUTES if k in attrs]
+    if semconv.EXCEPTION_MESSAGE in attrs:
+        kv.append(f"message={_short(attrs[semconv.EXCEPTION_MESSAGE], max(limit, 200))}")
     if node.span is not None and node.span.status.status_code == "ERROR":
         kv.append(f"ERROR={_short(node.span.status.description or '', limit)}")
     if kv:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 __all__ = ["build_parser", "main"]
 
-_COMMAND_MODULES = ("plugins", "store", "traces")
+_COMMAND_MODULES = ("plugins", "rollouts", "store", "traces")
 
 
 def _version_text() -> str:

@@ -13,9 +13,9 @@ __all__ = ["add_parser", "render_trace"]
 async def render_trace(store_spec: Any, rollout_id: str, attempt: str | None, fmt: str) -> str:
     """The rollout's spans as a text tree or SVG document."""
     from agentlightning_core.adapter.tree import TraceTree
-    from agentlightning_core.plugins import resolve_component
+    from agentlightning_core.cli.rollouts import open_read_only_store
 
-    store = resolve_component("store", store_spec)
+    store = open_read_only_store(store_spec)
     async with store:
         spans = (await store.query_spans(rollout_id, attempt)).items
     if not spans:

@@ -35,6 +35,7 @@ runs never share an id.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import logging
 import multiprocessing
@@ -86,6 +87,7 @@ PORT_ENV = "AGL_SERVER_PORT"
 _EXIT_LOAD_FAILED = 3  # a runner process could not unpickle its bundle: restarting cannot help
 _POLL_SECONDS = 0.05
 _RELEASE_SECONDS = 5.0  # most time spent marking a dead runner's attempt
+_SERVER_GONE_SECONDS = 1.0  # how long runners get after SIGTERM once the store server is gone
 DEAD_RUNNER_STATUS = AttemptStatus.UNRESPONSIVE
 """What the attempt of a runner process that died becomes. Not ``failed``: that says the
 agent failed, while here the worker was lost, which is what ``unresponsive`` means when the
@@ -217,6 +219,7 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
         self.restarts = 0
         fleet = None
         if self.role != "algorithm":
+            check_main_guard()
             fleet = _Fleet(self, runner, n_runners)
             self._fleet = fleet
         elif n_runners > 1:
@@ -242,10 +245,19 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
         from agentlightning_core.remote.server import LightningStoreServer
 
         stop = fleet.stop if fleet is not None else threading.Event()
-        async with (
-            store,
-            LightningStoreServer(store, self.server_host, self.server_port, token=self.token) as server,
-        ):
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(store)
+            try:
+                server = await stack.enter_async_context(
+                    LightningStoreServer(store, self.server_host, self.server_port, token=self.token)
+                )
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"The 'cs' strategy cannot serve the store on {self.server_host}:{self.server_port}: "
+                    f"{os.strerror(exc.errno) if exc.errno else exc}. Give it another port, e.g. strategy={{'type': 'cs', 'server_port': 0}} "
+                    f"(0: any free one), or set {PORT_ENV}, or stop the process using the port.",
+                ) from None
             self.server_url = server.url
             if fleet is None:
                 logger.info("Store server for runners at %s (role 'algorithm')", server.url)
@@ -283,6 +295,7 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
                 f"algorithm (role 'algorithm') first or check {HOST_ENV}/{PORT_ENV}"
             )
         graceful = False  # Ctrl+C or a lost server: no rollout can be finished and reported
+        server_gone = False  # the job is over: nothing is left to report to
         # The supervisor's own client: it marks the attempts of runner processes that die.
         # Best effort, so few retries: a server that is gone must not delay the shutdown.
         options = {**fleet.client_options(), "max_retries": 1}
@@ -293,7 +306,9 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
                     fleet.start(url)
 
                     async def watch_server() -> None:
+                        nonlocal server_gone
                         await _watch_server(url, self.server_lost_seconds)
+                        server_gone = True
                         logger.info("Store server %s went away; stopping the runner processes", url)
                         tg.cancel_scope.cancel()
 
@@ -304,11 +319,12 @@ class ClientServerExecutionStrategy(ExecutionStrategy):
                     except RunnerProcessError:
                         if await _healthy(url):
                             raise
+                        server_gone = True
                         logger.info("Runner process failed and store server %s is gone; stopping", url)
                     tg.cancel_scope.cancel()
             finally:
                 with anyio.CancelScope(shield=True):
-                    await fleet.shutdown(graceful=graceful)
+                    await fleet.shutdown(graceful=graceful, server_gone=server_gone)
 
 
 class _Fleet:
@@ -444,8 +460,13 @@ class _Fleet:
             pass
         return text
 
-    async def shutdown(self, *, graceful: bool) -> None:
-        """Stop message, wait, SIGTERM, wait, SIGKILL; returns when every process has exited."""
+    async def shutdown(self, *, graceful: bool, server_gone: bool = False) -> None:
+        """Stop message, wait, SIGTERM, wait, SIGKILL; returns when every process has exited.
+
+        ``server_gone``: the store server went away (the job is over), so runners can report
+        nothing and their clients would only retry: they get a short while after SIGTERM,
+        then SIGKILL, which is then the normal end and logged at INFO, not WARNING.
+        """
         self.stop.set()
         for pipe in self.pipes.values():
             with contextlib.suppress(OSError):  # OSError: the process is gone
@@ -455,6 +476,12 @@ class _Fleet:
             self._close_pipes()
             return
         self._signal(signal.SIGTERM)
+        if server_gone:
+            if not await self._wait(min(strategy.terminate_seconds, _SERVER_GONE_SECONDS)):
+                logger.info("Stopping the runner processes (the store server is gone, nothing to report to)")
+                self.kill_all()
+            self._close_pipes()
+            return
         if not await self._wait(strategy.terminate_seconds):
             logger.warning(
                 "Runner processes still running %.1fs after SIGTERM; killing them", strategy.terminate_seconds
@@ -567,6 +594,46 @@ def _watch_parent(pipe: Connection, stop: threading.Event) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def check_main_guard() -> None:
+    """Raise when the running script starts a run at import time (not under
+    ``if __name__ == "__main__":``): each spawned runner process re-imports the script as
+    ``__mp_main__`` and would start the run again instead of working the queue."""
+    frame = sys._getframe(1)
+    main_frame = None
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            main_frame = frame
+        frame = frame.f_back  # type: ignore[assignment]
+    if main_frame is None:
+        return
+    filename, line = main_frame.f_code.co_filename, main_frame.f_lineno
+    try:
+        with open(filename, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), filename)
+    except (OSError, SyntaxError, ValueError):
+        return  # no source to read (-c, a notebook, a frozen app): spawn does not re-run it
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_test(node.test) and node.body:
+            end = node.body[-1].end_lineno or node.body[-1].lineno
+            if node.body[0].lineno <= line <= end:
+                return
+    raise RuntimeError(
+        f"The 'cs' strategy starts runner processes with the 'spawn' method, and each one imports "
+        f"{filename}; line {line} starts training at import time, so every runner process would start "
+        f'training again. Put the code that starts training under `if __name__ == "__main__":` '
+        f"(keep the agent itself at module level)."
+    )
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    values = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and values == ["__main__"]
 
 
 def _pickle_runner(runner: RunnerBundle) -> bytes:

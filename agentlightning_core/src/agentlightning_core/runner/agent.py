@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import attrs
 
+from agentlightning_core.deprecation import warn_deprecated
 from agentlightning_core.hooks import HookCaller
 from agentlightning_core.resources import NamedResources
 from agentlightning_core.runner.base import Runner, StepResult
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from agentlightning_core.store.base import LightningStore
     from agentlightning_core.tracer.base import Tracer
 
-__all__ = ["LitAgentRunner"]
+__all__ = ["AgentResultError", "LitAgentRunner", "reset_failure_log"]
 
 logger = logging.getLogger(__name__)
 
@@ -226,9 +227,7 @@ class LitAgentRunner(Runner[T_task]):
         finally:
             self._current = None
         if error is not None:
-            logger.info(
-                "Rollout %s attempt %s failed: %s: %s", rollout_id, attempt_id, type(error).__name__, error
-            )
+            _log_failure(error, rollout_id, attempt_id)
         spans = _merge(traced, returned)
         self.stats["rollouts"] += 1
         self.stats["failed" if error is not None else "succeeded"] += 1
@@ -264,12 +263,20 @@ class LitAgentRunner(Runner[T_task]):
         """Turn the agent's return value into the attempt's record; returns spans stored here."""
         if result is None:
             return []
-        if isinstance(result, (int, float)) and not isinstance(result, bool):
+        if isinstance(result, bool):
+            warn_deprecated(
+                "agent:bool",
+                f"The agent returned {result!r}, which the earlier API read as reward {float(result)}; return "
+                f"the number itself (return 1.0 if ... else 0.0)",
+            )
+            _emit_reward(1.0 if result else 0.0)
+            return []
+        if isinstance(result, (int, float)):
             _emit_reward(float(result))
             return []
         if isinstance(result, Sequence) and not isinstance(result, (str, bytes)):
             return await _store_spans(store, attempted, result)
-        raise TypeError(
+        raise AgentResultError(
             f"The agent returned {type(result).__name__} {result!r:.80}; return None (the tracer's "
             f"spans are the record), a number (the final reward) or a list of spans"
         )
@@ -299,6 +306,39 @@ async def _store_spans(
         if span is not None:
             stored.append(span)
     return stored
+
+
+class AgentResultError(TypeError):
+    """The agent returned something that is neither None, a number nor a list of spans."""
+
+
+_failure_kinds_seen: set[str] = set()
+_failure_lock = threading.Lock()
+
+
+def reset_failure_log() -> None:
+    """Log the next failure of every kind at WARNING again (the trainer calls this per run)."""
+    with _failure_lock:
+        _failure_kinds_seen.clear()
+
+
+def _log_failure(error: BaseException, rollout_id: str, attempt_id: str) -> None:
+    """The first failure of each kind (exception type) in a run at WARNING, the others at INFO."""
+    kind = f"{type(error).__module__}.{type(error).__qualname__}"
+    with _failure_lock:
+        first = kind not in _failure_kinds_seen
+        _failure_kinds_seen.add(kind)
+    logger.log(
+        logging.WARNING if first else logging.INFO,
+        "Rollout %s attempt %s failed: %s: %s%s",
+        rollout_id,
+        attempt_id,
+        type(error).__name__,
+        error,
+        " (later failures of this kind are logged at INFO; `agl traces show` prints a rollout's trace)"
+        if first
+        else "",
+    )
 
 
 @attrs.define(slots=True)

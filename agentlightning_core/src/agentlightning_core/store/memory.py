@@ -519,7 +519,9 @@ class InMemoryLightningStore(LightningStore):
             mode,
             resources_id,
             status,
-            config if config is not None else _copy_config(_DEFAULT_CONFIG, []),
+            config
+            if config is not None
+            else _copy_config(_DEFAULT_CONFIG, list(_DEFAULT_CONFIG.retry_condition)),
             dict(metadata) if metadata else {},
         )
         return rollout

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import anyio
 import attrs
@@ -19,15 +19,20 @@ import attrs
 from agentlightning_core.adapter.base import Adapter
 from agentlightning_core.algorithm.base import Algorithm
 from agentlightning_core.algorithm.fast import FastAlgorithm
+from agentlightning_core.deprecation import warn_deprecated
 from agentlightning_core.execution.base import ExecutionStrategy, StopSignal
 from agentlightning_core.hooks import Hook
 from agentlightning_core.litagent.base import LitAgent, missing_resources
 from agentlightning_core.plugins import ComponentSpec, resolve_component
 from agentlightning_core.resources import NamedResources, ResourcesUpdate
+from agentlightning_core.runner.agent import reset_failure_log
 from agentlightning_core.runner.base import Runner
 from agentlightning_core.store.base import LightningStore
 from agentlightning_core.tracer.base import Tracer
+from agentlightning_core.trainer.defaults import DefaultConfigStore, settle_unfinished_rollouts
+from agentlightning_core.trainer.interrupt import interrupt_message, sigterm_as_interrupt
 from agentlightning_core.trainer.progress import ProgressDisplay
+from agentlightning_core.types import RolloutConfig
 from agentlightning_core.validation import check_positive_int
 
 __all__ = ["Trainer"]
@@ -43,6 +48,8 @@ DEFAULTS = {
     "execution_strategy": "shm",
     "runner": "agent",
 }
+
+UnfinishedPolicy = Literal["cancel", "keep"]
 
 
 class Trainer:
@@ -62,6 +69,12 @@ class Trainer:
     :param initial_resources: resources published to the store before the algorithm starts.
     :param hooks: :class:`Hook` objects fired by every runner.
     :param progress: show a live progress line on stderr; None: only when stderr is a terminal.
+    :param rollout_config: the :class:`RolloutConfig` of rollouts the algorithm enqueues
+        without one (default: the store's, ``RolloutConfig()``).
+    :param unfinished_rollouts: what a run does with rollouts a durable store still holds
+        unfinished from an earlier run: ``"cancel"`` (default: marked ``cancelled``, kept,
+        not run) or ``"keep"`` (left queued, so this run's runners execute them too).
+    :param n_workers: deprecated name of ``n_runners``.
     """
 
     def __init__(
@@ -73,13 +86,40 @@ class Trainer:
         adapter: ComponentSpec[Adapter[Any, Any]] | None = None,
         store: ComponentSpec[LightningStore] | None = None,
         strategy: ComponentSpec[ExecutionStrategy] | None = None,
-        n_runners: int = 1,
+        n_runners: int | None = None,
         max_rollouts: int | None = None,
         initial_resources: NamedResources | None = None,
         hooks: Sequence[Hook] | None = None,
         progress: bool | None = None,
+        rollout_config: RolloutConfig | None = None,
+        unfinished_rollouts: UnfinishedPolicy = "cancel",
+        n_workers: int | None = None,
     ) -> None:
-        self.n_runners = check_positive_int("n_runners", n_runners)
+        if n_workers is not None:
+            warn_deprecated(
+                "trainer:n_workers",
+                f"Trainer(n_workers={n_workers!r}) is the earlier name; write Trainer(n_runners={n_workers!r})",
+            )
+            n_runners = _one_count(n_runners, n_workers, "n_workers")
+        if isinstance(strategy, Mapping) and "n_runners" in strategy:
+            strategy = dict(strategy)
+            in_strategy = strategy.pop("n_runners")
+            warn_deprecated(
+                "trainer:strategy.n_runners",
+                f"strategy={{..., 'n_runners': {in_strategy!r}}} is the earlier form; write "
+                f"Trainer(n_runners={in_strategy!r}, strategy={strategy!r})",
+            )
+            n_runners = _one_count(n_runners, in_strategy, "strategy['n_runners']")
+        self.n_runners = check_positive_int("n_runners", 1 if n_runners is None else n_runners)
+        if rollout_config is not None and not isinstance(rollout_config, RolloutConfig):
+            raise TypeError(
+                f"rollout_config must be an agentlightning_core.RolloutConfig, got {type(rollout_config).__name__} "
+                f"{rollout_config!r:.80}; e.g. RolloutConfig(max_attempts=3, retry_condition=['failed'])"
+            )
+        self.rollout_config = rollout_config
+        if unfinished_rollouts not in ("cancel", "keep"):
+            raise ValueError(f"unfinished_rollouts must be 'cancel' or 'keep', got {unfinished_rollouts!r}")
+        self.unfinished_rollouts: UnfinishedPolicy = unfinished_rollouts
         self.max_rollouts = check_positive_int("max_rollouts", max_rollouts, allow_none=True)
         self.store: LightningStore = resolve_component("store", _spec(store, "store"), base=LightningStore)
         self.tracer_spec: Any = _spec(tracer, "tracer")
@@ -95,9 +135,9 @@ class Trainer:
             None if algorithm is None else resolve_component("algorithm", algorithm, base=Algorithm)
         )
         self.runner_spec: Any = _spec(runner, "runner")
-        if isinstance(self.runner_spec, Runner) and n_runners > 1:
+        if isinstance(self.runner_spec, Runner) and self.n_runners > 1:
             raise ValueError(
-                f"runner={self.runner_spec!r} is one instance but n_runners={n_runners}; each runner needs its "
+                f"runner={self.runner_spec!r} is one instance but n_runners={self.n_runners}; each runner needs its "
                 f"own instance, so give a name, class or dict (e.g. runner='agent')"
             )
         self.initial_resources: NamedResources | None = (
@@ -152,24 +192,30 @@ class Trainer:
         val_dataset: Sequence[Any] | None,
     ) -> Algorithm:
         self._check(agent, train_dataset, val_dataset)
+        reset_failure_log()
         show = sys.stderr.isatty() if self.progress is None else self.progress
         display = ProgressDisplay() if show else None
         agent.set_trainer(self)
         algorithm.set_trainer(self)
         algorithm_bundle = _AlgorithmBundle(
-            algorithm, self.adapter, self.initial_resources, train_dataset, val_dataset, display
+            algorithm,
+            self.adapter,
+            self.initial_resources,
+            train_dataset,
+            val_dataset,
+            display,
+            self.rollout_config,
+            self.unfinished_rollouts,
         )
         runner_bundle = _RunnerBundle(
             agent, self.runner_spec, self.tracer, self.hooks, self.max_rollouts, self.tracer_spec
         )
         self.tracer.init()
         try:
-            self.strategy.execute(algorithm_bundle, runner_bundle, self.store, n_runners=self.n_runners)
-        except KeyboardInterrupt:
-            logger.warning(
-                "Interrupted: runners and algorithm stopped; in-flight attempts were marked failed"
-            )
-            raise
+            with sigterm_as_interrupt() as signals:
+                self.strategy.execute(algorithm_bundle, runner_bundle, self.store, n_runners=self.n_runners)
+        except KeyboardInterrupt as exc:
+            raise interrupt_message(exc, signals[0] if signals else "Ctrl+C (SIGINT)") from None
         finally:
             if display is not None:
                 display.close()
@@ -210,6 +256,12 @@ class Trainer:
             )
 
 
+def _one_count(n_runners: int | None, other: Any, other_name: str) -> Any:
+    if n_runners is not None and n_runners != other:
+        raise ValueError(f"n_runners={n_runners!r} contradicts {other_name}={other!r}; give n_runners only")
+    return other
+
+
 def _spec(spec: Any, kind: str) -> Any:
     return DEFAULTS[kind] if spec is None else spec
 
@@ -231,9 +283,14 @@ class _AlgorithmBundle:
     train_dataset: Sequence[Any] | None
     val_dataset: Sequence[Any] | None
     display: ProgressDisplay | None = None
+    rollout_config: RolloutConfig | None = None
+    unfinished_rollouts: UnfinishedPolicy = "cancel"
 
     async def __call__(self, store: LightningStore, stop: StopSignal) -> None:
         algorithm = self.algorithm
+        await settle_unfinished_rollouts(store, self.unfinished_rollouts)
+        if self.rollout_config is not None:
+            store = DefaultConfigStore.wrap(store, self.rollout_config)
         algorithm.set_store(store)
         algorithm.set_adapter(self.adapter)
         algorithm.set_initial_resources(self.initial_resources)

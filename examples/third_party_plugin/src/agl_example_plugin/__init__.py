@@ -4,20 +4,38 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from agentlightning_core import Algorithm, PromptTemplate, Span, TraceAdapter, hookimpl
+from agentlightning_core import Algorithm, EnqueueRequest, PromptTemplate, Span, TraceAdapter, hookimpl
+from agentlightning_core.emitter import find_final_reward
 
 
 class RandomSearch(Algorithm):
-    """Publishes one randomly chosen prompt template out of ``candidates``."""
+    """Tries ``n_trials`` prompt templates out of ``candidates`` (random order) on the train
+    dataset, one resource version each, and publishes the one with the best mean reward."""
 
-    def __init__(self, candidates: Sequence[str] = ("Answer: {question}",), seed: int = 0) -> None:
-        self.candidates = list(candidates)
-        self.rng = random.Random(seed)
+    def __init__(self, candidates: Sequence[str] = ("Answer: {question}",), n_trials: int = 3, seed: int = 0):
+        self.candidates, self.n_trials, self.rng = list(candidates), n_trials, random.Random(seed)
+        self.scores: dict[str, float] = {}
 
-    def run(
+    async def run(
         self, train_dataset: Sequence[Any] | None = None, val_dataset: Sequence[Any] | None = None
     ) -> None:
-        self.chosen = PromptTemplate(self.rng.choice(self.candidates))
+        store, tasks = self.get_store(), list(train_dataset or ())
+        trials = self.rng.sample(self.candidates, min(self.n_trials, len(self.candidates)))
+        for template in trials:  # publish a version, run every task with it, score it
+            version = await store.add_resources({"prompt_template": PromptTemplate(template)})
+            requests = [
+                EnqueueRequest(input=t, mode="train", resources_id=version.resources_id) for t in tasks
+            ]
+            rollouts = await store.enqueue_many_rollouts(requests)
+            await store.wait_for_rollouts([r.rollout_id for r in rollouts])
+            rewards = [
+                find_final_reward((await store.query_spans(r.rollout_id, "latest")).items) for r in rollouts
+            ]
+            self.scores[template] = sum(r or 0.0 for r in rewards) / max(len(rewards), 1)
+            if self.stop_requested:
+                break
+        self.best = max(self.scores, key=self.scores.__getitem__)
+        await store.add_resources({"prompt_template": PromptTemplate(self.best)})  # the latest: the best
 
 
 class SpanNames(TraceAdapter[list[str]]):

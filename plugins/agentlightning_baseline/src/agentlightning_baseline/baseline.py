@@ -34,7 +34,7 @@ class EpochStats:
     samples: int
     """Learning samples (e.g. triplets) the adapter produced from the succeeded rollouts' spans."""
     drop_counts: dict[str, int] = attrs.field(factory=dict)
-    """What the adapter dropped or skipped in this epoch, by reason (its ``stats.drop_counts``)."""
+    """What the adapter dropped, skipped or rejected in this epoch, by reason."""
 
     @property
     def dropped(self) -> int:
@@ -78,6 +78,7 @@ class Baseline(FastAlgorithm):
     ) -> None:
         store = self.get_store()
         self.history = []
+        self.drop_counts = {}
         for epoch in range(1, self.n_epochs + 1):
             if train_dataset:
                 self._record_epoch(await self._epoch(store, epoch, "train", train_dataset))
@@ -85,12 +86,13 @@ class Baseline(FastAlgorithm):
                 self._record_epoch(await self._epoch(store, epoch, "val", val_dataset))
             if self.stop_requested:
                 break
+        self.report_drops()
 
     async def _epoch(
         self, store: LightningStore, epoch: int, mode: RolloutMode, dataset: Sequence[Any]
     ) -> EpochStats:
         stats = EpochStats(epoch=epoch, mode=mode, rollouts=0, succeeded=0, failed=0, rewards=[], samples=0)
-        drops_before = dict(_drop_counts(self.get_adapter()))
+        drops_before = self._all_drops()
         outstanding: deque[str] = deque()
         tasks = iter(dataset)
         exhausted = False
@@ -113,7 +115,7 @@ class Baseline(FastAlgorithm):
             outstanding = deque(rid for rid in outstanding if rid not in finished)
         stats.drop_counts = {
             reason: n - drops_before.get(reason, 0)
-            for reason, n in _drop_counts(self.get_adapter()).items()
+            for reason, n in self._all_drops().items()
             if n > drops_before.get(reason, 0)
         }
         return stats
@@ -128,8 +130,14 @@ class Baseline(FastAlgorithm):
         reward = find_final_reward(spans)
         if reward is not None:
             stats.rewards.append(reward)
-        samples = self.get_adapter()(spans)
-        stats.samples += len(samples) if isinstance(samples, Sequence) else 1
+        stats.samples += self.adapt_spans(rollout.rollout_id, spans)
+
+    def _all_drops(self) -> dict[str, int]:
+        """What the adapter dropped (its own counts) plus the traces it rejected, by reason."""
+        merged = dict(_drop_counts(self.get_adapter()))
+        for reason, n in self.drop_counts.items():
+            merged[reason] = merged.get(reason, 0) + n
+        return merged
 
     def _record_epoch(self, stats: EpochStats) -> None:
         self.history.append(stats)
