@@ -43,7 +43,9 @@ def test_without_the_plugin_the_command_is_gone(capsys: pytest.CaptureFixture[st
     assert "invalid choice: 'greet'" in capsys.readouterr().err
 
 
-def test_a_command_clash_names_the_plugin(agl_register_plugin: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_command_clash_names_the_plugin(
+    agl_register_plugin: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     agl_register_plugin(ClashPlugin(), "clasher")
     assert main(["plugins"]) == 1
     err = capsys.readouterr().err

@@ -35,9 +35,7 @@ def _fill(path: Path) -> None:
 
 
 def _sizes_on_disk(path: Path) -> dict[str, int]:
-    return {
-        str(p): p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.is_file()
-    }
+    return {str(p): p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.is_file()}
 
 
 def test_agl_sqlite_vacuum_reports_the_sizes_it_left(tmp_path: Path) -> None:

@@ -54,7 +54,12 @@ def _vacuum(args: argparse.Namespace) -> int:
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``agl sqlite`` and its subcommands."""
     p = subparsers.add_parser("sqlite", help="maintain a SQLite store file")
-    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+    def usage(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(handler=usage)
     group = p.add_subparsers(dest="sqlite_command", metavar="SUBCOMMAND")
     v = group.add_parser("vacuum", help="delete old finished rollouts (optional) and compact the file")
     v.add_argument("--path", required=True, help="the store's database file")
