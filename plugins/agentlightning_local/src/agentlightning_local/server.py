@@ -161,6 +161,14 @@ class LocalModel:
             api_key="agl-local",  # the server checks no key; openai clients need one
         )
 
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        """The last lines the server logged (llama.cpp's own log)."""
+        return _tail(self.log_path, lines) if self.log_path is not None else "(no log)"
+
     def model_path(self) -> Path:
         """The verified GGUF file to load (assembling a catalogue model into the cache first)."""
         if self.catalogue_model is not None:
@@ -278,7 +286,7 @@ class LocalModel:
                 if remaining <= 0:
                     raise ServerStartError(
                         f"The {self.name} server did not listen within {self.start_timeout:.0f} s. "
-                        f"Its last log lines:\n{self._log_tail()}"
+                        f"Its last log lines:\n{self.log_tail()}"
                     )
                 if selector.select(timeout=min(remaining, 1.0)):
                     line = stdout.readline()
@@ -287,7 +295,7 @@ class LocalModel:
                         return url
                     process.wait(timeout=_STOP_TIMEOUT)  # EOF: the process is exiting
                 if process.poll() is not None:
-                    tail = self._log_tail()
+                    tail = self.log_tail()
                     if "couldn't bind" in tail:
                         raise PortInUseError(
                             f"The {self.name} server could not bind {self.host}:{self.port}; choose "
@@ -308,11 +316,8 @@ class LocalModel:
             status = exc
         raise ServerStartError(
             f"The {self.name} server listens at {url} but /health did not answer 200 ({status}). "
-            f"Its last log lines:\n{self._log_tail()}"
+            f"Its last log lines:\n{self.log_tail()}"
         )
-
-    def _log_tail(self) -> str:
-        return _tail(self.log_path) if self.log_path is not None else "(no log)"
 
     def __del__(self) -> None:
         if getattr(self, "_process", None) is not None:
