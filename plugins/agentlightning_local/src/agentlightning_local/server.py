@@ -301,9 +301,14 @@ class LocalModel:
                             f"The {self.name} server could not bind {self.host}:{self.port}; choose "
                             f"another port or port=0. Its last log lines:\n{tail}"
                         )
+                    code = process.returncode
+                    how = (
+                        f"was killed by {signal.Signals(-code).name}"
+                        if code < 0
+                        else f"exited with code {code}"
+                    )
                     raise ServerStartError(
-                        f"The {self.name} server exited with code {process.returncode} while starting. "
-                        f"Its last log lines:\n{tail}"
+                        f"The {self.name} server {how} while starting. Its last log lines:\n{tail}"
                     )
 
     def _check_answers(self, url: str) -> None:
