@@ -251,7 +251,12 @@ class LocalModel:
     async def __aenter__(self) -> LLM:
         import anyio
 
-        return await anyio.to_thread.run_sync(self.start)
+        try:
+            return await anyio.to_thread.run_sync(self.start)
+        except BaseException:  # cancelled while the thread was starting it: do not leak the server
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.stop)
+            raise
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
