@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio
 import openai
 import pytest
 
@@ -168,6 +169,33 @@ async def test_same_answers_after_a_restart_and_clean_exit(
     assert second == first  # temperature 0 + seed: identical across two server starts
     assert wait_process_gone(pid) and port_refuses(url)
     assert second_server.pid is None and not second_server.running()
+
+
+def worker_children() -> list[int]:
+    """Our child processes that run the model server."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(status.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = status.with_name("cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and b"agentlightning_local._worker" in cmdline:
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_cancelled_async_start_leaves_no_server(model_cache: Path) -> None:
+    before = worker_children()  # the shared server of this module may be running
+    model = LocalModel(TEST_MODEL, n_ctx=1024, cache_dir=model_cache)
+    with anyio.move_on_after(0.2) as scope:
+        async with model:  # the start runs to its end in a thread, then the scope's cancel lands
+            await anyio.sleep(60)
+            pytest.fail("the scope should have been cancelled")
+    assert scope.cancelled_caught
+    assert model.pid is None and worker_children() == before
 
 
 PARENT = """
