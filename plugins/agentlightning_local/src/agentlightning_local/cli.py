@@ -111,6 +111,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     s.add_argument("--port", type=int, default=0, help="port to bind (default: 0, a free one)")
-    s.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per CPU, at most 8)")
+    s.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: one per CPU less one, 1 to 8)"
+    )
     s.add_argument("--n-ctx", type=int, default=4096, help="context size in tokens (default: 4096)")
     s.set_defaults(handler=_serve)

@@ -39,16 +39,19 @@ _MAX_DEFAULT_THREADS = 8
 
 
 def default_threads() -> int:
-    """One thread per CPU this process may use, at most 8.
+    """One thread per CPU this process may use, less one for the agents and the store; 1 to 8.
 
-    Measured on 2 cores: 2 threads answer about 1.7x faster than 1 on an idle machine, and
-    slower than 1 when another busy process takes a core; pass ``threads=1`` then.
+    llama.cpp's threads wait for each other at every step, so a thread that loses its core
+    stalls them all. Measured on 2 cores: 2 threads answer about 1.7x faster than 1 on an
+    idle machine, but 7x slower than 1 (0.18 vs 1.38 tokens/s, 1.5B) when other processes
+    keep the cores busy. The framework always runs something beside the model, so the
+    default leaves a core free; pass ``threads`` to choose.
     """
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, _MAX_DEFAULT_THREADS))
+    return max(1, min(cpus - 1, _MAX_DEFAULT_THREADS))
 
 
 def _available_memory() -> int | None:
