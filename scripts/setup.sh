@@ -31,5 +31,7 @@ python -m pip install -q --upgrade pip
 args=(-e "agentlightning_core[openai,server,client,jinja]")
 for dist in "${dists[@]}"; do args+=(-e "$dist"); done
 python -m pip install -q "${args[@]}" -r requirements-dev.txt
+# The embedded-model tests run on the 0.5B catalogue model (a no-op when already installed).
+agl local install qwen2.5-coder-0.5b
 echo "$key" > "$STAMP"
 echo "setup: done"
