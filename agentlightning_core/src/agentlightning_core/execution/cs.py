@@ -409,6 +409,7 @@ class _Fleet:
                     )
                 strategy.restarts += 1
                 logger.warning("Restarting runner process %s (restart %d)", process.name, strategy.restarts)
+                del self.processes[slot]  # before close(): runner_pids() reads the others' pids
                 process.close()
                 self.pipes.pop(slot).close()
                 self._spawn(slot)
