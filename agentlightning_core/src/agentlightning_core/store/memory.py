@@ -551,28 +551,30 @@ class InMemoryLightningStore(LightningStore):
         config: RolloutConfig | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Rollout:
-        rollout = self._make_rollout(
-            input, mode, resources_id, config, metadata, RolloutStatus.QUEUING, _now()
-        )
+        # the latest resources now (one attribute read: no lock needed to see a whole value)
+        pinned = resources_id if resources_id is not None else self._latest_resources_id
+        rollout = self._make_rollout(input, mode, pinned, config, metadata, RolloutStatus.QUEUING, _now())
         with self._lock:
-            if resources_id is None and self._latest_resources_id is not None:
-                rollout.resources_id = self._latest_resources_id  # not shared yet: set in place
             self._add_rollout(rollout)
         return rollout
 
     async def enqueue_many_rollouts(self, requests: Sequence[EnqueueRequest]) -> list[Rollout]:
         now = _now()
+        latest = self._latest_resources_id
         rollouts = [
             self._make_rollout(
-                r.input, r.mode, r.resources_id, r.config, r.metadata, RolloutStatus.QUEUING, now
+                r.input,
+                r.mode,
+                r.resources_id if r.resources_id is not None else latest,
+                r.config,
+                r.metadata,
+                RolloutStatus.QUEUING,
+                now,
             )
             for r in requests
         ]
         with self._lock:
-            latest = self._latest_resources_id
             for rollout in rollouts:
-                if rollout.resources_id is None:
-                    rollout.resources_id = latest
                 self._add_rollout(rollout)
         return rollouts
 

@@ -17,7 +17,7 @@ from agentlightning_core.types import (
     RolloutMode,
     RolloutStatus,
 )
-from agentlightning_sqlite import codec
+from agentlightning_sqlite import codec, resources
 from agentlightning_sqlite.codec import ROLLOUT_COLUMNS
 from agentlightning_sqlite.sql import (
     FINISHED,
@@ -34,16 +34,29 @@ from agentlightning_sqlite.sql import (
 
 __all__ = ["finished", "get", "insert", "query", "row", "set_status", "update"]
 
-_INSERT_COLUMNS = (
+_INSERT_HEAD = (
     "INSERT INTO rollouts (rollout_id, status, input, start_time, mode, resources_id, config, metadata,"
-    " next_span_seq, queue_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    " next_span_seq, queue_seq) VALUES (?, ?, ?, ?, ?, "
 )
-_INSERT = _INSERT_COLUMNS + "NULL)"
+_RESOURCES_ID = "?"
+# The latest resources when none are given, found in the same statement (returned with the row).
+_LATEST_RESOURCES_ID = f"coalesce(?, ({resources.LATEST_ID}))"
+_INSERT_TAIL = ", ?, ?, ?, "
+_NOT_QUEUED = "NULL)"
 # The queue position behind every queued rollout, found in the same statement.
-_INSERT_QUEUED = (
-    _INSERT_COLUMNS + "(SELECT coalesce((SELECT queue_seq FROM rollouts WHERE queue_seq IS NOT NULL"
+_QUEUE_SEQ = (
+    "(SELECT coalesce((SELECT queue_seq FROM rollouts WHERE queue_seq IS NOT NULL"
     " ORDER BY queue_seq DESC LIMIT 1), 0) + 1))"
 )
+_INSERT = {
+    (queued, latest): _INSERT_HEAD
+    + (_LATEST_RESOURCES_ID if latest else _RESOURCES_ID)
+    + _INSERT_TAIL
+    + (_QUEUE_SEQ if queued else _NOT_QUEUED)
+    + (" RETURNING rid, resources_id" if latest else "")
+    for queued in (False, True)
+    for latest in (False, True)
+}
 
 
 def insert(
@@ -55,8 +68,13 @@ def insert(
     config: RolloutConfig | None,
     metadata: dict[str, Any] | None,
     status: RolloutStatus,
+    *,
+    latest_resources: bool = False,
 ) -> tuple[int, Rollout]:
-    """A new rollout row; returns its row key and the rollout."""
+    """A new rollout row; returns its row key and the rollout.
+
+    ``latest_resources``: a rollout without ``resources_id`` records the latest resources.
+    """
     rollout = Rollout(
         rollout_id=policy.new_rollout_id(),
         input=input,
@@ -67,9 +85,9 @@ def insert(
         config=config if config is not None else RolloutConfig(),
         metadata=metadata if metadata is not None else {},
     )
-    queued = status in policy.QUEUED_ROLLOUT_STATUSES
+    latest = latest_resources and resources_id is None
     cur = conn.execute(
-        _INSERT_QUEUED if queued else _INSERT,
+        _INSERT[status in policy.QUEUED_ROLLOUT_STATUSES, latest],
         (
             rollout.rollout_id,
             str(rollout.status),
@@ -82,7 +100,12 @@ def insert(
             policy.FIRST_SEQUENCE_ID,
         ),
     )
-    rid = cur.lastrowid
+    if latest:
+        rid, found = cur.fetchone()
+        if found is not None:
+            rollout.resources_id = found
+    else:
+        rid = cur.lastrowid
     assert rid is not None
     return rid, rollout
 

@@ -213,9 +213,16 @@ class SqliteLightningStore(LightningStore):
         metadata: dict[str, Any] | None = None,
     ) -> Rollout:
         def op(conn: Conn) -> Rollout:
-            pinned = resources_id if resources_id is not None else resources_sql.latest_id(conn)
             return rollouts.insert(
-                conn, time.time(), input, mode, pinned, config, metadata, RolloutStatus.QUEUING
+                conn,
+                time.time(),
+                input,
+                mode,
+                resources_id,
+                config,
+                metadata,
+                RolloutStatus.QUEUING,
+                latest_resources=True,
             )[1]
 
         return await self._write(op)
