@@ -13,3 +13,5 @@ for dist in plugins/*/ agentlightning_*/; do
   [ -f "$dist/pyproject.toml" ] && [ "$dist" != "agentlightning_core/" ] && args+=(-e "$dist")
 done
 python -m pip install -q "${args[@]}" -r requirements-dev.txt
+# The embedded-model tests run on the 0.5B catalogue model (a no-op when already installed).
+agl local install qwen2.5-coder-0.5b

@@ -86,10 +86,10 @@ def test_serve_options() -> None:
 @pytest.mark.parametrize(
     ("argv", "spec"),
     [
-        (["store", "vacuum"], "sqlite"),
-        (["store", "vacuum", "--store", "sqlite", "--path", "x.db"], {"type": "sqlite", "path": "x.db"}),
+        (["store", "serve"], "memory"),
+        (["store", "serve", "--store", "sqlite", "--path", "x.db"], {"type": "sqlite", "path": "x.db"}),
         (
-            ["store", "vacuum", "--store", '{"type": "sqlite", "path": "x.db"}'],
+            ["store", "serve", "--store", '{"type": "sqlite", "path": "x.db"}'],
             {"type": "sqlite", "path": "x.db"},
         ),
         (["store", "serve", "--store", '{"type": "memory"}', "--path", "m"], {"type": "memory", "path": "m"}),
@@ -112,7 +112,7 @@ def test_bad_store_specs_are_one_line_errors(capsys: pytest.CaptureFixture[str])
     both = ["--store", '{"type": "sqlite", "path": "a.db"}', "--path", "b.db"]
     assert main(["traces", "show", "ro-1", *both]) == 1
     assert "--path 'b.db' contradicts the path 'a.db' in --store" in capsys.readouterr().err
-    assert main(["store", "vacuum", "--store", "{sqlite}"]) == 1
+    assert main(["store", "serve", "--store", "{sqlite}"]) == 1
     assert "starts with '{' but is not valid JSON" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["traces", "show", "ro-1"])  # --store is required there

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import argparse
+
     from agentlightning_core.litagent.base import LitAgent
     from agentlightning_core.runner.base import Runner
     from agentlightning_core.spans import Span
@@ -82,6 +84,24 @@ def register_runners(register: Register) -> None:
     """Register runner components (subclasses of :class:`Runner`).
 
     :param register: Call ``register(name, factory)`` once per runner.
+    """
+
+
+# --- command line -----------------------------------------------------------------------
+
+
+@hookspec
+def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``agl`` subcommands: the core's command line never names a plugin.
+
+    Each command is a parser added with ``subparsers.add_parser(name, help=...)``; its
+    ``handler`` default (``parser.set_defaults(handler=fn)``) is called with the parsed
+    ``argparse.Namespace`` and returns the exit code. Raise an exception with a clear message
+    for a user error: ``agl`` prints it as one line and exits with code 1. Import heavy
+    modules inside the handler, not here: every ``agl`` call builds every parser.
+
+    :param subparsers: The ``agl`` parser's subparsers (from ``add_subparsers()``). A
+        command name taken by the core or another plugin is an error naming the plugin.
     """
 
 

@@ -177,11 +177,13 @@ def get_plugin_manager() -> pluggy.PluginManager:
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
     only = _split_env("AGL_PLUGINS")
     disabled = _split_env("AGL_DISABLE_PLUGINS") or set()
+    installed: set[str] = set()
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
         dist_name = dist.metadata["Name"] if dist is not None else "<unknown distribution>"
         dist_version = dist.version if dist is not None else "?"
         names = {ep.name, dist_name}
+        installed |= names
         if (only is not None and not names & only) or names & disabled:
             logger.debug("Skipping plugin %s from %s (AGL_PLUGINS / AGL_DISABLE_PLUGINS)", ep.name, dist_name)
             continue
@@ -197,6 +199,13 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             ) from exc
         pm.register(plugin, name=ep.name)
         _plugin_info[ep.name] = PluginInfo(ep.name, dist_name, dist_version, builtin=False)
+    for name in sorted((only or set()) - installed):
+        logger.warning(
+            "AGL_PLUGINS names %r, which is no installed plugin. Installed plugins (entry point or "
+            "distribution names): %s",
+            name,
+            ", ".join(sorted(installed)) or "(none)",
+        )
 
 
 def reset_plugins() -> None:

@@ -1,21 +1,14 @@
-"""Retention (deleting old finished rollouts), vacuum, and ``agl store vacuum``."""
+"""Retention (deleting old finished rollouts) and vacuum (``agl sqlite vacuum``: test_cli.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import anyio
 import pytest
 
 from agentlightning_core.testing.store import make_span, wait_until
 from agentlightning_core.types import AttemptStatus
 from agentlightning_sqlite import SqliteLightningStore
-
-AGL = str(Path(sys.executable).with_name("agl"))
 
 
 async def _finished_and_running(store: SqliteLightningStore, spans: int = 50) -> tuple[str, str]:
@@ -68,35 +61,3 @@ async def test_vacuum_shrinks_the_file(tmp_path: Path) -> None:
         assert result["deleted_rollouts"] == 5
         assert result["bytes_after"] < result["bytes_before"] / 2
         assert (await store.statistics())["rollouts"] == 5  # the running ones stay
-
-
-def _agl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AGL, *args], capture_output=True, text=True, env=dict(os.environ), timeout=60)
-
-
-def test_agl_store_vacuum(tmp_path: Path) -> None:
-    path = tmp_path / "cli.db"
-
-    async def fill() -> None:
-        async with SqliteLightningStore(path) as store:
-            await _finished_and_running(store)
-
-    anyio.run(fill)
-    out = _agl("store", "vacuum", "--store", "sqlite", "--path", str(path), "--older-than", "0")
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["deleted_rollouts"] == 1
-
-    out = _agl("store", "vacuum", "--path", str(path))
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["deleted_rollouts"] == 0
-
-
-def test_agl_store_vacuum_errors(tmp_path: Path) -> None:
-    out = _agl("store", "vacuum", "--store", "memory")
-    assert out.returncode == 1 and "has no vacuum()" in out.stderr
-    bad = tmp_path / "bad.db"
-    bad.write_text("not a database " * 100)
-    out = _agl("store", "vacuum", "--path", str(bad))
-    assert out.returncode == 1 and str(bad) in out.stderr and "not a usable SQLite database" in out.stderr
-    out = _agl("store", "vacuum", "--path", str(tmp_path / "x.db"), "--older-than", "-5")
-    assert out.returncode == 1 and "--older-than" in out.stderr

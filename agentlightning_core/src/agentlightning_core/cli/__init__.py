@@ -1,5 +1,6 @@
-"""The ``agl`` command line. Each subcommand lives in a module of this package that defines
-``add_parser(subparsers)``; the parser's ``handler`` default runs it and returns an exit code."""
+"""The ``agl`` command line. Each core subcommand lives in a module of this package that defines
+``add_parser(subparsers)``; plugins add theirs through the ``register_commands`` hook. A
+parser's ``handler`` default runs the command and returns an exit code."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-__all__ = ["build_parser", "main"]
+__all__ = ["PluginCommandError", "build_parser", "main"]
 
 _COMMAND_MODULES = ("plugins", "store", "traces")
 
@@ -40,11 +41,37 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"agentlightning_core.cli.{name}").add_parser(sub)
+    _add_plugin_commands(sub)
     return parser
 
 
+def _add_plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Let each plugin add its subcommands; a name clash is an error naming the plugin."""
+    from agentlightning_core.plugins import get_plugin_manager, plugin_infos
+
+    infos = plugin_infos()
+    for impl in get_plugin_manager().hook.register_commands.get_hookimpls():
+        try:
+            impl.function(subparsers=sub)
+        except argparse.ArgumentError as exc:
+            info = infos.get(impl.plugin_name)
+            origin = f" (distribution {info.distribution})" if info is not None else ""
+            raise PluginCommandError(
+                f"Plugin {impl.plugin_name!r}{origin} could not add its agl command: {exc}. "
+                f"Disable one of the clashing plugins with AGL_DISABLE_PLUGINS={impl.plugin_name}"
+            ) from exc
+
+
+class PluginCommandError(RuntimeError):
+    """A plugin's ``register_commands`` clashed with an existing ``agl`` command."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except Exception as exc:  # a broken plugin: one line, not a traceback
+        print(f"agl: error: {exc}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"

@@ -1,5 +1,7 @@
 """``agl store``: commands that act on a store given by spec (``--store SPEC [--path FILE]``).
 
+Store plugins add their own maintenance commands through the ``register_commands`` hook.
+
 Every command that takes a store (here and ``agl traces``) gets the same options from
 :func:`add_store_options` and builds the store with :func:`store_from_args`.
 """
@@ -15,18 +17,18 @@ from agentlightning_core.remote.config import DEFAULT_HOST, DEFAULT_PORT, TOKEN_
 __all__ = ["add_parser", "add_store_options", "parse_store_spec", "store_from_args", "store_spec_from_args"]
 
 _SPEC_HELP = (
-    "the store: a registered name (memory, sqlite, ...), package.module:Class, "
-    'or a JSON object like \'{"type": "sqlite", "path": "runs.db"}\''
+    "the store: a registered name (see: agl components stores), package.module:Class, "
+    'or a JSON object like \'{"type": NAME, "path": "runs.db"}\''
 )
 
 
-def add_store_options(parser: argparse.ArgumentParser, default: str | None = "sqlite") -> None:
+def add_store_options(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     """Add ``--store SPEC`` (required when ``default`` is None) and ``--path FILE``."""
     if default is None:
         parser.add_argument("--store", required=True, help=_SPEC_HELP)
     else:
         parser.add_argument("--store", default=default, help=f"{_SPEC_HELP} (default: {default})")
-    parser.add_argument("--path", help="the store's file, for stores that keep one (e.g. sqlite)")
+    parser.add_argument("--path", help="the store's file, for stores that keep one")
 
 
 def parse_store_spec(text: str) -> Any:
@@ -65,30 +67,6 @@ def store_from_args(args: argparse.Namespace) -> Any:
     return resolve_component("store", store_spec_from_args(args))
 
 
-def _vacuum(args: argparse.Namespace) -> int:
-    import anyio
-
-    if args.older_than is not None and args.older_than < 0:
-        raise ValueError(f"--older-than must be a number of seconds >= 0, got {args.older_than}")
-    store = store_from_args(args)
-    vacuum = getattr(store, "vacuum", None)
-    if not callable(vacuum):
-        raise TypeError(
-            f"Store {args.store!r} ({type(store).__name__}) has no vacuum(): only stores that keep data "
-            "on disk can be vacuumed, e.g. --store sqlite --path FILE"
-        )
-
-    async def run() -> Any:
-        try:
-            return await vacuum(older_than=args.older_than)
-        finally:
-            await store.aclose()
-
-    result = anyio.run(run)
-    print(json.dumps(result, indent=2, sort_keys=True))
-    return 0
-
-
 def _serve(args: argparse.Namespace) -> int:
     from agentlightning_core.remote.server import run_server_until_signal
 
@@ -104,20 +82,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("store", help="maintain or serve a store")
+    p = sub.add_parser("store", help="serve a store")
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
     group = p.add_subparsers(dest="store_command", metavar="SUBCOMMAND")
-    v = group.add_parser(
-        "vacuum", help="delete old finished rollouts (optional) and compact the store's file"
-    )
-    add_store_options(v)
-    v.add_argument(
-        "--older-than",
-        type=float,
-        metavar="SECONDS",
-        help="first delete finished rollouts (with attempts and spans) that ended more than SECONDS ago",
-    )
-    v.set_defaults(handler=_vacuum)
     s = group.add_parser("serve", help="serve a store over HTTP for runners in other processes or machines")
     add_store_options(s, default="memory")
     s.add_argument(
