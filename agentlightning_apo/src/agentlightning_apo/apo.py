@@ -9,6 +9,7 @@ same durable store reuses every finished evaluation (and every published proposa
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -304,6 +305,10 @@ class APO(Algorithm):
             if text is None:
                 return None
             cand.prompt = text
+        if any(c.prompt == cand.prompt for c in self.candidates):
+            self.stats.duplicates += 1
+            logger.info("APO: %s repeats an earlier candidate; skipped", cid)
+            return None
         self._add_candidate(cand)
         if sorted(placeholder_fields(cand.prompt) or ["<invalid>"]) != self._fields:
             cand.status = "rejected_placeholders"
@@ -489,7 +494,8 @@ class APO(Algorithm):
     # --- resources, resume, outputs -------------------------------------------------------
 
     def _key(self, cand: Candidate, split: str, index: int, sample: int) -> str:
-        return f"{self.run_name}|{cand.id}|{split}|{index}|{sample}"
+        digest = hashlib.sha256(cand.prompt.encode()).hexdigest()[:16]  # same prompt, same evaluation
+        return f"{self.run_name}|{digest}|{split}|{index}|{sample}"
 
     def _resources_id(self, cand: Candidate) -> str:
         return f"{self.run_name}:{cand.id}"

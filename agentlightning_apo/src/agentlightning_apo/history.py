@@ -70,6 +70,7 @@ class RunStats:
     proposals: int = 0
     rejected_placeholders: int = 0
     rejected_gate: int = 0
+    duplicates: int = 0
     empty_critiques: int = 0
     rate_limit_retries: int = 0
     stopped_by: str | None = None
