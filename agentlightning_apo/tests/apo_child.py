@@ -1,6 +1,6 @@
 """Child process of the resume test: APO on a SQLite store against the parent's scripted server.
 
-    python apo_child.py BASE_URL DB_PATH OUTPUT_DIR
+python apo_child.py BASE_URL DB_PATH OUTPUT_DIR
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from apo_world import SEED_PROMPT, tasks, yes_agent  # noqa: E402
+from apo_world import SEED_PROMPT, tasks, yes_agent
 
-from agentlightning_apo import APO  # noqa: E402
-from agentlightning_core import LLM, PromptTemplate, Trainer  # noqa: E402
+from agentlightning_apo import APO
+from agentlightning_core import LLM, PromptTemplate, Trainer
 
 
 def main() -> None:
@@ -33,7 +33,10 @@ def main() -> None:
         store={"type": "sqlite", "path": db_path},
         n_runners=2,
         progress=False,
-        initial_resources={"llm": LLM(endpoint=base_url, model="scripted"), "prompt_template": PromptTemplate(SEED_PROMPT)},
+        initial_resources={
+            "llm": LLM(endpoint=base_url, model="scripted"),
+            "prompt_template": PromptTemplate(SEED_PROMPT),
+        },
     )
     trainer.fit(yes_agent, tasks("train", 4), tasks("val", 3))
     print(f"BEST {apo.get_best_prompt().template}", flush=True)

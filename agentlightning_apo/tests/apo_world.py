@@ -58,7 +58,9 @@ class World:
                 self.optimizer_calls += 1
             if self.on_optimizer_call is not None:
                 self.on_optimizer_call(n)
-            return Reply(content=self.proposals[n % len(self.proposals)], prompt_tokens=100, completion_tokens=20)
+            return Reply(
+                content=self.proposals[n % len(self.proposals)], prompt_tokens=100, completion_tokens=20
+            )
         system = body["messages"][0]["content"]
         return "yes" if "MAGIC" in system else "no"
 

@@ -10,10 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from apo_world import World, make_world_fixture  # noqa: E402
+from apo_world import World, make_world_fixture
 
-from agentlightning_core import LLM  # noqa: E402
-from agentlightning_core.testing.openai_server import OpenAIServer  # noqa: E402
+from agentlightning_core import LLM
+from agentlightning_core.testing.openai_server import OpenAIServer
 
 
 @pytest.fixture

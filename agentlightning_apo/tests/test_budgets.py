@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,12 @@ PROPOSAL = f"<prompt>{GOOD_PROMPT}</prompt>"
 
 
 def fit(llm: Any, store: Any = None, resources: Any = None, adapter: Any = "messages", **kwargs: Any) -> APO:
-    settings: dict[str, Any] = {"beam_width": 2, "branch_factor": 2, "beam_rounds": 3, "gradient_batch_size": 2}
+    settings: dict[str, Any] = {
+        "beam_width": 2,
+        "branch_factor": 2,
+        "beam_rounds": 3,
+        "gradient_batch_size": 2,
+    }
     apo = APO(**{**settings, **kwargs})
     trainer = Trainer(
         algorithm=apo,
@@ -41,7 +47,9 @@ def test_max_rollouts_is_exact(make_world: Any, limit: int) -> None:
     assert apo.stats.stopped_by == f"max_rollouts={limit} reached"
 
 
-def test_warns_when_the_budget_cannot_buy_three_proposals(make_world: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_warns_when_the_budget_cannot_buy_three_proposals(
+    make_world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     _, _, llm = make_world([PROPOSAL])
     with caplog.at_level(logging.WARNING, logger="agentlightning_apo"):
         fit(llm, max_rollouts=10)
@@ -70,8 +78,14 @@ def test_samples_per_task_reports_the_variance(tmp_path: Path) -> None:
         return next(flips)
 
     with OpenAIServer(noisy) as server:
-        apo = fit(LLM(endpoint=server.base_url, model="m"), beam_rounds=1, branch_factor=1, beam_width=1,
-                  samples_per_task=2, max_rollouts=8)
+        apo = fit(
+            LLM(endpoint=server.base_url, model="m"),
+            beam_rounds=1,
+            branch_factor=1,
+            beam_width=1,
+            samples_per_task=2,
+            max_rollouts=8,
+        )
     seed = apo.candidates[0]
     assert len(seed.scores) == 4 and all(s == 0.5 for s in seed.scores.values())
     assert all(v == 0.25 for v in seed.variances.values())
@@ -91,9 +105,13 @@ def test_errors_name_the_problem(make_world: Any) -> None:
         fit(llm, adapter="tracer_triplet")
     with pytest.raises(ValueError, match="edit_mode must be 'rewrite' or 'critique_then_edit'"):
         APO(edit_mode="gradient")  # type: ignore[arg-type]
-    with pytest.raises(FileNotFoundError, match="nowhere.md"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.md"):
         APO(rewrite_prompts="nowhere.md")
-    trainer = Trainer(algorithm=APO(), progress=False, initial_resources={"llm": llm, "prompt_template": PromptTemplate(SEED_PROMPT)})
+    trainer = Trainer(
+        algorithm=APO(),
+        progress=False,
+        initial_resources={"llm": llm, "prompt_template": PromptTemplate(SEED_PROMPT)},
+    )
     with pytest.raises(ValueError, match="val_dataset"):
         trainer.fit(yes_agent, tasks("train", 2), [])
 
@@ -101,12 +119,14 @@ def test_errors_name_the_problem(make_world: Any) -> None:
 def test_unreachable_optimizer_names_the_url(make_world: Any) -> None:
     _, _, llm = make_world([PROPOSAL])
     dead = openai.AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key="x", max_retries=0)
-    with pytest.raises(APOError, match="Cannot reach the optimizer endpoint http://127.0.0.1:9/v1"):
+    with pytest.raises(
+        APOError, match=re.escape("Cannot reach the optimizer endpoint http://127.0.0.1:9/v1")
+    ):
         fit(llm, client=dead)
 
 
 def test_rate_limits_are_retried_then_reported(make_world: Any) -> None:
-    world, _, llm = make_world([PROPOSAL])
+    world, _, _ = make_world([PROPOSAL])
     limited = [Reply(status=429, error="slow down")] * 2
 
     def flaky(body: dict[str, Any]) -> Reply | str:

@@ -33,7 +33,9 @@ def run_child(base_url: str, tmp_path: Path) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize("kill_at_call", [1, 3])
-def test_resume_after_sigkill_repeats_no_finished_evaluation(make_world: Any, tmp_path: Path, kill_at_call: int) -> None:
+def test_resume_after_sigkill_repeats_no_finished_evaluation(
+    make_world: Any, tmp_path: Path, kill_at_call: int
+) -> None:
     world, server, _ = make_world(PROPOSALS)
     child: dict[str, subprocess.Popen[str]] = {}
     killed = threading.Event()

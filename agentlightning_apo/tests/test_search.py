@@ -43,7 +43,9 @@ def fit(llm: Any, tmp_path: Path, store: Any = None, **kwargs: Any) -> APO:
 
 
 @pytest.mark.parametrize("selection", ["beam", "pareto"])
-def test_finds_and_keeps_the_edit_that_raises_the_reward(make_world: Any, tmp_path: Path, selection: str) -> None:
+def test_finds_and_keeps_the_edit_that_raises_the_reward(
+    make_world: Any, tmp_path: Path, selection: str
+) -> None:
     world, server, llm = make_world(PROPOSALS)
     store = InMemoryLightningStore()
     apo = fit(llm, tmp_path, store=store, selection=selection)
@@ -82,6 +84,10 @@ def test_rejects_candidates_whose_placeholders_differ(make_world: Any, tmp_path:
     ]
     _, server, llm = make_world(bad)
     apo = fit(llm, tmp_path)  # two rounds of two proposals from the seed
-    assert apo.stats.rejected_placeholders == 2 * 2 == len([c for c in apo.candidates if c.status == "rejected_placeholders"])
+    assert (
+        apo.stats.rejected_placeholders
+        == 2 * 2
+        == len([c for c in apo.candidates if c.status == "rejected_placeholders"])
+    )
     assert apo.get_best_prompt().template == SEED_PROMPT
     assert not any("MAGIC" in system for system, _ in agent_requests(server))  # none was ever run

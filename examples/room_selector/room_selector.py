@@ -30,18 +30,29 @@ import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rooms import grade, rooms_text, split_tasks  # noqa: E402
+from rooms import grade, rooms_text, split_tasks
 
-from agentlightning_core import LLM, PromptTemplate, Trainer, rollout  # noqa: E402
+from agentlightning_core import LLM, PromptTemplate, Trainer, rollout
 
 START_PROMPT = Path(__file__).resolve().parent / "start_prompt.txt"
 ANSWER_TOKENS = 24
 """Replies longer than this are cut off: a rambling agent runs out of words before naming a room."""
 
 
+_CLIENTS: dict[str, openai.OpenAI] = {}
+
+
+def _client(llm: LLM) -> openai.OpenAI:
+    """One client per endpoint: creating one per request costs more than a short answer."""
+    url = llm.get_base_url()
+    if url not in _CLIENTS:
+        _CLIENTS[url] = openai.OpenAI(base_url=url, api_key=llm.api_key or "no-key", max_retries=2)
+    return _CLIENTS[url]
+
+
 @rollout
 def room_agent(task: dict[str, Any], llm: LLM, prompt_template: PromptTemplate) -> float:
-    client = openai.OpenAI(base_url=llm.get_base_url(), api_key=llm.api_key or "no-key", max_retries=2)
+    client = _client(llm)
     reply = client.chat.completions.create(
         model=llm.model,
         messages=[
@@ -77,17 +88,23 @@ def endpoint(threads: int | None) -> Iterator[LLM]:
         return
     from agentlightning_local import LocalModel
 
-    print("OPENAI_BASE_URL is not set: starting the embedded model qwen2.5-coder-1.5b on 127.0.0.1", flush=True)
+    print(
+        "OPENAI_BASE_URL is not set: starting the embedded model qwen2.5-coder-1.5b on 127.0.0.1", flush=True
+    )
     with LocalModel("qwen2.5-coder-1.5b", threads=threads) as llm:
         yield llm
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data split and of APO's choices")
     parser.add_argument("--output-dir", default="runs/room_selector")
     parser.add_argument("--runners", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="embedded model threads (default: per machine)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="embedded model threads (default: per machine)"
+    )
     parser.add_argument("--beam-width", type=int, default=2)
     parser.add_argument("--branch-factor", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
@@ -109,7 +126,9 @@ def main() -> None:
         flush=True,
     )
     with endpoint(args.threads) as llm:
-        store: Any = {"type": "sqlite", "path": str(out / "store.sqlite")} if args.store == "sqlite" else "memory"
+        store: Any = (
+            {"type": "sqlite", "path": str(out / "store.sqlite")} if args.store == "sqlite" else "memory"
+        )
         trainer = Trainer(
             algorithm={
                 "type": "apo",
@@ -153,11 +172,15 @@ def main() -> None:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(f"\nStarting prompt:\n{start}\n\nBest prompt:\n{best}\n")
-    print(f"Held-out test score: start {start_score:.3f} -> best {best_score:.3f} ({best_score - start_score:+.3f})")
+    print(
+        f"Held-out test score: start {start_score:.3f} -> best {best_score:.3f} ({best_score - start_score:+.3f})"
+    )
     print(f"Wall time {elapsed:.0f} s (search {searched:.0f} s)")
     print(f"History: {apo.history_path}")  # type: ignore[attr-defined]
     plot = apo.plot_path  # type: ignore[attr-defined]
-    print(f"Plot: {plot}" if plot is not None and plot.exists() else "Plot: not drawn (pip install matplotlib)")
+    print(
+        f"Plot: {plot}" if plot is not None and plot.exists() else "Plot: not drawn (pip install matplotlib)"
+    )
     print(f"Best prompt file: {apo.best_prompt_path}")  # type: ignore[attr-defined]
 
 

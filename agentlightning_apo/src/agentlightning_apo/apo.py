@@ -425,10 +425,10 @@ class APO(Algorithm):
         rewards: dict[int, list[float]] = {}
         examples: list[Example] = []
         for i, _, k in keys:
-            rid = self._known.get(k)
-            if rid is None:
+            found = self._known.get(k)
+            if found is None:
                 continue  # cut by the rollout budget
-            reward, conversation = await self._outcome(store, rid, want_examples)
+            reward, conversation = await self._outcome(store, found, want_examples)
             rewards.setdefault(i, []).append(reward)
             if want_examples:
                 examples.append(Example(task=dataset[i], reward=reward, conversation=conversation))
@@ -682,6 +682,7 @@ class APO(Algorithm):
 
     def _models(self) -> tuple[str, str]:
         gradient = self.gradient_model or self._default_model
+        assert gradient is not None  # _make_client made sure there is a model name
         return gradient, self.apply_edit_model or gradient
 
     def _make_client(self) -> Any:
