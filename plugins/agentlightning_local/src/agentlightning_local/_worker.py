@@ -13,10 +13,10 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 
-def _serve(config: dict[str, Any], ready: Any) -> int:
+def _serve(config: dict[str, Any], ready: Any) -> NoReturn:
     import xllamacpp
 
     stop = threading.Event()
@@ -32,7 +32,7 @@ def _serve(config: dict[str, Any], ready: Any) -> int:
 
     params = xllamacpp.CommonParams()
     params.model.path = config["model_path"]
-    params.model_alias = config["alias"]
+    params.model_alias = {config["alias"]}
     params.hostnames = [config["host"]]
     params.port = config["port"]
     params.n_ctx = config["n_ctx"]
@@ -40,25 +40,27 @@ def _serve(config: dict[str, Any], ready: Any) -> int:
     params.cpuparams.n_threads = config["threads"]
     params.cpuparams_batch.n_threads = config["threads"]
     params.sampling.seed = config["seed"]
+    params.fit_params = False  # no dry-run load to fit GPU memory: this is a CPU server
     try:
         server = xllamacpp.Server(params)
     except RuntimeError as exc:
         print(f"agentlightning_local: the server did not start: {exc}", file=sys.stderr, flush=True)
-        return 3
+        os._exit(3)  # not sys.exit: the stdin watcher thread must not be joined at shutdown
     ready.write(json.dumps({"url": server.listening_address}) + "\n")
     ready.flush()
     stop.wait()
     del server  # stops the HTTP thread and frees the model before exit
-    return 0
+    sys.stderr.flush()
+    os._exit(0)
 
 
-def main() -> int:
+def main() -> NoReturn:
     config = json.loads(sys.argv[1])
     # llama.cpp may print to stdout too: keep the real stdout for the ready line only.
     ready = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    return _serve(config, ready)
+    _serve(config, ready)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -251,7 +251,12 @@ class LocalModel:
     async def __aenter__(self) -> LLM:
         import anyio
 
-        return await anyio.to_thread.run_sync(self.start)
+        try:
+            return await anyio.to_thread.run_sync(self.start)
+        except BaseException:  # cancelled while the thread was starting it: do not leak the server
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.stop)
+            raise
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -301,9 +306,14 @@ class LocalModel:
                             f"The {self.name} server could not bind {self.host}:{self.port}; choose "
                             f"another port or port=0. Its last log lines:\n{tail}"
                         )
+                    code = process.returncode
+                    how = (
+                        f"was killed by {signal.Signals(-code).name}"
+                        if code < 0
+                        else f"exited with code {code}"
+                    )
                     raise ServerStartError(
-                        f"The {self.name} server exited with code {process.returncode} while starting. "
-                        f"Its last log lines:\n{tail}"
+                        f"The {self.name} server {how} while starting. Its last log lines:\n{tail}"
                     )
 
     def _check_answers(self, url: str) -> None:
