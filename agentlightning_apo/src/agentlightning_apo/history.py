@@ -107,6 +107,7 @@ def write_plot(path: Path, rounds: list[dict[str, Any]]) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         logger.info("APO plot skipped: install matplotlib (pip install 'agentlightning-apo[plot]')")
         return False
@@ -122,6 +123,7 @@ def write_plot(path: Path, rounds: list[dict[str, Any]]) -> bool:
         label="best",
     )
     ax.scatter([], [], color="tab:blue", alpha=0.5, s=20, label="beam")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("validation score")
     ax.set_ylim(-0.05, 1.05)
