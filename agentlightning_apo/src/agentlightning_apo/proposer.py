@@ -100,12 +100,27 @@ def format_examples(examples: list[Example], max_conversations: int, max_tokens:
             f"--- Example {n} (score {example.reward:g}) ---",
             f"Task: {_short(_as_text(example.task), budget // 3)}",
         ]
+        expected = _expected(example.task)
+        if expected is not None:
+            lines.append(f"Expected answer: {expected}")
         for message in example.conversation:
             if message.get("role") == "system":
                 continue  # the system prompt is the template itself, shown once above
             lines.append(f"{message.get('role', '?')}: {_as_text(message.get('content'))}")
         parts.append(_short("\n".join(lines), budget))
     return "\n\n".join(parts)
+
+
+_EXPECTED_KEYS = ("answer", "expected", "label", "target", "ground_truth")
+
+
+def _expected(task: Any) -> str | None:
+    """The expected answer of a dict task under a conventional key, spelled out for small models."""
+    if isinstance(task, dict):
+        for key in _EXPECTED_KEYS:
+            if key in task:
+                return _as_text(task[key])
+    return None
 
 
 def _as_text(value: Any) -> str:
