@@ -49,7 +49,8 @@ def _serve(config: dict[str, Any], ready: Any) -> NoReturn:
     ready.write(json.dumps({"url": server.listening_address}) + "\n")
     ready.flush()
     stop.wait()
-    del server  # stops the HTTP thread and frees the model before exit
+    # Exit at once: stopping the server object waits for an in-flight request, which never
+    # ends when the parent that sent it is gone. The OS frees the model and the socket.
     sys.stderr.flush()
     os._exit(0)
 
