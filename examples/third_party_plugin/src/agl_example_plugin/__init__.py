@@ -4,15 +4,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from agentlightning_core import (
-    Algorithm,
-    EnqueueRequest,
-    PromptTemplate,
-    Span,
-    TraceAdapter,
-    find_final_reward,
-    hookimpl,
-)
+from agentlightning_core import Algorithm, EnqueueRequest, PromptTemplate, Span, TraceAdapter, hookimpl
+from agentlightning_core.emitter import find_final_reward
 
 
 class RandomSearch(Algorithm):

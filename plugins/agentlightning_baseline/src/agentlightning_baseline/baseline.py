@@ -10,7 +10,8 @@ from typing import Any
 
 import attrs
 
-from agentlightning_core import EnqueueRequest, FastAlgorithm, LightningStore, Rollout, find_final_reward
+from agentlightning_core import EnqueueRequest, FastAlgorithm, LightningStore, Rollout
+from agentlightning_core.emitter import find_final_reward
 from agentlightning_core.types import RolloutMode
 from agentlightning_core.validation import check_positive_int
 
