@@ -27,8 +27,8 @@ from typing import Any
 
 import anyio
 
+from agentlightning_core.remote._config import TOKEN_ENV, event_loop_options
 from agentlightning_core.remote.client import LightningStoreClient
-from agentlightning_core.remote.config import TOKEN_ENV, event_loop_options
 from agentlightning_core.spans import Span
 
 

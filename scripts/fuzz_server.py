@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 
-from agentlightning_core.remote.config import TOKEN_ENV
+from agentlightning_core.remote._config import TOKEN_ENV
 
 
 def main() -> int:

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 import attrs
 import pytest
 
+from agentlightning_core.remote._protocol import OPERATIONS, Operation, Param
 from agentlightning_core.remote.client import LightningStoreClient
-from agentlightning_core.remote.protocol import OPERATIONS, Operation, Param
 from agentlightning_core.spans import Span
 from agentlightning_core.store.base import LightningStore, PaginatedResult
 from agentlightning_core.store.memory import InMemoryLightningStore

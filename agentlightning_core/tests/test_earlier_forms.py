@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from agentlightning_core import ClientServerExecutionStrategy, InMemoryLightningStore, Trainer, rollout
+from agentlightning_core._deprecation import reset_deprecation_warnings
 from agentlightning_core.adapter.triplet import TracerTraceToTriplet
-from agentlightning_core.deprecation import reset_deprecation_warnings
 from agentlightning_core.plugins import resolve_component
 
 

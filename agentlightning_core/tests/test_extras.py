@@ -19,7 +19,7 @@ SERVE_ONE_REQUEST = f"DROPPED = {DROPPED!r}\n" + textwrap.dedent(
         sys.modules[name] = None
     import anyio
     from agentlightning_core.remote.client import LightningStoreClient
-    from agentlightning_core.remote.config import event_loop_options
+    from agentlightning_core.remote._config import event_loop_options
     from agentlightning_core.remote.server import LightningStoreServer
     from agentlightning_core.store.memory import InMemoryLightningStore
 

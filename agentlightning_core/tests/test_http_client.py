@@ -15,7 +15,7 @@ import pytest
 
 from agentlightning_core.errors import RolloutNotFoundError, StoreUnavailableError
 from agentlightning_core.plugins import resolve_component
-from agentlightning_core.remote.app import StoreApp
+from agentlightning_core.remote._app import StoreApp
 from agentlightning_core.remote.client import LightningStoreClient
 from agentlightning_core.store.base import EnqueueRequest, LightningStore
 from agentlightning_core.store.memory import InMemoryLightningStore

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from agentlightning_core.remote.app import StoreApp
-from agentlightning_core.remote.protocol import OPERATIONS
-from agentlightning_core.remote.schema import SchemaError
+from agentlightning_core.remote._app import StoreApp
+from agentlightning_core.remote._protocol import OPERATIONS
+from agentlightning_core.remote._schema import SchemaError
 from agentlightning_core.spans import Span
 from agentlightning_core.store.memory import InMemoryLightningStore
 
@@ -85,7 +85,7 @@ async def test_spans_refused_by_validators_still_get_a_4xx() -> None:
     app = StoreApp(store)
     attempted = await store.start_rollout("x")
     span = {**VALID, "rollout_id": attempted.rollout_id, "attempt_id": attempted.attempt_id}
-    from agentlightning_core.remote.jsonio import dumps, loads
+    from agentlightning_core.remote._jsonio import dumps, loads
 
     for bad, message in (
         (("span_id", ""), "span_id must be a non-empty string"),

@@ -14,11 +14,11 @@ import anyio
 import pytest
 
 from agentlightning_core.errors import RolloutNotFoundError
+from agentlightning_core.remote._config import base_url, token_from_env
+from agentlightning_core.remote._idempotency import Answer, IdempotencyCache
+from agentlightning_core.remote._openapi import openapi_document
+from agentlightning_core.remote._protocol import OPERATIONS
 from agentlightning_core.remote.client import LightningStoreClient
-from agentlightning_core.remote.config import base_url, token_from_env
-from agentlightning_core.remote.idempotency import Answer, IdempotencyCache
-from agentlightning_core.remote.openapi import openapi_document
-from agentlightning_core.remote.protocol import OPERATIONS
 from agentlightning_core.remote.server import LightningStoreServer
 from agentlightning_core.store.memory import InMemoryLightningStore
 from agentlightning_core.testing.http_server import StoreServerThread
@@ -542,7 +542,7 @@ async def test_errors_of_the_client_name_the_server_message(url: str) -> None:
 
 
 def test_the_fast_span_decoder_equals_the_codec() -> None:
-    from agentlightning_core.remote.protocol import span_from_checked
+    from agentlightning_core.remote._protocol import span_from_checked
     from agentlightning_core.spans import Span, SpanEvent, SpanLink, SpanStatus
 
     full = Span(

@@ -11,11 +11,11 @@ import anyio
 import attrs
 import pytest
 
+from agentlightning_core._records import copier, replace
 from agentlightning_core.plugins import resolve_component
 from agentlightning_core.spans import Span
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import EnqueueRequest, LightningStore
-from agentlightning_core.store.copying import copier, replace
 from agentlightning_core.store.memory import (
     DEFAULT_SPAN_BUDGET_FRACTION,
     InMemoryLightningStore,

@@ -30,7 +30,7 @@ from agentlightning_core import (
     rollout,
 )
 from agentlightning_core.errors import UnknownComponentError
-from agentlightning_core.trainer.progress import ProgressDisplay
+from agentlightning_core.trainer._progress import ProgressDisplay
 
 
 @rollout

@@ -12,8 +12,8 @@ import pytest
 from agentlightning_core import semconv
 from agentlightning_core.spans import Span
 from agentlightning_core.testing.openai_server import OpenAIServer, Reply, ToolCall
-from agentlightning_core.tracer import openai_capture
-from agentlightning_core.tracer.openai_capture import is_instrumented
+from agentlightning_core.tracer import _openai_capture as openai_capture
+from agentlightning_core.tracer._openai_capture import is_instrumented
 from agentlightning_core.tracer.otel import OtelTracer
 
 WEATHER = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}

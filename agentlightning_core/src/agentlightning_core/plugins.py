@@ -21,7 +21,7 @@ import attrs
 import pluggy
 
 from agentlightning_core import hookspecs
-from agentlightning_core.deprecation import warn_deprecated
+from agentlightning_core._deprecation import warn_deprecated
 from agentlightning_core.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError
 
 __all__ = [

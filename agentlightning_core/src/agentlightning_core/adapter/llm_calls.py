@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from agentlightning_core import semconv
-from agentlightning_core.adapter.flat import COMPLETION_PREFIX, PROMPT_PREFIX, flat_messages, flat_tools
+from agentlightning_core.adapter._flat import COMPLETION_PREFIX, PROMPT_PREFIX, flat_messages, flat_tools
 from agentlightning_core.adapter.tree import TraceNode, TraceTree
 from agentlightning_core.spans import Span
 from agentlightning_core.tracer.genai import from_semconv_messages, loads_messages

@@ -35,7 +35,7 @@ def open_read_only_store(spec: Any) -> LightningStore:
     if isinstance(store, InMemoryLightningStore):
         raise ValueError(
             f"--store {spec!r} is a memory store, which lives inside the process that created it: a new agl "
-            "process sees an empty one. Read a durable store (--store NAME --path FILE; see agl components stores) or the server of a "
+            "process sees an empty one. Read a store that keeps a file (--store NAME --path FILE) or the server of a "
             'running job (--store \'{"type": "http", "url": "http://127.0.0.1:4747"}\')'
         )
     path = getattr(store, "path", None)

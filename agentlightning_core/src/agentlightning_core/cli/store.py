@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from agentlightning_core.remote.config import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
+from agentlightning_core.remote._config import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
 
 __all__ = ["add_parser", "add_store_options", "parse_store_spec", "store_from_args", "store_spec_from_args"]
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentlightning_core import semconv
-from agentlightning_core.emitter.recorder import open_span
+from agentlightning_core.emitter._recorder import open_span
 
 __all__ = ["emit_annotation", "emit_exception", "emit_message", "emit_object", "to_attribute"]
 

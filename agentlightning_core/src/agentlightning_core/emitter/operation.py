@@ -10,8 +10,8 @@ from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar, overload
 
 from agentlightning_core import semconv
+from agentlightning_core.emitter._recorder import open_span
 from agentlightning_core.emitter.events import to_attribute
-from agentlightning_core.emitter.recorder import open_span
 from agentlightning_core.tracer.base import SpanHandle
 
 __all__ = ["operation"]

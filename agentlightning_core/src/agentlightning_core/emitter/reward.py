@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentlightning_core import semconv
-from agentlightning_core.emitter.recorder import open_span
+from agentlightning_core.emitter._recorder import open_span
 from agentlightning_core.spans import Span
 from agentlightning_core.validation import check_finite
 

@@ -60,7 +60,7 @@ from agentlightning_core.execution.base import (
     RunnerBundle,
     single_exception,
 )
-from agentlightning_core.remote.config import (
+from agentlightning_core.remote._config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     base_url,

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
+from agentlightning_core._records import copier
 from agentlightning_core.codec import to_json_value
 from agentlightning_core.errors import StoreUnavailableError
-from agentlightning_core.remote.config import DEFAULT_URL, token_from_env
-from agentlightning_core.remote.jsonio import dumps, loads
-from agentlightning_core.remote.protocol import (
+from agentlightning_core.remote._config import DEFAULT_URL, token_from_env
+from agentlightning_core.remote._jsonio import dumps, loads
+from agentlightning_core.remote._protocol import (
     CLIENT_ID_HEADER,
     IDEMPOTENCY_HEADER,
     INT,
@@ -60,7 +61,6 @@ from agentlightning_core.store.base import (
     Unset,
     WorkerSortKey,
 )
-from agentlightning_core.store.copying import copier
 from agentlightning_core.types import (
     Attempt,
     AttemptedRollout,

@@ -23,8 +23,8 @@ from typing import Any, Self
 
 import anyio
 
-from agentlightning_core.remote.app import DEFAULT_MAX_BODY_BYTES, StoreApp
-from agentlightning_core.remote.config import (
+from agentlightning_core.remote._app import DEFAULT_MAX_BODY_BYTES, StoreApp
+from agentlightning_core.remote._config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     LOCAL_HOSTS,

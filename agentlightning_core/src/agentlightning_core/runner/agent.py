@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import attrs
 
-from agentlightning_core.deprecation import warn_deprecated
+from agentlightning_core._deprecation import warn_deprecated
 from agentlightning_core.hooks import HookCaller
 from agentlightning_core.resources import NamedResources
 from agentlightning_core.runner.base import Runner, StepResult

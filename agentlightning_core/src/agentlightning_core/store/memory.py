@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import attrs
 
+from agentlightning_core._records import copier, replace
 from agentlightning_core.errors import (
     AttemptNotFoundError,
     ResourcesNotFoundError,
@@ -47,7 +48,6 @@ from agentlightning_core.store.base import (
     Unset,
     WorkerSortKey,
 )
-from agentlightning_core.store.copying import copier, replace
 from agentlightning_core.types import (
     TERMINAL_ATTEMPT_STATUSES,
     TERMINAL_ROLLOUT_STATUSES,

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from agentlightning_core.remote.app import StoreApp
-from agentlightning_core.remote.config import DEFAULT_HOST
+from agentlightning_core.remote._app import StoreApp
+from agentlightning_core.remote._config import DEFAULT_HOST
 from agentlightning_core.remote.server import LightningStoreServer
 from agentlightning_core.store.base import LightningStore
 

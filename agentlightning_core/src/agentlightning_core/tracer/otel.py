@@ -116,7 +116,7 @@ class OtelTracer(Tracer):
             if self.set_global_provider:
                 otel_trace.set_tracer_provider(self.provider)
             if self.instrument_openai:
-                from agentlightning_core.tracer.openai_capture import instrument_openai
+                from agentlightning_core.tracer._openai_capture import instrument_openai
 
                 self._instrumented = instrument_openai()
 
@@ -136,7 +136,7 @@ class OtelTracer(Tracer):
         self.teardown_worker(self.worker_id or "")
         with self._lock:
             if self._instrumented:
-                from agentlightning_core.tracer.openai_capture import uninstrument_openai
+                from agentlightning_core.tracer._openai_capture import uninstrument_openai
 
                 uninstrument_openai()
                 self._instrumented = False

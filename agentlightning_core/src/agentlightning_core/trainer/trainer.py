@@ -16,10 +16,10 @@ from typing import Any, Literal
 import anyio
 import attrs
 
+from agentlightning_core._deprecation import warn_deprecated
 from agentlightning_core.adapter.base import Adapter
 from agentlightning_core.algorithm.base import Algorithm
 from agentlightning_core.algorithm.fast import FastAlgorithm
-from agentlightning_core.deprecation import warn_deprecated
 from agentlightning_core.execution.base import ExecutionStrategy, StopSignal
 from agentlightning_core.hooks import Hook
 from agentlightning_core.litagent.base import LitAgent, missing_resources
@@ -29,9 +29,9 @@ from agentlightning_core.runner.agent import reset_failure_log
 from agentlightning_core.runner.base import Runner
 from agentlightning_core.store.base import LightningStore
 from agentlightning_core.tracer.base import Tracer
-from agentlightning_core.trainer.defaults import DefaultConfigStore, settle_unfinished_rollouts
-from agentlightning_core.trainer.interrupt import interrupt_message, sigterm_as_interrupt
-from agentlightning_core.trainer.progress import ProgressDisplay
+from agentlightning_core.trainer._defaults import DefaultConfigStore, settle_unfinished_rollouts
+from agentlightning_core.trainer._interrupt import interrupt_message, sigterm_as_interrupt
+from agentlightning_core.trainer._progress import ProgressDisplay
 from agentlightning_core.types import RolloutConfig
 from agentlightning_core.validation import check_positive_int
 

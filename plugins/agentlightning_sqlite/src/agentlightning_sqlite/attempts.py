@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentlightning_core.errors import AttemptNotFoundError
+from agentlightning_core import AttemptNotFoundError
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import PaginatedResult, SortOrder, Unset
 from agentlightning_core.types import (

@@ -18,9 +18,8 @@ from typing import Any
 import lz4.block
 import orjson
 
+from agentlightning_core import ResourcesUpdate, Span, SpanEvent, SpanLink, SpanStatus
 from agentlightning_core.codec import to_json_value
-from agentlightning_core.resources import ResourcesUpdate
-from agentlightning_core.spans import Span, SpanEvent, SpanLink, SpanStatus
 from agentlightning_core.types import Attempt, Rollout, RolloutConfig, Worker
 
 __all__ = [

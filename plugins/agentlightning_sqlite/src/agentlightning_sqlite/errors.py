@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentlightning_core.errors import AgentLightningError
+from agentlightning_core import AgentLightningError
 
 __all__ = ["SqliteStoreError"]
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agentlightning_core import hookimpl
-from agentlightning_core.hookspecs import Register
+from agentlightning_core import Register, hookimpl
 
 __all__ = ["register_commands", "register_stores"]
 

@@ -6,8 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentlightning_core.errors import ResourcesNotFoundError
-from agentlightning_core.resources import NamedResources, ResourcesUpdate
+from agentlightning_core import NamedResources, ResourcesNotFoundError, ResourcesUpdate
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import PaginatedResult, SortOrder
 from agentlightning_sqlite import codec

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentlightning_core.errors import RolloutNotFoundError
+from agentlightning_core import RolloutNotFoundError
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
 from agentlightning_core.types import (

@@ -8,19 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentlightning_core.errors import AttemptNotFoundError
-from agentlightning_core.spans import Span
+from agentlightning_core import AttemptNotFoundError, Span
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
-from agentlightning_core.store.copying import copier
 from agentlightning_core.types import Attempt
 from agentlightning_sqlite import attempts, codec, rollouts
 from agentlightning_sqlite.codec import SPAN_COLUMNS
 from agentlightning_sqlite.sql import Conn, chunks, id_text, limit_clause, order_by, qmarks, where
 
 __all__ = ["ResourceRefs", "add", "allocate_sequence_ids", "query"]
-
-_with_sequence_id = copier(Span, ("sequence_id",))  # the stored copy of a caller's span
 
 
 class ResourceRefs:
@@ -97,7 +93,7 @@ def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, path: Path) -> li
             seen.add(key)
             seq, totals[0] = next_sequence_id(totals[0], span.sequence_id)
             if seq != span.sequence_id:  # allocated: on a copy; the caller's span stays as given
-                span = _with_sequence_id(span, seq)
+                span = span.with_sequence_id(seq)
             body = encode_body(span)
             trace_id = span.trace_id
             if trace_id != last_trace:  # spans of a batch mostly share their trace

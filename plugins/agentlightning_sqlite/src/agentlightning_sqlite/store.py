@@ -30,8 +30,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from agentlightning_core.resources import NamedResources, ResourcesUpdate
-from agentlightning_core.spans import Span
+from agentlightning_core import NamedResources, ResourcesUpdate, Span
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import (
     UNSET,

@@ -2,7 +2,7 @@
 
 Routes:
 
-- ``POST /v1/store/<method>``: every store method (see :mod:`~agentlightning_core.remote.protocol`);
+- ``POST /v1/store/<method>``: every store method (see :mod:`~agentlightning_core.remote._protocol`);
 - ``POST /v1/traces``: OTLP/HTTP trace export (protobuf, optionally gzip);
 - ``GET /openapi.json``: the OpenAPI 3.1 description;
 - ``GET /health``: ``{"status": "ok"}``, answered without a token so probes need no secret.
@@ -19,9 +19,9 @@ import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from agentlightning_core.remote.idempotency import Answer, IdempotencyCache
-from agentlightning_core.remote.jsonio import dumps, loads
-from agentlightning_core.remote.protocol import (
+from agentlightning_core.remote._idempotency import Answer, IdempotencyCache
+from agentlightning_core.remote._jsonio import dumps, loads
+from agentlightning_core.remote._protocol import (
     CLIENT_ID_HEADER,
     IDEMPOTENCY_HEADER,
     OPERATIONS,
@@ -30,7 +30,7 @@ from agentlightning_core.remote.protocol import (
     error_body,
     status_for_exception,
 )
-from agentlightning_core.remote.schema import Checker, SchemaError, compile_schema, model_schemas
+from agentlightning_core.remote._schema import Checker, SchemaError, compile_schema, model_schemas
 from agentlightning_core.store.base import LightningStore
 from agentlightning_core.validation import check_positive_int
 
@@ -237,7 +237,7 @@ class StoreApp:
     # --- OTLP -------------------------------------------------------------------------
 
     async def _otlp(self, headers: dict[bytes, bytes], receive: Receive) -> Answer:
-        from agentlightning_core.remote import otlp
+        from agentlightning_core.remote import _otlp as otlp
 
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().decode("latin-1").lower()
         if content_type not in otlp.OTLP_CONTENT_TYPES:
@@ -264,14 +264,14 @@ class StoreApp:
 
     def _openapi_bytes(self) -> bytes:
         if self._openapi is None:
-            from agentlightning_core.remote.openapi import openapi_document
+            from agentlightning_core.remote._openapi import openapi_document
 
             self._openapi = dumps(openapi_document(bearer=self._auth is not None))
         return self._openapi
 
 
 def _models() -> dict[str, Any]:
-    from agentlightning_core.remote.openapi import MODEL_CLASSES
+    from agentlightning_core.remote._openapi import MODEL_CLASSES
 
     return model_schemas(*MODEL_CLASSES)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from agentlightning_core import __version__
-from agentlightning_core.remote.protocol import OPERATIONS
-from agentlightning_core.remote.schema import model_schemas
+from agentlightning_core.remote._protocol import OPERATIONS
+from agentlightning_core.remote._schema import model_schemas
 from agentlightning_core.resources import LLM, PromptTemplate, ProxyLLM, ResourcesUpdate
 from agentlightning_core.spans import Span
 from agentlightning_core.store.base import EnqueueRequest

@@ -5,7 +5,7 @@ Every :class:`~agentlightning_core.store.base.LightningStore` method is one oper
 the method's result as JSON (``null`` for None; pages as ``{"items", "total", "limit",
 "offset"}``). An absent optional field means the method's default (``UNSET`` for the
 ``update_*`` methods). Errors are ``{"error": <name>, "message": <text>}`` with a 4xx/5xx
-status: see :mod:`agentlightning_core.remote.error_mapping`. Span bodies are decoded by
+status: see :mod:`agentlightning_core.remote._error_mapping`. Span bodies are decoded by
 :func:`agentlightning_core.spans.span_from_checked`, beside the span encoder.
 
 The table :data:`OPERATIONS` is the single description both sides and the OpenAPI document
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from agentlightning_core.codec import JsonModel, from_json_value, to_json_value
-from agentlightning_core.remote.error_mapping import error_body, exception_for_error, status_for_exception
+from agentlightning_core.remote._error_mapping import error_body, exception_for_error, status_for_exception
 from agentlightning_core.resources import LLM, NamedResources, PromptTemplate, ProxyLLM, ResourcesUpdate
 from agentlightning_core.spans import Span, quick_span, span_from_checked
 from agentlightning_core.store.base import (
