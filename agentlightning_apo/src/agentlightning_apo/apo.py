@@ -36,11 +36,11 @@ from agentlightning_core import (
     BadTraceError,
     EnqueueRequest,
     LightningStore,
+    NotFoundError,
     PromptTemplate,
     TraceToMessages,
 )
 from agentlightning_core.emitter import find_final_reward
-from agentlightning_core.errors import NotFoundError
 from agentlightning_core.types import RolloutMode
 
 __all__ = ["APO", "Selection"]

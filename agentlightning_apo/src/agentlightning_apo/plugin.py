@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from agentlightning_core import hookimpl
-from agentlightning_core.hookspecs import Register
+from agentlightning_core import Register, hookimpl
 
 __all__ = ["register_algorithms"]
 
