@@ -9,7 +9,7 @@ from typing import Any
 
 import openai
 import pytest
-from apo_world import GOOD_PROMPT, SEED_PROMPT, agent_requests, tasks, yes_agent
+from apo_world import GOOD_PROMPT, SEED_PROMPT, agent_requests, is_optimizer_call, tasks, yes_agent
 
 from agentlightning_apo import APO, APOError
 from agentlightning_core import LLM, InMemoryLightningStore, PromptTemplate, Trainer, rollout
@@ -130,7 +130,7 @@ def test_rate_limits_are_retried_then_reported(make_world: Any) -> None:
     limited = [Reply(status=429, error="slow down")] * 2
 
     def flaky(body: dict[str, Any]) -> Reply | str:
-        if "PROMPT TEMPLATE ===" in str(body["messages"][0]["content"]) and limited:
+        if is_optimizer_call(body) and limited:
             return limited.pop()
         return world(body)
 
