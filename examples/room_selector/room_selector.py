@@ -35,7 +35,7 @@ from rooms import grade, rooms_text, split_tasks
 from agentlightning_core import LLM, PromptTemplate, Trainer, rollout
 
 START_PROMPT = Path(__file__).resolve().parent / "start_prompt.txt"
-ANSWER_TOKENS = 24
+ANSWER_TOKENS = 16
 """Replies longer than this are cut off: a rambling agent runs out of words before naming a room."""
 
 
@@ -138,7 +138,7 @@ def main() -> None:
                 "gradient_batch_size": args.gradient_batch_size,
                 "val_batch_size": len(val),
                 "edit_mode": "rewrite",
-                "diversity_temperature": 0.7,
+                "diversity_temperature": 0.0,
                 "max_edit_tokens": 400,
                 "max_wall_seconds": args.max_wall_seconds,
                 "output_dir": str(out),
