@@ -505,6 +505,7 @@ class LightningStoreClient(LightningStore):
         worker_id: str | Unset | None = UNSET,
         last_heartbeat_time: float | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        reward: float | Unset | None = UNSET,
     ) -> Attempt:
         body = _body(
             rollout_id=rollout_id,
@@ -513,6 +514,7 @@ class LightningStoreClient(LightningStore):
             worker_id=worker_id,
             last_heartbeat_time=last_heartbeat_time,
             metadata=metadata,
+            reward=reward,
         )
         return await self._call("update_attempt", body, _ATTEMPT)
 
