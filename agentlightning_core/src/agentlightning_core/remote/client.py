@@ -507,6 +507,10 @@ class LightningStoreClient(LightningStore):
         metadata: dict[str, Any] | Unset = UNSET,
         reward: float | Unset | None = UNSET,
     ) -> Attempt:
+        from agentlightning_core.store.policy import check_reward
+
+        if not isinstance(reward, Unset):
+            reward = check_reward(reward)  # checked here: JSON would turn NaN into null
         body = _body(
             rollout_id=rollout_id,
             attempt_id=attempt_id,
