@@ -3,8 +3,9 @@
 Per rollout: get its resources (the attempt's ``resources_id``; each id is fetched once and
 cached), open the tracer's trace context, call the agent, record its result (a number
 becomes a reward span, a list of spans is stored in one call, None leaves the tracer's
-spans as the record), then store the attempt's final status and final reward. An exception of the agent becomes an exception span and a
-``failed`` attempt; it never stops the runner. Errors of the store itself do stop it.
+spans as the record), then store the attempt's final status and final reward. An exception
+of the agent becomes an exception span and a ``failed`` attempt; it never stops the runner.
+Errors of the store itself do stop it.
 
 Idle runners poll the store with exponential back-off (1 ms doubling up to
 ``poll_interval``): the store contract has no blocking dequeue, and the back-off keeps an
