@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent(
 
     @rollout
     async def slow(task):
-        sys.stdout.write("running\n")  # one write: two runner processes share the pipe
+        sys.stdout.write("running\\n")  # one write: two runner processes share the pipe
         sys.stdout.flush()
         await anyio.sleep(60)
         return 1.0
