@@ -9,7 +9,10 @@ Target: >= 1,000 rollouts/s (shm); >= 300 with 2 runner processes (cs).
 stopping runner processes for ``cs``); ``steady_per_s`` counts from the first finished
 rollout to the last, i.e. without start-up and shutdown.
 
-    python benchmarks/e2e_bench.py [--strategy shm|cs] [--n 2000] [--tracer otel] [--sync]
+``--resources`` gives the trainer one prompt template and an agent that takes it, so each
+rollout has resources to get (runners fetch each version once and cache it).
+
+    python benchmarks/e2e_bench.py [--strategy shm|cs] [--n 2000] [--tracer otel] [--sync] [--resources]
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import os
 import time
 
-from agentlightning_core import Trainer, rollout
+from agentlightning_core import PromptTemplate, Trainer, rollout
 
 
 @rollout
@@ -33,9 +36,22 @@ def constant_sync_agent(task: object) -> float:
     return 1.0
 
 
-def measure(n: int, n_runners: int, strategy: str, tracer: str, sync: bool) -> tuple[float, float]:
-    agent = constant_sync_agent if sync else constant_agent
-    trainer = Trainer(strategy=strategy, tracer=tracer, n_runners=n_runners, progress=False)
+@rollout
+async def prompted_agent(task: object, prompt_template: PromptTemplate) -> float:
+    return 1.0
+
+
+def measure(
+    n: int, n_runners: int, strategy: str, tracer: str, sync: bool, resources: bool = False
+) -> tuple[float, float]:
+    agent = prompted_agent if resources else constant_sync_agent if sync else constant_agent
+    trainer = Trainer(
+        strategy=strategy,
+        tracer=tracer,
+        n_runners=n_runners,
+        progress=False,
+        initial_resources={"prompt_template": PromptTemplate("Answer {question}")} if resources else None,
+    )
     dataset = list(range(n))
     start = time.perf_counter()
     algorithm = trainer.dev(agent, dataset)
@@ -59,14 +75,18 @@ def main() -> None:
     parser.add_argument("--tracer", default="otel")
     parser.add_argument("--runners", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--sync", action="store_true", help="use a sync agent (runs in a worker thread)")
+    parser.add_argument(
+        "--resources", action="store_true", help="agents get a prompt template from the store"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    measure(min(args.n, 100), 1, args.strategy, args.tracer, args.sync)  # warm-up: imports, plugin loading
+    # warm-up: imports, plugin loading
+    measure(min(args.n, 100), 1, args.strategy, args.tracer, args.sync, args.resources)
     figures: dict[str, float | str] = {"strategy": args.strategy, "load_before": _load()}
     for r in args.runners:
         suffix = f"{r}_runner{'s' if r > 1 else ''}"
-        total, steady = measure(args.n, r, args.strategy, args.tracer, args.sync)
+        total, steady = measure(args.n, r, args.strategy, args.tracer, args.sync, args.resources)
         figures[f"rollouts_per_s_{suffix}"] = round(total, 1)
         figures[f"steady_per_s_{suffix}"] = round(steady, 1)
     figures["load_after"] = _load()

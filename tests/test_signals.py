@@ -26,7 +26,8 @@ SCRIPT = textwrap.dedent(
 
     @rollout
     async def slow(task):
-        print("running", flush=True)
+        sys.stdout.write("running\\n")  # one write: two runner processes share the pipe
+        sys.stdout.flush()
         await anyio.sleep(60)
         return 1.0
 

@@ -173,6 +173,10 @@ class Attempt(JsonModel):
     worker_id: str | None = None
     last_heartbeat_time: float | None = None
     metadata: dict[str, Any] = attrs.field(factory=dict)
+    resources_id: str | None = None
+    """The resources snapshot the attempt runs with (its rollout's when the attempt started)."""
+    reward: float | None = None
+    """The final reward of the attempt's trace, recorded by the runner when it ends the attempt."""
 
     @property
     def is_terminal(self) -> bool:

@@ -139,3 +139,34 @@ def test_unknown_name_when_plugin_disabled(monkeypatch: pytest.MonkeyPatch) -> N
     finally:
         monkeypatch.delenv("AGL_DISABLE_PLUGINS")
         reset_plugins()
+
+
+@pytest.mark.anyio
+async def test_rewards_are_read_from_the_attempts() -> None:
+    """Attempts ended elsewhere with a reward and no span count with that reward."""
+    import anyio
+
+    from agentlightning_core import InMemoryLightningStore
+
+    async def work(store: InMemoryLightningStore, stop: anyio.Event) -> None:
+        while not stop.is_set():
+            attempted = await store.dequeue_rollout()
+            if attempted is None:
+                await anyio.sleep(0.001)
+                continue
+            await store.update_attempt(
+                attempted.rollout_id, attempted.attempt_id, status="succeeded", reward=10.0 * attempted.input
+            )
+
+    baseline = Baseline(max_queue_length=2)
+    async with InMemoryLightningStore(watchdog_interval=None) as store:
+        baseline.set_store(store)
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(work, store, stop)
+            await baseline.run([1, 2, 3], [4])
+            stop.set()
+    assert [(s.mode, s.succeeded, s.rewards) for s in baseline.history] == [
+        ("train", 3, [10.0, 20.0, 30.0]),
+        ("val", 1, [40.0]),
+    ]

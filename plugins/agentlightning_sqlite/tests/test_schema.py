@@ -140,3 +140,30 @@ async def test_registered_as_sqlite_and_resolved_by_spec(tmp_path: Path) -> None
     assert isinstance(store, SqliteLightningStore) and isinstance(store, LightningStore)
     async with store:
         assert (await store.statistics())["rollouts"] == 0
+
+
+@pytest.mark.anyio
+async def test_a_version_1_file_is_migrated_and_its_attempts_stay_readable(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    async with SqliteLightningStore(path) as store:
+        res = await store.add_resources({})
+        old = await store.start_rollout("before the upgrade")
+        done = await store.update_attempt(old.rollout_id, old.attempt_id, status="succeeded")
+    with sqlite3.connect(path) as conn:  # back to the schema version 1 wrote: no reward, no resources_id
+        conn.execute("ALTER TABLE attempts DROP COLUMN reward")
+        conn.execute("ALTER TABLE attempts DROP COLUMN resources_id")
+        conn.execute("PRAGMA user_version=1")
+        v1 = sqlite3.connect(":memory:")
+        for statement in MIGRATIONS[0].split(";"):
+            v1.execute(statement)
+        columns = "SELECT name FROM pragma_table_info('attempts')"
+        assert conn.execute(columns).fetchall() == v1.execute(columns).fetchall()
+    async with SqliteLightningStore(path) as store:
+        attempt = await store.get_latest_attempt(old.rollout_id)
+        assert attempt is not None and attempt.status == "succeeded" and attempt.end_time == done.end_time
+        assert (attempt.reward, attempt.resources_id) == (None, None)
+        rewarded = await store.update_attempt(old.rollout_id, old.attempt_id, reward=0.5)
+        assert rewarded.reward == 0.5
+        new = await store.start_rollout("after the upgrade")
+        assert new.attempt.resources_id == res.resources_id
+    assert _pragmas(path)[1] == SCHEMA_VERSION == 2

@@ -11,7 +11,6 @@ import attrs
 
 from agentlightning_core.adapter.base import BadTraceError
 from agentlightning_core.algorithm.base import Algorithm
-from agentlightning_core.emitter.reward import find_final_reward
 from agentlightning_core.spans import Span
 from agentlightning_core.store.base import EnqueueRequest
 from agentlightning_core.types import Rollout, RolloutMode
@@ -68,9 +67,14 @@ class FastAlgorithm(Algorithm):
         self.results = []
         for r in rollouts:
             rollout = finished.get(r.rollout_id, r)
-            spans = (await store.query_spans(r.rollout_id, "latest")).items
-            samples = self.adapt_spans(rollout.rollout_id, spans) if rollout.status == "succeeded" else 0
-            self.results.append(RolloutSummary(rollout, find_final_reward(spans), samples))
+            attempt = await store.get_latest_attempt(r.rollout_id)
+            samples = 0
+            if rollout.status == "succeeded":
+                spans = (await store.query_spans(r.rollout_id, "latest")).items
+                samples = self.adapt_spans(rollout.rollout_id, spans)
+            self.results.append(
+                RolloutSummary(rollout, attempt.reward if attempt is not None else None, samples)
+            )
         for mode in ("train", "val"):
             self._report(mode, [s for s in self.results if s.rollout.mode == mode])
         self.report_drops()

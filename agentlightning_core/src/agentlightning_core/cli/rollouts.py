@@ -63,25 +63,22 @@ def _reward(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-async def _final_reward(store: LightningStore, rollout_id: str) -> float | None:
-    from agentlightning_core.emitter.reward import query_final_reward
-    from agentlightning_core.errors import NotFoundError, SpansEvictedError
-
-    try:
-        return await query_final_reward(store, rollout_id)
-    except (NotFoundError, SpansEvictedError):
-        return None
-
-
 async def rollout_rows(store: LightningStore, status: list[str] | None, limit: int) -> list[list[str]]:
-    """One row per rollout, newest first: id, status, attempts, final reward, duration, input."""
+    """One row per rollout, newest first: id, status, attempts, final reward (its latest
+    attempt's), duration."""
     page = await store.query_rollouts(status_in=status, sort_by="start_time", sort_order="desc", limit=limit)
     rows = []
     for rollout in page.items:
-        attempts = (await store.query_attempts(rollout.rollout_id)).total
-        reward = await _final_reward(store, rollout.rollout_id)
+        attempts = await store.query_attempts(rollout.rollout_id, sort_order="desc", limit=1)
+        reward = attempts.items[0].reward if attempts.items else None
         rows.append(
-            [rollout.rollout_id, rollout.status.value, str(attempts), _reward(reward), _duration(rollout)]
+            [
+                rollout.rollout_id,
+                rollout.status.value,
+                str(attempts.total),
+                _reward(reward),
+                _duration(rollout),
+            ]
         )
     return rows
 
@@ -109,7 +106,7 @@ async def rollout_details(store: LightningStore, rollout_id: str) -> str:
         f"resources {rollout.resources_id or '-'}",
         f"started   {_time(rollout.start_time)}",
         f"ended     {_time(rollout.end_time)} ({_duration(rollout)})",
-        f"reward    {_reward(await _final_reward(store, rollout_id))}",
+        f"reward    {_reward(attempts[-1].reward if attempts else None)}",
         f"config    max_attempts={rollout.config.max_attempts}, retry_condition="
         f"{[s.value for s in rollout.config.retry_condition]}, timeout_seconds={rollout.config.timeout_seconds}, "
         f"unresponsive_seconds={rollout.config.unresponsive_seconds}",
@@ -119,7 +116,8 @@ async def rollout_details(store: LightningStore, rollout_id: str) -> str:
         took = "-" if attempt.end_time is None else f"{attempt.end_time - attempt.start_time:.2f}s"
         lines.append(
             f"  #{attempt.sequence_id} {attempt.attempt_id} {attempt.status.value:<12} "
-            f"worker={attempt.worker_id or '-'} started={_time(attempt.start_time)} took={took}"
+            f"worker={attempt.worker_id or '-'} started={_time(attempt.start_time)} took={took} "
+            f"reward={_reward(attempt.reward)}"
         )
         error = await _error_of(store, rollout_id, attempt)
         if error is not None:

@@ -509,6 +509,7 @@ OPERATIONS: dict[str, Operation] = {
                 Param("worker_id", _OPT_STR),
                 Param("last_heartbeat_time", {"type": "number"}),
                 Param("metadata", _OBJECT),
+                Param("reward", {"type": ["number", "null"]}),
             ),
             model(Attempt),
             tag="attempts",

@@ -505,7 +505,12 @@ class LightningStoreClient(LightningStore):
         worker_id: str | Unset | None = UNSET,
         last_heartbeat_time: float | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        reward: float | Unset | None = UNSET,
     ) -> Attempt:
+        from agentlightning_core.store.policy import check_reward
+
+        if not isinstance(reward, Unset):
+            reward = check_reward(reward)  # checked here: JSON would turn NaN into null
         body = _body(
             rollout_id=rollout_id,
             attempt_id=attempt_id,
@@ -513,6 +518,7 @@ class LightningStoreClient(LightningStore):
             worker_id=worker_id,
             last_heartbeat_time=last_heartbeat_time,
             metadata=metadata,
+            reward=reward,
         )
         return await self._call("update_attempt", body, _ATTEMPT)
 

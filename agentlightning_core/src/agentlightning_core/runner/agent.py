@@ -1,10 +1,11 @@
 """:class:`LitAgentRunner`: executes a :class:`LitAgent` on rollouts from the store.
 
-Per rollout: fetch its resources (``rollout.resources_id`` or the latest), open the
-tracer's trace context, call the agent, record its result (a number becomes a reward span,
-a list of spans is stored, None leaves the tracer's spans as the record), then store the
-attempt's final status. An exception of the agent becomes an exception span and a
-``failed`` attempt; it never stops the runner. Errors of the store itself do stop it.
+Per rollout: get its resources (the attempt's ``resources_id``; each id is fetched once and
+cached), open the tracer's trace context, call the agent, record its result (a number
+becomes a reward span, a list of spans is stored in one call, None leaves the tracer's
+spans as the record), then store the attempt's final status and final reward. An exception
+of the agent becomes an exception span and a ``failed`` attempt; it never stops the runner.
+Errors of the store itself do stop it.
 
 Idle runners poll the store with exponential back-off (1 ms doubling up to
 ``poll_interval``): the store contract has no blocking dequeue, and the back-off keeps an
@@ -46,6 +47,8 @@ T_task = TypeVar("T_task")
 
 _FIRST_BACKOFF = 0.001
 _CLEANUP_SECONDS = 5.0
+_RESOURCES_CACHED = 8
+"""Resources snapshots a runner keeps (oldest dropped first); algorithms use one or a few at a time."""
 
 
 class LitAgentRunner(Runner[T_task]):
@@ -83,6 +86,7 @@ class LitAgentRunner(Runner[T_task]):
         self._wake: anyio.Event | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._tracer_worker: str | None = None
+        self._resources_cache: dict[str, NamedResources] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -198,8 +202,8 @@ class LitAgentRunner(Runner[T_task]):
         try:
             await hooks.fire("on_rollout_start", rollout=attempted, **common)
             async with tracer.trace_context(
-                f"rollout {rollout_id}", store=store, rollout_id=rollout_id, attempt_id=attempt_id
-            ):
+                f"rollout {rollout_id}", rollout_id=rollout_id, attempt_id=attempt_id
+            ) as trace:
                 await hooks.fire("on_trace_start", rollout=attempted, **common)
                 try:
                     resources = await self._resources(store, attempted)
@@ -208,10 +212,12 @@ class LitAgentRunner(Runner[T_task]):
                 except Exception as exc:
                     error = exc
                     _emit_exception(exc)
-            traced = tracer.get_last_trace()
+            traced = trace.spans
             await hooks.fire("on_trace_end", rollout=attempted, spans=traced, **common)
+            spans = _merge(traced, returned)
+            reward = _final_reward(spans)
             status = AttemptStatus.FAILED if error is not None else AttemptStatus.SUCCEEDED
-            attempt = await store.update_attempt(rollout_id, attempt_id, status=status)
+            attempt = await store.update_attempt(rollout_id, attempt_id, status=status, reward=reward)
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(_CLEANUP_SECONDS, shield=True):
                 try:
@@ -228,22 +234,27 @@ class LitAgentRunner(Runner[T_task]):
             self._current = None
         if error is not None:
             _log_failure(error, rollout_id, attempt_id)
-        spans = _merge(traced, returned)
         self.stats["rollouts"] += 1
         self.stats["failed" if error is not None else "succeeded"] += 1
         finished = AttemptedRollout(rollout=attempted.rollout, attempt=attempt)
         await hooks.fire("on_rollout_end", rollout=finished, spans=spans, **common)
-        return StepResult(
-            rollout=attempted.rollout, attempt=attempt, spans=spans, reward=_final_reward(spans), error=error
-        )
+        return StepResult(rollout=attempted.rollout, attempt=attempt, spans=spans, reward=reward, error=error)
 
     async def _resources(self, store: LightningStore, attempted: AttemptedRollout) -> NamedResources:
+        """The attempt's resources, fetched once per ``resources_id`` and cached (a new
+        version of the resources is a new id: ``add_resources``)."""
         # Stores resolve "latest" when the attempt starts (store contract), so an attempt
         # without a resources id ran when there were none: no request needed.
-        resources_id = attempted.resources_id
+        resources_id = attempted.attempt.resources_id
         if resources_id is None:
             return {}
-        return (await store.get_resources_by_id(resources_id)).resources
+        cached = self._resources_cache.get(resources_id)
+        if cached is None:
+            cached = (await store.get_resources_by_id(resources_id)).resources
+            if len(self._resources_cache) >= _RESOURCES_CACHED:
+                del self._resources_cache[next(iter(self._resources_cache))]
+            self._resources_cache[resources_id] = cached
+        return dict(cached)  # the agent may change its mapping; the cached one stays as fetched
 
     async def _call(
         self, agent: LitAgent[T_task], attempted: AttemptedRollout, resources: NamedResources
@@ -285,27 +296,24 @@ class LitAgentRunner(Runner[T_task]):
 async def _store_spans(
     store: LightningStore, attempted: AttemptedRollout, items: Sequence[Any]
 ) -> list[Span]:
+    """Store the spans an agent returned (``Span`` or OpenTelemetry ``ReadableSpan``) in one call."""
     rollout_id, attempt_id = attempted.rollout_id, attempted.attempt_id
     spans: list[Span] = []
-    otel: list[Any] = []
     for item in items:
         if isinstance(item, Span):
             if item.rollout_id != rollout_id or item.attempt_id != attempt_id:
                 item = attrs.evolve(item, rollout_id=rollout_id, attempt_id=attempt_id, sequence_id=0)
             spans.append(item)
         elif hasattr(item, "context") and hasattr(item, "get_span_context"):
-            otel.append(item)
+            spans.append(
+                Span.from_opentelemetry(item, rollout_id=rollout_id, attempt_id=attempt_id, sequence_id=0)
+            )
         else:
             raise TypeError(
                 f"The agent returned a list containing {type(item).__name__} {item!r:.80}; a returned list "
                 f"must hold agentlightning_core.Span or OpenTelemetry ReadableSpan objects"
             )
-    stored = await store.add_many_spans(spans) if spans else []
-    for readable in otel:
-        span = await store.add_otel_span(rollout_id, attempt_id, readable)
-        if span is not None:
-            stored.append(span)
-    return stored
+    return await store.add_many_spans(spans) if spans else []
 
 
 class AgentResultError(TypeError):

@@ -255,8 +255,12 @@ class LightningStore(ABC):
         worker_id: str | Unset | None = UNSET,
         last_heartbeat_time: float | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        reward: float | Unset | None = UNSET,
     ) -> Attempt:
         """Change an attempt; a terminal status ends it and may requeue or finish the rollout.
+
+        ``reward`` is the attempt's final reward (a finite number or None); the runner records
+        it with the attempt's final status.
 
         ``last_heartbeat_time`` without ``status`` is a heartbeat, as a span is: a preparing or
         unresponsive attempt becomes running (see ``policy.attempt_status_after_heartbeat``).

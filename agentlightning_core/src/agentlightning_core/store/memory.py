@@ -420,6 +420,7 @@ class InMemoryLightningStore(LightningStore):
 
     def _new_attempt(self, rec: _RolloutRecord, worker_id: str | None, now: float) -> AttemptedRollout:
         rollout = rec.rollout
+        resources_id = rollout.resources_id if rollout.resources_id is not None else self._latest_resources_id
         attempt = Attempt(
             rollout_id=rollout.rollout_id,
             attempt_id=policy.new_attempt_id(),
@@ -427,12 +428,12 @@ class InMemoryLightningStore(LightningStore):
             start_time=now,
             status=AttemptStatus.PREPARING,
             worker_id=worker_id,
+            resources_id=resources_id,
         )
         rec.attempts = [*rec.attempts, attempt]
         self._attempt_owner[attempt.attempt_id] = rec
         self._live[attempt.attempt_id] = rec
         self._attempt_count += 1
-        resources_id = rollout.resources_id if rollout.resources_id is not None else self._latest_resources_id
         self._set_rollout(
             rec,
             replace(rollout, status=RolloutStatus.PREPARING, end_time=None, resources_id=resources_id),
@@ -737,9 +738,12 @@ class InMemoryLightningStore(LightningStore):
         worker_id: str | Unset | None = UNSET,
         last_heartbeat_time: float | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        reward: float | Unset | None = UNSET,
     ) -> Attempt:
         changes: dict[str, Any] = {}
         new_status = None if isinstance(status, Unset) else parse_attempt_status(status)
+        if reward is not UNSET:
+            changes["reward"] = policy.check_reward(reward)
         if worker_id is not UNSET:
             changes["worker_id"] = worker_id
         if last_heartbeat_time is not UNSET:

@@ -13,6 +13,7 @@ the in-memory store, the SQLite store and anything else agree on every transitio
   ``update_attempt(last_heartbeat_time=...)`` given without a status;
 - the watchdog: :func:`watchdog_verdict`;
 - ``end_time`` of terminal statuses: :func:`end_time_for`;
+- an attempt's final reward: :func:`check_reward`;
 - queries: :func:`rollout_predicate`, :func:`span_predicate`, :func:`worker_predicate`,
   :func:`check_filter_logic`, :func:`check_sort`, :func:`sort_items`, :func:`check_paging`,
   :func:`paginate`, :func:`check_wait_timeout`;
@@ -24,6 +25,7 @@ with ``sequence_id == 0`` asks the store to allocate one (:func:`next_sequence_i
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -56,6 +58,7 @@ __all__ = [
     "check_filter_logic",
     "check_id_list",
     "check_paging",
+    "check_reward",
     "check_sort",
     "check_wait_timeout",
     "end_time_for",
@@ -200,6 +203,17 @@ def end_time_for(status: RolloutStatus | AttemptStatus, current: float | None, n
     if status in TERMINAL_ROLLOUT_STATUSES or status in TERMINAL_ATTEMPT_STATUSES:
         return current if current is not None else now
     return None
+
+
+def check_reward(reward: object) -> float | None:
+    """An attempt's final reward as stored: a finite number, or None for no reward."""
+    if reward is None:
+        return None
+    if isinstance(reward, bool) or not isinstance(reward, (int, float)) or not math.isfinite(reward):
+        raise ValueError(
+            f"reward must be a finite number or None, got {reward!r}; pass the trace's final reward"
+        )
+    return float(reward)
 
 
 def next_sequence_id(current_next: int, given: int) -> tuple[int, int]:

@@ -483,6 +483,43 @@ class StoreConformance(ConformanceSuite):
         assert u2.worker_id is None and u2.metadata == {"m": 1}
         assert await store.get_latest_attempt(ar.rollout_id) == u2
 
+    async def test_attempt_records_its_final_reward(self, store: LightningStore) -> None:
+        ar = await store.start_rollout("x")
+        assert ar.attempt.reward is None
+        rewarded = await store.update_attempt(ar.rollout_id, ar.attempt_id, status="succeeded", reward=0.75)
+        assert rewarded.reward == 0.75 and rewarded.status is AttemptStatus.SUCCEEDED
+        assert (await store.get_latest_attempt(ar.rollout_id)) == rewarded
+        assert [a.reward for a in await store.query_attempts(ar.rollout_id)] == [0.75]
+        kept = await store.update_attempt(ar.rollout_id, ar.attempt_id, metadata={"m": 1})
+        assert kept.reward == 0.75  # not given: unchanged
+        assert (await store.update_attempt(ar.rollout_id, "latest", reward=-2)).reward == -2.0
+        assert (await store.update_attempt(ar.rollout_id, "latest", reward=None)).reward is None
+        for bad in (float("nan"), float("inf"), True, "1.0"):
+            with pytest.raises(ValueError, match="reward must be a finite number"):
+                await store.update_attempt(ar.rollout_id, ar.attempt_id, reward=bad)  # type: ignore[arg-type]
+        assert (await store.get_latest_attempt(ar.rollout_id)) == await store.update_attempt(
+            ar.rollout_id, "latest", metadata={"m": 1}
+        )
+
+    async def test_attempt_carries_the_resources_it_runs_with(self, store: LightningStore) -> None:
+        none_yet = await store.start_rollout("before any resources")
+        assert none_yet.attempt.resources_id is None
+        first = await store.add_resources({"prompt": PromptTemplate("Hi {name}")})
+        queued = await store.enqueue_rollout("x")  # records the latest now
+        second = await store.add_resources({"prompt": PromptTemplate("Bye {name}")})
+        dequeued = await store.dequeue_rollout()
+        assert dequeued is not None and dequeued.attempt.resources_id == first.resources_id
+        started = await store.start_rollout("y")
+        assert started.attempt.resources_id == second.resources_id
+        pinned = await store.start_rollout("z", resources_id=first.resources_id)
+        assert pinned.attempt.resources_id == first.resources_id
+        # a later attempt runs with what its rollout names then
+        await store.update_rollout(queued.rollout_id, resources_id=second.resources_id)
+        retried = await store.start_attempt(queued.rollout_id)
+        assert retried.attempt.resources_id == second.resources_id
+        attempts = await store.query_attempts(queued.rollout_id)
+        assert [a.resources_id for a in attempts] == [first.resources_id, second.resources_id]
+
     async def test_explicit_heartbeat_is_a_heartbeat(self, store: LightningStore) -> None:
         ar = await store.start_rollout("x")
         u = await store.update_attempt(ar.rollout_id, ar.attempt_id, last_heartbeat_time=123.0)

@@ -11,7 +11,7 @@ Subclass :class:`TracerConformance` under a name pytest collects and provide the
 Class attributes say what the tracer promises:
 
 - ``records_spans`` (default True): spans opened with ``create_span`` and emitted rewards
-  come back from ``get_last_trace`` and reach the store; False for tracers that record
+  come back from the trace context's ``spans`` (and ``get_last_trace``) and reach the store; False for tracers that record
   nothing (the suite then checks they stay out of the way);
 - ``captures_openai`` (default False): calls of the ``openai`` client inside a trace context
   are recorded as ``chat {model}`` spans; when False the suite checks calls pass through
@@ -27,12 +27,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
 from agentlightning_core.emitter.reward import emit_reward, find_final_reward
 from agentlightning_core.store.memory import InMemoryLightningStore
 from agentlightning_core.testing.conformance import ConformanceSuite
-from agentlightning_core.tracer.base import Tracer, active_tracer
+from agentlightning_core.tracer.base import TraceContext, Tracer, active_tracer
 
 __all__ = ["TracerConformance"]
 
@@ -124,6 +125,38 @@ class TracerConformance(ConformanceSuite):
         names = self._names(tracer)
         assert "only-in-first" not in names
         assert ("only-in-second" in names) is self.records_spans
+
+    async def test_each_open_trace_context_holds_its_own_spans(self, tracer: Tracer) -> None:
+        # Two traces open at once (two runners of one process share their tracer): each
+        # context hands back its own spans, whichever closes last.
+        first_open, second_closed = anyio.Event(), anyio.Event()
+        contexts: dict[str, TraceContext] = {}
+
+        async def first() -> None:
+            async with tracer.trace_context("first") as trace:
+                contexts["first"] = trace
+                with tracer.create_span("only-in-first"):
+                    pass
+                first_open.set()
+                await second_closed.wait()
+
+        async def second() -> None:
+            await first_open.wait()
+            async with tracer.trace_context("second") as trace:
+                contexts["second"] = trace
+                with tracer.create_span("only-in-second"):
+                    pass
+            second_closed.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            tg.start_soon(second)
+        names = {key: [s.name for s in trace.spans] for key, trace in contexts.items()}
+        if not self.records_spans:
+            assert names == {"first": [], "second": []}
+            return
+        assert "only-in-first" in names["first"] and "only-in-second" not in names["first"]
+        assert "only-in-second" in names["second"] and "only-in-first" not in names["second"]
 
     def test_spans_ended_in_another_thread_are_recorded(self, tracer: Tracer) -> None:
         def work() -> None:

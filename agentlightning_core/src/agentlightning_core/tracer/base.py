@@ -35,9 +35,12 @@ class TraceContext(
 ):
     """What :meth:`Tracer.trace_context` returns: usable with ``with`` and ``async with``.
 
-    On exit every span recorded inside has been handed to the store (when one was given)
-    and is available from :meth:`Tracer.get_last_trace`.
+    On exit every span recorded inside has been handed to the store (when the tracer has
+    one) and :attr:`spans` holds them: each context its own, however many are open at once.
     """
+
+    spans: list[Span]
+    """The spans recorded inside, in sequence order (empty until the block exits)."""
 
 
 class Tracer(ABC):
@@ -48,7 +51,7 @@ class Tracer(ABC):
         """Prepare process-wide state (called once in the main process)."""
 
     def init_worker(self, worker_id: str, store: LightningStore | None = None) -> None:
-        """Prepare a runner's tracing; ``store`` receives the spans of later traces."""
+        """Prepare a runner's tracing; ``store`` receives the spans of every later trace."""
 
     def teardown_worker(self, worker_id: str) -> None:
         """Flush and release what :meth:`init_worker` set up."""
@@ -65,11 +68,16 @@ class Tracer(ABC):
         rollout_id: str | None = None,
         attempt_id: str | None = None,
     ) -> TraceContext:
-        """Open a trace for one attempt; spans are sent to ``store`` under these ids."""
+        """Open a trace for one attempt; spans go to the store given to :meth:`init_worker`
+        (or to ``store``, for a trace outside a runner) under these ids."""
 
     @abstractmethod
     def get_last_trace(self) -> list[Span]:
-        """The spans recorded by the most recently closed trace context, in sequence order."""
+        """The spans of the most recently closed trace context, in sequence order.
+
+        Only meaningful while one trace is open at a time; code running several concurrently
+        (the runner) reads each context's :attr:`TraceContext.spans` instead.
+        """
 
     @abstractmethod
     def create_span(

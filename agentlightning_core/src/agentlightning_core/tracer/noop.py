@@ -36,6 +36,7 @@ class _NoOpTraceContext:
     def __init__(self, tracer: NoOpTracer) -> None:
         self._tracer = tracer
         self._stack = ExitStack()
+        self.spans: list[Span] = []
 
     def __enter__(self) -> Self:
         self._stack.enter_context(use_tracer(self._tracer))

@@ -229,6 +229,7 @@ class _OtelTraceContext:
         self._stack = ExitStack()
         self._root: Any = None
         self._buf: TraceBuffer | None = None
+        self.spans: list[Span] = []
 
     def _begin(self, loop: asyncio.AbstractEventLoop, *, cross_thread: bool) -> TraceBuffer:
         tracer = self._tracer
@@ -269,6 +270,7 @@ class _OtelTraceContext:
         self._root.end()
 
     def _done(self, spans: list[Span]) -> None:
+        self.spans = spans
         self._tracer._last_trace = spans
 
     # --- sync ----------------------------------------------------------------------------

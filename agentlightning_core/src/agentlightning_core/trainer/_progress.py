@@ -2,7 +2,8 @@
 
 Everything comes from the store the algorithm sees, so the line is the same whichever
 process or machine ran the rollouts: counts from ``store.statistics()``, the mean of the
-final rewards of finished rollouts (their latest attempt's, as algorithms read them).
+final rewards of finished rollouts (the reward their latest attempt recorded, as algorithms
+read them).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
-from agentlightning_core.emitter.reward import query_final_reward
-from agentlightning_core.errors import NotFoundError, SpansEvictedError
+from agentlightning_core.errors import NotFoundError
 
 if TYPE_CHECKING:
     from agentlightning_core.store.base import LightningStore
@@ -75,12 +75,12 @@ class ProgressDisplay:
                     continue
                 self._counted.add(rollout.rollout_id)
                 try:
-                    reward = await query_final_reward(store, rollout.rollout_id)
-                except (NotFoundError, SpansEvictedError):
-                    logger.debug("No spans left for rollout %s; not in the mean reward", rollout.rollout_id)
+                    attempt = await store.get_latest_attempt(rollout.rollout_id)
+                except NotFoundError:  # deleted meanwhile (retention)
+                    logger.debug("Rollout %s is gone; not in the mean reward", rollout.rollout_id)
                     continue
-                if reward is not None:
-                    self.reward_total += reward
+                if attempt is not None and attempt.reward is not None:
+                    self.reward_total += attempt.reward
                     self.reward_count += 1
             if len(page.items) < limit:
                 break

@@ -11,7 +11,6 @@ from typing import Any
 import attrs
 
 from agentlightning_core import EnqueueRequest, FastAlgorithm, LightningStore, Rollout
-from agentlightning_core.emitter import find_final_reward
 from agentlightning_core.types import RolloutMode
 from agentlightning_core.validation import check_positive_int
 
@@ -126,10 +125,10 @@ class Baseline(FastAlgorithm):
             stats.failed += 1  # its spans are an unfinished record: nothing to learn from
             return
         stats.succeeded += 1
+        attempt = await store.get_latest_attempt(rollout.rollout_id)
+        if attempt is not None and attempt.reward is not None:
+            stats.rewards.append(attempt.reward)
         spans = (await store.query_spans(rollout.rollout_id, "latest")).items
-        reward = find_final_reward(spans)
-        if reward is not None:
-            stats.rewards.append(reward)
         stats.samples += self.adapt_spans(rollout.rollout_id, spans)
 
     def _all_drops(self) -> dict[str, int]:

@@ -29,18 +29,6 @@ def new(
     conn: Conn, now: float, rid: int, rollout: Rollout, previous: int, worker_id: str | None
 ) -> AttemptedRollout:
     """Create attempt ``previous + 1`` of a rollout and move the rollout accordingly."""
-    attempt = Attempt(
-        rollout_id=rollout.rollout_id,
-        attempt_id=policy.new_attempt_id(),
-        sequence_id=previous + 1,
-        start_time=now,
-        worker_id=worker_id,
-    )
-    conn.execute(
-        "INSERT INTO attempts (rid, attempt_id, sequence_id, status, start_time, worker_id, metadata)"
-        " VALUES (?, ?, ?, ?, ?, ?, '{}')",
-        (rid, attempt.attempt_id, attempt.sequence_id, str(attempt.status), now, worker_id),
-    )
     # A new attempt (re)starts its rollout (never a terminal one: callers checked); a
     # rollout without resources takes the latest ones (looked up in the same statement).
     rollout.status = RolloutStatus.PREPARING
@@ -49,8 +37,29 @@ def new(
         "UPDATE rollouts SET attempt_count = ?, status = 'preparing', end_time = NULL, queue_seq = NULL,"
         f" resources_id = coalesce(?, ({resources.LATEST_ID}))"
         " WHERE rid = ? RETURNING resources_id",
-        (attempt.sequence_id, rollout.resources_id, rid),
+        (previous + 1, rollout.resources_id, rid),
     ).fetchone()[0]
+    attempt = Attempt(
+        rollout_id=rollout.rollout_id,
+        attempt_id=policy.new_attempt_id(),
+        sequence_id=previous + 1,
+        start_time=now,
+        worker_id=worker_id,
+        resources_id=rollout.resources_id,
+    )
+    conn.execute(
+        "INSERT INTO attempts (rid, attempt_id, sequence_id, status, start_time, worker_id, metadata,"
+        " resources_id) VALUES (?, ?, ?, ?, ?, ?, '{}', ?)",
+        (
+            rid,
+            attempt.attempt_id,
+            attempt.sequence_id,
+            str(attempt.status),
+            now,
+            worker_id,
+            rollout.resources_id,
+        ),
+    )
     if worker_id is not None:
         workers.took(conn, now, worker_id, rollout.rollout_id, attempt.attempt_id)
     return AttemptedRollout(rollout=rollout, attempt=attempt)
@@ -160,6 +169,7 @@ def update(
     worker_id: str | Unset | None,
     last_heartbeat_time: float | Unset,
     metadata: dict[str, Any] | Unset,
+    reward: float | Unset | None,
 ) -> tuple[Attempt, bool]:
     """``update_attempt`` on checked arguments; True if the rollout became terminal."""
     found = row(conn, rollout_id, attempt_id, path)
@@ -175,6 +185,7 @@ def update(
         worker_id=worker_id,
         last_heartbeat_time=last_heartbeat_time,
         metadata=metadata,
+        reward=reward,
     )
     if status is None and not isinstance(last_heartbeat_time, Unset):
         # an explicit heartbeat revives the attempt exactly as a span does

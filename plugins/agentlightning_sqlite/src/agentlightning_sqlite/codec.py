@@ -145,7 +145,7 @@ def rollout_from_row(row: tuple[Any, ...]) -> Rollout:
 
 ATTEMPT_COLUMNS = (
     "r.rollout_id, a.attempt_id, a.sequence_id, a.start_time, a.end_time, a.status, a.worker_id, "
-    "a.last_heartbeat_time, a.metadata, a.aid, a.rid"
+    "a.last_heartbeat_time, a.metadata, a.aid, a.rid, a.resources_id, a.reward"
 )
 
 
@@ -160,6 +160,8 @@ def attempt_from_row(row: tuple[Any, ...]) -> Attempt:
         worker_id=row[6],
         last_heartbeat_time=row[7],
         metadata=loads(row[8]),
+        resources_id=row[11],
+        reward=row[12],
     )
 
 

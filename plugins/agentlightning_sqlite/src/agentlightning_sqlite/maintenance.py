@@ -47,7 +47,7 @@ def due_attempts(conn: Conn, now: float) -> list[int]:
     # Rollouts with the default config (no time-outs: the common case) are skipped in
     # SQL, so a pass over thousands of active attempts parses none of their configs.
     for row in conn.execute(_ACTIVE_WITH_CONFIG + " AND r.config <> ?", (codec.DEFAULT_CONFIG_JSON,)):
-        config = RolloutConfig.from_json(row[11])
+        config = RolloutConfig.from_json(row[13])
         if config.timeout_seconds is None and config.unresponsive_seconds is None:
             continue
         if policy.watchdog_verdict(codec.attempt_from_row(row), config, now) is not None:
@@ -66,7 +66,7 @@ def mark_due(conn: Conn, due: Sequence[int], now: float) -> tuple[int, bool]:
             part,
         ).fetchall():
             attempt = codec.attempt_from_row(row)
-            verdict = policy.watchdog_verdict(attempt, RolloutConfig.from_json(row[11]), now)
+            verdict = policy.watchdog_verdict(attempt, RolloutConfig.from_json(row[13]), now)
             if verdict is None:
                 continue  # changed since we looked (e.g. a heartbeat from another process)
             changed += 1

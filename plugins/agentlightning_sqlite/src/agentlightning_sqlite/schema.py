@@ -136,7 +136,14 @@ CREATE TABLE workers (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Attempts record their resources snapshot and final reward; attempts of older files read
+# as None for both.
+_V2 = """
+ALTER TABLE attempts ADD COLUMN resources_id TEXT;
+ALTER TABLE attempts ADD COLUMN reward REAL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 """``MIGRATIONS[i]`` takes the schema from version ``i`` to ``i + 1`` (SQL script)."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

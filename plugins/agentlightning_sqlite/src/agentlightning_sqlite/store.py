@@ -393,13 +393,23 @@ class SqliteLightningStore(LightningStore):
         worker_id: str | Unset | None = UNSET,
         last_heartbeat_time: float | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        reward: float | Unset | None = UNSET,
     ) -> Attempt:
         new_status = parse_attempt_status(status) if not isinstance(status, Unset) else None
         if not isinstance(metadata, (Unset, dict)):
             raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+        checked_reward = reward if isinstance(reward, Unset) else policy.check_reward(reward)
         attempt, terminal = await self._write(
             lambda conn: attempts.update(
-                conn, rollout_id, attempt_id, self.path, new_status, worker_id, last_heartbeat_time, metadata
+                conn,
+                rollout_id,
+                attempt_id,
+                self.path,
+                new_status,
+                worker_id,
+                last_heartbeat_time,
+                metadata,
+                checked_reward,
             )
         )
         if terminal:
