@@ -28,7 +28,7 @@ from agentlightning_core.cli.rollouts import rollout_details, rollout_rows
 from agentlightning_core.emitter import emit_reward
 from agentlightning_core.store.base import LightningStore
 from agentlightning_core.tracer.otel import OtelTracer
-from agentlightning_core.trainer.progress import ProgressDisplay
+from agentlightning_core.trainer._progress import ProgressDisplay
 
 pytestmark = pytest.mark.anyio
 
