@@ -243,6 +243,8 @@ class APO(Algorithm):
             self.stats.rate_limit_retries = self._llm.rate_limit_retries
             if self._show:
                 sys.stderr.write("\n")
+            if self._llm.client is not self.client:  # the client APO made for itself
+                await self._llm.client.close()
             await self._finish(store)
 
     async def _search(self, store: LightningStore, seed_prompt: str) -> None:
