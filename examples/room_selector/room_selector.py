@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--branch-factor", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--gradient-batch-size", type=int, default=6)
-    parser.add_argument("--max-wall-seconds", type=float, default=420.0, help="budget of the search itself")
+    parser.add_argument("--max-wall-seconds", type=float, default=500.0, help="budget of the search itself")
     parser.add_argument("--store", default="sqlite", help="'sqlite' (resumable) or 'memory'")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
