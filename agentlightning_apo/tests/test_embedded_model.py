@@ -11,8 +11,7 @@ import pytest
 
 from agentlightning_apo import APO
 from agentlightning_core import LLM, PromptTemplate, Trainer, rollout
-
-local = pytest.importorskip("agentlightning_local")
+from agentlightning_local import LocalModel
 
 SEED = "Reply with one word: the colour of {thing}."
 
@@ -36,7 +35,7 @@ def test_one_round_with_the_embedded_model(tmp_path: Path) -> None:
         {"thing": "the sky on a clear day", "colour": "blue"},
         {"thing": "a ripe banana", "colour": "yellow"},
     ]
-    with local.LocalModel("qwen2.5-coder-0.5b", threads=1) as llm:
+    with LocalModel("qwen2.5-coder-0.5b", threads=1) as llm:
         apo = APO(
             beam_width=1,
             branch_factor=1,

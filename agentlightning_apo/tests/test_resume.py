@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 from apo_world import GOOD_PROMPT, agent_requests
 
-pytest.importorskip("agentlightning_sqlite")
-
 CHILD = Path(__file__).resolve().parent / "apo_child.py"
 PROPOSALS = [
     "<prompt>Answer {question} politely.</prompt>",
