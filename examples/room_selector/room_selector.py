@@ -103,7 +103,10 @@ def main() -> None:
     parser.add_argument("--output-dir", default="runs/room_selector")
     parser.add_argument("--runners", type=int, default=2)
     parser.add_argument(
-        "--threads", type=int, default=None, help="embedded model threads (default: per machine)"
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="embedded model threads (default: every CPU; the runners only wait on HTTP)",
     )
     parser.add_argument("--beam-width", type=int, default=2)
     parser.add_argument("--branch-factor", type=int, default=2)
@@ -122,6 +125,7 @@ def main() -> None:
         f"Room selector: {len(train)} training, {len(val)} validation, {len(test)} held-out test requests. "
         f"APO settings: beam_width={args.beam_width} branch_factor={args.branch_factor} rounds={args.rounds} "
         f"gradient_batch_size={args.gradient_batch_size} val_batch_size={len(val)} edit_mode=rewrite "
+        f"diversity_temperature=0 max_critique_conversations={args.gradient_batch_size} "
         f"max_wall_seconds={args.max_wall_seconds:g}",
         flush=True,
     )
@@ -140,6 +144,7 @@ def main() -> None:
                 "edit_mode": "rewrite",
                 "diversity_temperature": 0.0,
                 "max_edit_tokens": 400,
+                "max_critique_conversations": args.gradient_batch_size,
                 "max_wall_seconds": args.max_wall_seconds,
                 "output_dir": str(out),
                 "seed": args.seed,

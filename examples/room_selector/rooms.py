@@ -1,7 +1,7 @@
 """Rooms, booking requests and grading of the room-selector example (all invented here).
 
-The office books rooms by a house policy the agent is not told up front: each kind of
-meeting has its room. An optimizer has to discover the policy from graded transcripts.
+The office books rooms by a house policy the agent is not told up front: each team has
+its home room, whatever the meeting. An optimizer has to discover the policy from graded transcripts.
 """
 
 from __future__ import annotations
@@ -31,72 +31,73 @@ ROOMS: tuple[Room, ...] = (
     Room("Atlas", 40, ("stage", "microphones")),
 )
 
-# kind of meeting -> (room, ways people ask for it)
+# team -> (its home room, booking requests of that team). The request names the team and the
+# purpose; the policy depends on the team only.
 POLICY: dict[str, tuple[str, tuple[str, ...]]] = {
-    "one-to-one or phone call": (
+    "legal": (
         "Pebble",
         (
-            "I need a quiet spot for a phone call with a supplier at 9:30.",
-            "Monthly one-to-one with my manager, just the two of us.",
-            "Private call with a doctor's office, 15 minutes.",
-            "Quick 1:1 catch-up with a new hire this afternoon.",
-            "Need to take a confidential call with our lawyer.",
-            "Two of us need to talk salary, somewhere private.",
+            "Legal team: contract review with a supplier.",
+            "Legal team: meeting with outside counsel.",
+            "Legal team: NDA check for a new partner.",
+            "Legal team: audit preparation.",
+            "Legal team: update on the privacy policy.",
+            "Legal team: weekly case review.",
         ),
     ),
-    "job interview": (
+    "recruiting": (
         "Quartz",
         (
-            "Interviewing a candidate for the backend role at 3pm, three interviewers.",
-            "Final-round interview with a designer, panel of two.",
-            "Phone screen follow-up: onsite interview with a data analyst.",
-            "We are hiring an accountant; interview slot needed tomorrow morning.",
-            "Technical interview with a whiteboard coding exercise for an intern.",
-            "Hiring panel meets a product manager candidate at noon.",
+            "Recruiting team: planning the hiring fairs.",
+            "Recruiting team: weekly pipeline review.",
+            "Recruiting team: call with a staffing agency.",
+            "Recruiting team: candidate feedback session.",
+            "Recruiting team: retrospective of the last campaign.",
+            "Recruiting team: rehearsal of a campus talk.",
         ),
     ),
-    "client demo": (
+    "sales": (
         "Maple",
         (
-            "Showing our new dashboard to a client, four visitors.",
-            "Sales demo for a prospect from a bank on Thursday.",
-            "A customer wants to see the mobile app before signing.",
-            "Demo of the beta release to two people from our partner company.",
-            "Presenting the pricing proposal to a potential customer.",
-            "Walkthrough of the product for visitors from a retailer.",
+            "Sales team: quarterly forecast.",
+            "Sales team: brainstorm for a new pitch.",
+            "Sales team: weekly call with the reps.",
+            "Sales team: meeting with a customer from a bank.",
+            "Sales team: onboarding of a new account executive.",
+            "Sales team: pricing discussion.",
         ),
     ),
-    "workshop or brainstorm": (
+    "design": (
         "Harbor",
         (
-            "Design sprint with the product team, lots of sketching.",
-            "Brainstorm names for the new product, six of us.",
-            "Retrospective for the mobile team with sticky notes.",
-            "Planning workshop to map the customer journey.",
-            "Ideation session for the marketing campaign.",
-            "Whole morning of story mapping with the developers.",
+            "Design team: review of the new logo.",
+            "Design team: user interview.",
+            "Design team: sketching the checkout flow.",
+            "Design team: call with the branding agency.",
+            "Design team: mockups for a client.",
+            "Design team: critique of the mobile app.",
         ),
     ),
-    "call with remote team": (
+    "platform": (
         "Summit",
         (
-            "Weekly sync with the Berlin office over video.",
-            "Stand-up with half the team dialing in remotely.",
-            "Video meeting with the offshore QA team.",
-            "Quarterly review with regional managers joining online.",
-            "Hybrid planning meeting, eight here and five on video.",
-            "Cross-office video call about the migration.",
+            "Platform team: daily stand-up.",
+            "Platform team: database migration plan.",
+            "Platform team: interview with an SRE candidate.",
+            "Platform team: incident review.",
+            "Platform team: caching design session.",
+            "Platform team: demo of the deploy tool.",
         ),
     ),
-    "all-hands or training": (
+    "people": (
         "Atlas",
         (
-            "Company all-hands on Friday, about thirty people.",
-            "Security training for every new employee this month.",
-            "Town hall with the CEO and the whole department.",
-            "Onboarding lecture for twenty-five graduates.",
-            "Guest speaker talk open to all staff.",
-            "Annual compliance training session for the sales floor.",
+            "People team: company all-hands.",
+            "People team: promotion talk with a manager.",
+            "People team: summer party planning.",
+            "People team: onboarding of new graduates.",
+            "People team: engagement survey workshop.",
+            "People team: monthly meeting with the CEO.",
         ),
     ),
 }
@@ -117,7 +118,7 @@ def make_tasks(seed: int) -> list[dict[str, Any]]:
 
 
 def split_tasks(seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Train (12), validation (12) and held-out test (12) sets, two per kind of meeting in each."""
+    """Train (12), validation (12) and held-out test (12) sets, two per team in each."""
     tasks = make_tasks(seed)
     train: list[dict[str, Any]] = []
     val: list[dict[str, Any]] = []

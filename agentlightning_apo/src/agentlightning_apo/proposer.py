@@ -90,17 +90,21 @@ class Example:
 def format_examples(examples: list[Example], max_conversations: int, max_tokens: int) -> str:
     """Lowest rewards first, at most ``max_conversations``, cut to about ``max_tokens`` tokens overall.
 
-    A token is counted as 4 characters: close enough to bound the context of any chat model.
+    The chosen examples are shown grouped by expected answer, so what the tasks of one answer
+    share is easy to see, even for a small optimizer model. A token is counted as 4
+    characters: close enough to bound the context of any chat model.
     """
     chosen = sorted(examples, key=lambda e: e.reward)[:max_conversations]
+    order = {answer: n for n, answer in enumerate(dict.fromkeys(_expected(e.task) for e in chosen))}
+    chosen.sort(key=lambda e: order[_expected(e.task)])  # stable: worst first within a group
     budget = max(max_tokens * 4 // max(len(chosen), 1), 200)
     parts = []
     for n, example in enumerate(chosen, 1):
+        expected = _expected(example.task)
         lines = [
             f"--- Example {n} (score {example.reward:g}) ---",
-            f"Task: {_short(_as_text(example.task), budget // 3)}",
+            f"Task: {_short(_task_text(example.task), budget // 3)}",
         ]
-        expected = _expected(example.task)
         if expected is not None:
             lines.append(f"Expected answer: {expected}")
         for message in example.conversation:
@@ -116,11 +120,23 @@ _EXPECTED_KEYS = ("answer", "expected", "label", "target", "ground_truth")
 
 def _expected(task: Any) -> str | None:
     """The expected answer of a dict task under a conventional key, spelled out for small models."""
+    key = _expected_key(task)
+    return None if key is None else _as_text(task[key])
+
+
+def _expected_key(task: Any) -> str | None:
     if isinstance(task, dict):
-        for key in _EXPECTED_KEYS:
-            if key in task:
-                return _as_text(task[key])
+        return next((key for key in _EXPECTED_KEYS if key in task), None)
     return None
+
+
+def _task_text(task: Any) -> str:
+    """The task as shown to the optimizer: without its expected answer (shown on its own line)."""
+    key = _expected_key(task)
+    if key is None:
+        return _as_text(task)
+    rest = {k: v for k, v in task.items() if k != key}
+    return _as_text(next(iter(rest.values())) if len(rest) == 1 else rest)
 
 
 def _as_text(value: Any) -> str:
