@@ -92,7 +92,7 @@ async def test_async_invoke_and_stream_with_the_async_handler(tracer: OtelTracer
     assert first.content == "It is sunny." and "".join(str(c.content) for c in chunks) == "Rain later."
     spans = tracer.get_last_trace()
     plain, streamed = runs(spans, "chat_model")
-    assert streamed.attributes[semconv.LLM_STREAM] is True
+    assert plain.attributes[semconv.LLM_STREAM] is False and streamed.attributes[semconv.LLM_STREAM] is True
     assert output_parts(streamed) == [{"type": "text", "content": "Rain later."}]
     assert [t.response["message"]["content"] for t in TracerTraceToTriplet().adapt(spans)] == [
         "It is sunny.",
