@@ -11,7 +11,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def run(script: Path, *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
