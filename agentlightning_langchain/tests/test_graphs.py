@@ -134,6 +134,7 @@ def test_a_tool_calling_chain_records_the_tool_run_under_the_chain(tracer: OtelT
         answer = RunnableLambda(agent).invoke(
             "Weather in Oslo?", config={"callbacks": [LightningCallbackHandler()]}
         )
+        emit_reward(1.0)
     assert answer == "Sunny in Oslo."
     spans = tracer.get_last_trace()
     (chain,) = runs(spans, "chain")

@@ -7,7 +7,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from lc_spans import captured, input_messages, output_parts, runs
 
-from agentlightning_core import OtelTracer, TracerTraceToTriplet, TraceToMessages, semconv
+from agentlightning_core import OtelTracer, TracerTraceToTriplet, TraceToMessages, emit_reward, semconv
 from agentlightning_core.testing.openai_server import OpenAIServer, Reply
 from agentlightning_langchain import (
     PARENT_RUN_ID,
@@ -31,6 +31,7 @@ def test_an_invoke_is_one_llm_call_with_the_token_ids_of_the_openai_capture(trac
     assert isinstance(handler, LightningCallbackHandler) and handler.tracer is tracer
     with OpenAIServer([SUNNY]) as server, tracer.trace_context("agent"):
         answer = model(server, temperature=0.2).invoke(ASK, config={"callbacks": [handler]})
+        emit_reward(1.0)
     assert answer.content == "It is sunny."
     spans = tracer.get_last_trace()
     (chat,) = runs(spans, "chat_model")
@@ -61,6 +62,7 @@ def test_without_the_openai_capture_the_handler_alone_gives_the_triplet() -> Non
     try:
         with OpenAIServer([SUNNY]) as server, tracer.trace_context("agent"):
             model(server).invoke(ASK, config={"callbacks": [LightningCallbackHandler()]})
+            emit_reward(1.0)
     finally:
         tracer.teardown()
     (triplet,) = TracerTraceToTriplet().adapt(tracer.get_last_trace())
@@ -73,6 +75,7 @@ def test_a_sync_stream_records_the_whole_answer(tracer: OtelTracer) -> None:
             str(c.content)
             for c in model(server).stream(ASK, config={"callbacks": [LightningCallbackHandler()]})
         )
+        emit_reward(1.0)
     assert text == "It is sunny."
     spans = tracer.get_last_trace()
     (chat,) = runs(spans, "chat_model")
@@ -89,6 +92,7 @@ async def test_async_invoke_and_stream_with_the_async_handler(tracer: OtelTracer
         async with tracer.trace_context("agent"):
             first = await model(server).ainvoke(ASK, config={"callbacks": [handler]})
             chunks = [c async for c in model(server).astream(ASK, config={"callbacks": [handler]})]
+            emit_reward(1.0)
     assert first.content == "It is sunny." and "".join(str(c.content) for c in chunks) == "Rain later."
     spans = tracer.get_last_trace()
     plain, streamed = runs(spans, "chat_model")
@@ -105,6 +109,7 @@ def test_the_responses_api_call_is_linked_by_its_response_id(tracer: OtelTracer)
         answer = model(server, use_responses_api=True).invoke(
             ASK, config={"callbacks": [LightningCallbackHandler()]}
         )
+        emit_reward(1.0)
     assert answer.text == "It is sunny."
     spans = tracer.get_last_trace()
     (chat,) = runs(spans, "chat_model")

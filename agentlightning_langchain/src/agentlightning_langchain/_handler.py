@@ -399,6 +399,8 @@ def _result_attributes(response: LLMResult) -> dict[str, Any]:
     reason = info.get("finish_reason") or meta.get("finish_reason") or meta.get("stop_reason")
     if message is not None:
         (out,) = _openai_messages([message])
+        if out.get("tool_calls") and not out.get("content"):
+            out["content"] = None  # a tool-calling turn without text, as the openai client reports it
     else:
         out = {"role": "assistant", "content": generation.text}
     attrs: dict[str, Any] = {
