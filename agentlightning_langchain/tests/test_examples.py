@@ -21,7 +21,7 @@ def test_the_langgraph_example_prints_the_triplets_of_each_node() -> None:
     out = run(EXAMPLES / "langgraph" / "sql_agent.py", "--tasks", "3")
     assert "epoch 1 train: 3/3 succeeded, mean reward 1.000" in out
     assert "node write_sql: 3 triplets" in out and "node check_sql: 3 triplets" in out
-    assert "-> response: 'SELECT count(*) FROM users' reward: None" in out
+    assert "-> response: 'SELECT count(*) FROM users' reward: 1.0" in out
     assert "-> response: 'ok' reward: 1.0" in out
 
 
