@@ -1,6 +1,7 @@
 """Tracing overhead and throughput; prints figures (targets: < 30 us per span, adapters >= 50k spans/s).
 
     python benchmarks/tracing_bench.py [--spans 20000] [--repeats 7] [--calls 200] [--json]
+    python benchmarks/tracing_bench.py --integration langchain [--calls 200]
 
 1. overhead per span: ``with tracer.create_span(...)`` around a tiny piece of work inside a
    trace context, minus the same work untraced. Untraced and traced runs alternate; each
@@ -13,6 +14,10 @@
 2. overhead per captured LLM call: the real ``openai`` client against the local scripted
    server, traced minus untraced;
 3. adapter throughput: spans/s from a trace to triplets (TracerTraceToTriplet, proxy) and messages.
+
+``--integration langchain`` measures instead what agentlightning-langchain's handler adds: per
+``ChatOpenAI`` call on the scripted server and per step of a chain of ``RunnableLambda`` steps,
+inside a trace context, with the handler minus without it (median of 5 alternating runs).
 
 The load average and the garbage collector's state (thresholds, collections per 1,000
 spans in the traced runs) are printed with the figures, since both move them.
@@ -203,6 +208,52 @@ def bench_llm_calls(n: int) -> float:
     return over
 
 
+def bench_langchain(n: int) -> dict[str, float]:
+    from langchain_core.runnables import RunnableLambda
+    from langchain_openai import ChatOpenAI
+
+    from agentlightning_langchain import LightningCallbackHandler
+
+    tracer = OtelTracer()
+    tracer.init()
+    steps = 20
+    chain: Any = RunnableLambda(lambda x: x + 1)
+    for _ in range(steps - 1):
+        chain = chain | RunnableLambda(lambda x: x + 1)
+    with OpenAIServer(lambda body: "a short answer") as server:
+        model = ChatOpenAI(model="m", base_url=server.base_url, api_key="bench", max_retries=0)  # type: ignore[arg-type]
+        handler = LightningCallbackHandler(tracer)
+
+        def timed(fn: Callable[[Any], Any], config: Any, times: int) -> float:
+            with tracer.trace_context("bench"):
+                t0 = time.perf_counter()
+                for _ in range(times):
+                    fn(config)
+                return time.perf_counter() - t0
+
+        with_handler = {"callbacks": [handler]}
+
+        figures: dict[str, float] = {}
+        for label, fn, per in (
+            ("llm_call", lambda config: model.invoke("hello there", config=config), 1),
+            ("chain_step", lambda config: chain.invoke(0, config=config), steps),
+        ):
+            timed(fn, {}, 20)  # warm up (connection pool, imports)
+            timed(fn, with_handler, 20)
+            plain, traced = [], []
+            for _ in range(5):
+                plain.append(timed(fn, {}, n))
+                traced.append(timed(fn, with_handler, n))
+            base = statistics.median(plain) / (n * per) * 1e6
+            over = (statistics.median(traced) - statistics.median(plain)) / (n * per) * 1e6
+            figures[f"langchain_{label}_overhead_us"] = over
+            print(
+                f"LangChain handler, added per {label.replace('_', ' ')}: {over:8.1f} us   (without it: {base:.0f} us)"
+            )
+    tracer.teardown()
+    return figures
+
+
 def synthetic_trace(calls: int) -> list[Span]:
     spans = [span(1, "agent", start=0, end=calls * 2 + 2)]
     history = [{"role": "system", "content": "You are a helpful agent."}]
@@ -258,18 +309,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    parser.add_argument(
+        "--integration", choices=["langchain"], help="measure an agent-framework integration instead"
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     print(
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; gc "
         f"{'enabled' if gc.isenabled() else 'DISABLED'}, thresholds {gc.get_threshold()}"
     )
-    figures: dict[str, Any] = {
-        "sync": bench_spans("sync `with`", args.spans, args.repeats, run_untraced, run_sync),
-        "async": bench_spans("async `async with`", args.spans, args.repeats, run_untraced_async, run_async),
-        "llm_call_overhead_us": bench_llm_calls(args.calls),
-        "adapters_spans_per_s": bench_adapters(1000),
-    }
+    figures: dict[str, Any]
+    if args.integration == "langchain":
+        figures = dict(bench_langchain(args.calls))
+    else:
+        figures = {
+            "sync": bench_spans("sync `with`", args.spans, args.repeats, run_untraced, run_sync),
+            "async": bench_spans(
+                "async `async with`", args.spans, args.repeats, run_untraced_async, run_async
+            ),
+            "llm_call_overhead_us": bench_llm_calls(args.calls),
+            "adapters_spans_per_s": bench_adapters(1000),
+        }
     load = os.getloadavg()
     figures["load_average"] = [round(x, 2) for x in load]
     print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

@@ -87,6 +87,16 @@ def register_runners(register: Register) -> None:
     """
 
 
+@hookspec
+def register_integrations(register: Register) -> None:
+    """Register agent-framework integrations: ``factory(tracer)`` returns what the framework
+    needs to record into ``tracer``'s traces (``langchain``: a callback handler, see
+    :meth:`Tracer.get_langchain_handler`).
+
+    :param register: Call ``register(name, factory)`` once per integration.
+    """
+
+
 # --- command line -----------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "get_registry",
     "import_object",
     "install_hint",
+    "integration",
     "plugin_infos",
     "registered_plugin",
     "reset_plugins",
@@ -320,6 +321,40 @@ def kind_of(kind: str) -> ComponentKind:
 def component_names(kind: str) -> list[str]:
     """Sorted names registered for ``kind``."""
     return sorted(get_registry()[kind_of(kind).name])
+
+
+INTEGRATIONS: dict[str, str] = {"langchain": "agentlightning-langchain"}
+"""First-party integrations (``register_integrations``) and their distributions, for install hints."""
+
+
+def integration(name: str) -> Callable[..., Any]:
+    """The factory registered for integration ``name`` (``factory(tracer)``); an error naming
+    the distribution to install when no plugin registers it."""
+    found: dict[str, tuple[Callable[..., Any] | str, str]] = {}
+    for impl in get_plugin_manager().hook.register_integrations.get_hookimpls():
+
+        def register(key: str, factory: Callable[..., Any] | str, plugin: str = impl.plugin_name) -> None:
+            if key in found:
+                raise DuplicateComponentError(
+                    f"integration {key!r} is registered twice: by plugin {found[key][1]!r} and by plugin "
+                    f"{plugin!r}. Uninstall one of them or disable one with AGL_DISABLE_PLUGINS=<plugin name>."
+                )
+            found[key] = (factory, plugin)
+
+        impl.function(register=register)
+    if name not in found:
+        dist = INTEGRATIONS.get(name)
+        hint = (
+            f" It is provided by the distribution {dist}, which is not installed. Install it with: "
+            f"{install_hint(dist)}"
+            if dist
+            else ""
+        )
+        raise UnknownComponentError(
+            f"Unknown integration {name!r}. Available integrations: {', '.join(sorted(found)) or '(none)'}.{hint}"
+        )
+    factory = found[name][0]
+    return cast(Callable[..., Any], import_object(factory)) if isinstance(factory, str) else factory
 
 
 def plugin_infos() -> dict[str, PluginInfo]:

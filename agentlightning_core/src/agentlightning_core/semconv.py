@@ -17,6 +17,7 @@ __all__ = [
     "EXCEPTION_SPAN",
     "EXCEPTION_STACKTRACE",
     "EXCEPTION_TYPE",
+    "GEN_AI_CONVERSATION_ID",
     "GEN_AI_INPUT_MESSAGES",
     "GEN_AI_OPERATION_NAME",
     "GEN_AI_OUTPUT_MESSAGES",
@@ -68,6 +69,8 @@ GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
 """JSON list of ``{"role", "parts", "finish_reason"}``, one per choice."""
 GEN_AI_TOOL_DEFINITIONS = "gen_ai.tool.definitions"
 """JSON list of the tools offered to the model, as sent in the request."""
+GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
+"""The conversation (thread, session) the call belongs to, e.g. a LangGraph ``thread_id``."""
 AGENT_NAME = "gen_ai.agent.name"
 AGENT_NAME_KEYS: tuple[str, ...] = (AGENT_NAME, "agentlightning.agent.name", "agent.name")
 """Attributes an adapter reads to decide which agent a span belongs to (first found wins)."""

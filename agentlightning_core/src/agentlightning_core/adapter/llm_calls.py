@@ -144,6 +144,26 @@ def usable_llm_calls(
     return usable
 
 
+def _one_call(records: list[LlmCall]) -> LlmCall:
+    """One LLM call recorded several times (a framework's callback, the ``openai`` capture,
+    the LLM proxy): the record with token ids (the lowest level) else the first; the agent
+    name of the first record naming one on its own span (the framework knows the agent);
+    messages and tools the kept record lacks come from the others."""
+    if len(records) == 1:
+        return records[0]
+    kept = max(records, key=lambda c: (c.response_token_ids is not None, c.prompt_token_ids is not None))
+    named = [c.agent_name for c in records if agent_name_of(c.span.attributes)]
+    return attrs.evolve(
+        kept,
+        agent_name=named[0] if named else kept.agent_name,
+        prompt_messages=kept.prompt_messages
+        or next((c.prompt_messages for c in records if c.prompt_messages), None),
+        response_message=kept.response_message
+        or next((c.response_message for c in records if c.response_message), None),
+        tools=kept.tools or next((c.tools for c in records if c.tools), None),
+    )
+
+
 def find_llm_calls(
     spans: Sequence[Span],
     *,
@@ -151,21 +171,37 @@ def find_llm_calls(
     agent_match: re.Pattern[str] | None = None,
     repair_hierarchy: bool = True,
 ) -> list[LlmCall]:
-    """LLM calls of a trace in start order: spans whose name matches ``llm_call_match``
-    (outermost only: an LLM span nested in another is the same call seen twice) and, with
-    ``agent_match``, whose nearest agent name (on the span or an ancestor) matches."""
+    """LLM calls of a trace in start order: spans whose name matches ``llm_call_match`` and,
+    with ``agent_match``, whose agent name (on the span or an ancestor) matches.
+
+    A call recorded twice is counted once: an LLM span nested in another, or two LLM spans
+    with the same ``gen_ai.response.id`` (a LangChain callback and the ``openai`` capture or
+    the LLM proxy), are one call, read as :func:`_one_call` merges them."""
     tree = TraceTree.from_spans(spans, repair_hierarchy=repair_hierarchy)
-    found: list[LlmCall] = []
-    stack: list[tuple[TraceNode, str | None]] = [(tree.root, None)]
+    groups: list[list[LlmCall]] = []
+    by_response_id: dict[str, list[LlmCall]] = {}
+    stack: list[tuple[TraceNode, str | None, list[LlmCall] | None]] = [(tree.root, None, None)]
     while stack:
-        node, agent = stack.pop()
+        node, agent, group = stack.pop()
         if node.span is not None:
             agent = agent_name_of(node.span.attributes) or agent
             if llm_call_match.search(node.name):
-                if agent_match is None or (agent is not None and agent_match.search(agent)):
-                    found.append(LlmCall.from_span(node.span, agent))
-                continue
-        stack.extend((child, agent) for child in node.children)
+                call = LlmCall.from_span(node.span, agent)
+                response_id = node.span.attributes.get(semconv.GEN_AI_RESPONSE_ID)
+                if not isinstance(response_id, str) or not response_id:
+                    response_id = None
+                if group is None and response_id is not None:
+                    group = by_response_id.get(response_id)
+                if group is None:
+                    group = []
+                    groups.append(group)
+                group.append(call)
+                if response_id is not None:
+                    by_response_id.setdefault(response_id, group)
+        stack.extend((child, agent, group) for child in node.children)
+    found = [_one_call(group) for group in groups]
+    if agent_match is not None:
+        found = [c for c in found if c.agent_name is not None and agent_match.search(c.agent_name)]
     found.sort(
         key=lambda c: (c.span.start_time if c.span.start_time is not None else 0.0, c.span.sequence_id)
     )

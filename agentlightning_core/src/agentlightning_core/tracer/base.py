@@ -85,6 +85,14 @@ class Tracer(ABC):
     ) -> AbstractContextManager[SpanHandle]:
         """Start a child span of the current trace for the duration of the block."""
 
+    def get_langchain_handler(self) -> Any:
+        """A LangChain callback handler recording the runs it sees into this tracer's traces
+        (pass it in ``config={"callbacks": [...]}``). Needs the agentlightning-langchain
+        distribution; without it the error says how to install it."""
+        from agentlightning_core.plugins import integration
+
+        return integration("langchain")(self)
+
     def operation_context(
         self, name: str, attributes: Mapping[str, Any] | None = None
     ) -> AbstractContextManager[SpanHandle]:
