@@ -173,3 +173,40 @@ def test_runners_the_cluster_cannot_place_fail_with_the_resources(ray_cluster: A
     assert "did not start within start_timeout=3.0s" in message
     assert "Each runner asks for {'CPU': 8.0}" in message and "CPU: 2" in message
     assert "num_cpus=0.5" in message
+
+
+SCRIPT = """
+from agentlightning_core import Trainer, rollout
+
+
+@rollout
+async def script_agent(task: int) -> float:
+    return float(task) + 0.5
+
+
+def main() -> None:
+    trainer = Trainer(strategy={{"type": "ray", "address": "auto", "num_cpus": 0.5}}, n_runners=2, progress=False)
+    algorithm = trainer.dev(script_agent, [1, 2, 3])
+    print("rewards", sorted(r.reward for r in algorithm.results), flush=True)
+
+{start}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("guarded", [True, False])
+def test_an_agent_defined_in_the_driver_script(ray_cluster: Any, tmp_path: Any, guarded: bool) -> None:
+    """Agents of the driver's script reach the actors (the script is loaded there as
+    another module name); a script that trains at import time gets the fix in the error."""
+    import subprocess
+
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT.format(start='if __name__ == "__main__":\n    main()' if guarded else "main()"))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    if guarded:
+        assert result.returncode == 0, result.stderr
+        assert "rewards [1.5, 2.5, 3.5]" in result.stdout
+    else:
+        assert result.returncode != 0
+        assert "RunnerActorError" in result.stderr
+        assert 'Put the code that starts training under `if __name__ == "__main__":`' in result.stderr

@@ -29,8 +29,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -224,6 +226,14 @@ class RayExecutionStrategy(ExecutionStrategy):
                 "give one of them"
             )
         count = self.num_runners or n_runners
+        from agentlightning_ray import _actor
+
+        if _actor.loading_driver_script:
+            raise RuntimeError(
+                "A runner actor imported the driver's script to find the agent, and the script started "
+                'training at import time. Put the code that starts training under `if __name__ == "__main__":` '
+                "(keep the agent itself at module level)."
+            )
         self.restarts = 0
         ray = _import_ray()
         started = self._connect(ray)
@@ -321,6 +331,7 @@ class _Fleet:
         self.restarts: dict[int, int] = {}
         self.placement_group: Any = None
         self.runner_ref: Any = None
+        self.driver_script: str | None = None
         self.worker_ids = {slot: strategy.worker_id(slot) for slot in range(count)}
 
     def client_options(self) -> dict[str, Any]:
@@ -334,7 +345,17 @@ class _Fleet:
         strategy, ray = self.strategy, self.ray
         self.url = url
         self.actor_class = ray.remote(RunnerActor)
-        self.runner_ref = ray.put(self.runner)
+        try:
+            payload = ray.cloudpickle.dumps(self.runner, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise TypeError(
+                f"The 'ray' strategy sends the agent, runner, tracer and hooks to the runner actors by pickle, "
+                f"and pickling failed: {type(exc).__name__}: {exc}. Define agents and hooks at module level "
+                "and give the tracer as a name or dict (tracer='otel') rather than an instance."
+            ) from exc
+        main = sys.modules.get("__main__")
+        self.driver_script = getattr(main, "__file__", None) if b"__main__" in payload else None
+        self.runner_ref = ray.put(payload)
         if strategy.placement is not None:
             from ray.util.placement_group import placement_group
 
@@ -368,7 +389,7 @@ class _Fleet:
         actor = self.actor_class.options(**self._options(slot)).remote()
         self.actors[slot] = actor
         self.runs[slot] = actor.run.remote(
-            self.runner_ref, self.url, self.client_options(), self.worker_ids[slot]
+            self.runner_ref, self.driver_script, self.url, self.client_options(), self.worker_ids[slot]
         )
         self.pending_start[slot] = (actor.where.remote(), time.monotonic() + self.strategy.start_timeout)
 
