@@ -12,7 +12,13 @@ rollout to the last, i.e. without start-up and shutdown.
 ``--resources`` gives the trainer one prompt template and an agent that takes it, so each
 rollout has resources to get (runners fetch each version once and cache it).
 
-    python benchmarks/e2e_bench.py [--strategy shm|cs] [--n 2000] [--tracer otel] [--sync] [--resources]
+``--strategy ray`` (agentlightning-ray) starts one local Ray cluster (2 CPUs, no dashboard)
+before measuring, so the figures count what a run on a running cluster costs: starting the
+actors, serving the store, the rollouts. Each runner actor asks for a quarter CPU so four fit.
+It measures ``cs`` with the same runner counts in the same invocation and prints each ratio
+next to the target: Ray end to end within 30% of ``cs`` (ratio >= 0.70).
+
+    python benchmarks/e2e_bench.py [--strategy shm|cs|ray] [--n 2000] [--tracer otel] [--sync] [--resources]
 """
 
 from __future__ import annotations
@@ -41,12 +47,16 @@ async def prompted_agent(task: object, prompt_template: PromptTemplate) -> float
     return 1.0
 
 
+RAY_TARGET_RATIO = 0.70
+"""Ray end to end within 30% of ``cs`` for the same runner count."""
+
+
 def measure(
     n: int, n_runners: int, strategy: str, tracer: str, sync: bool, resources: bool = False
 ) -> tuple[float, float]:
     agent = prompted_agent if resources else constant_sync_agent if sync else constant_agent
     trainer = Trainer(
-        strategy=strategy,
+        strategy={"type": "ray", "num_cpus": 0.25} if strategy == "ray" else strategy,
         tracer=tracer,
         n_runners=n_runners,
         progress=False,
@@ -73,7 +83,7 @@ def main() -> None:
     parser.add_argument("--strategy", default="shm")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--tracer", default="otel")
-    parser.add_argument("--runners", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--runners", type=int, nargs="+", help="runner counts (default 1 2 4; ray: 2 4)")
     parser.add_argument("--sync", action="store_true", help="use a sync agent (runs in a worker thread)")
     parser.add_argument(
         "--resources", action="store_true", help="agents get a prompt template from the store"
@@ -81,20 +91,37 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    runners = args.runners or ([2, 4] if args.strategy == "ray" else [1, 2, 4])
+    if args.strategy == "ray":
+        _start_ray()
     # warm-up: imports, plugin loading
     measure(min(args.n, 100), 1, args.strategy, args.tracer, args.sync, args.resources)
     figures: dict[str, float | str] = {"strategy": args.strategy, "load_before": _load()}
-    for r in args.runners:
+    for r in runners:
         suffix = f"{r}_runner{'s' if r > 1 else ''}"
         total, steady = measure(args.n, r, args.strategy, args.tracer, args.sync, args.resources)
         figures[f"rollouts_per_s_{suffix}"] = round(total, 1)
         figures[f"steady_per_s_{suffix}"] = round(steady, 1)
+        if args.strategy == "ray":
+            cs_total, _ = measure(args.n, r, "cs", args.tracer, args.sync, args.resources)
+            figures[f"cs_rollouts_per_s_{suffix}"] = round(cs_total, 1)
+            ratio = total / cs_total
+            verdict = "met" if ratio >= RAY_TARGET_RATIO else "MISSED"
+            figures[f"ray_vs_cs_{suffix}"] = f"{ratio:.2f} (target >= {RAY_TARGET_RATIO:.2f}: {verdict})"
     figures["load_after"] = _load()
     if args.json:
         print(json.dumps(figures))
     else:
         for key, value in figures.items():
             print(f"{key}: {value}")
+
+
+def _start_ray() -> None:
+    """One local cluster for every measurement (the strategy reuses a connected Ray)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
 
 
 def _load() -> str:
