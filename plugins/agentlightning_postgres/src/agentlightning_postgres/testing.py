@@ -7,7 +7,7 @@ directory, started on a free loopback port, removed on exit.
 The server binaries are found through ``AGL_POSTGRES_BIN``, ``pg_config --bindir`` or
 ``/usr/lib/postgresql/*/bin`` (Debian's ``postgresql`` package). PostgreSQL refuses to run as
 root, so as root the cluster belongs to the ``postgres`` system user (``nobody`` if there is
-none) and its commands run through ``runuser``.
+none) and its commands run as that user.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ USER = "agl"
 """The cluster's superuser."""
 PASSWORD = "agl-test-password"
 """Its password (connections over TCP authenticate with scram-sha-256)."""
-_TIMEOUT = 60.0
+_TIMEOUT = 180.0
 
 
 class PostgresNotInstalledError(RuntimeError):
@@ -104,9 +104,11 @@ class TemporaryCluster:
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(self.bindir / args[0]), *args[1:]]
-        if self._run_as is not None:
-            command = ["runuser", "-u", self._run_as, "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT, check=False)
+        # As root: switch to the cluster's owner in the child (no PAM session, unlike runuser).
+        user = {} if self._run_as is None else {"user": self._run_as, "group": self._run_as, "extra_groups": []}
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=_TIMEOUT, check=False, cwd=self._tmp, **user
+        )
         if result.returncode != 0:
             raise RuntimeError(
                 f"{' '.join(command)} failed with exit code {result.returncode}:\n{result.stdout}{result.stderr}"
