@@ -13,6 +13,7 @@ import anyio
 import psycopg
 import pytest
 
+from agentlightning_core.store.base import EnqueueRequest
 from agentlightning_core.testing.store import DEADLINE
 from agentlightning_postgres import PostgresLightningStore
 
@@ -24,7 +25,7 @@ CHILD = Path(__file__).with_name("dequeue_child.py")
 
 async def test_worker_processes_each_get_distinct_rollouts(make_store: Make, dsn: str) -> None:
     async with make_store(schema="many_workers") as store:
-        queued = await store.enqueue_many_rollouts([{"input": i} for i in range(60)])  # type: ignore[list-item]
+        queued = await store.enqueue_many_rollouts([EnqueueRequest(input=i) for i in range(60)])
         workers = [
             await anyio.open_process(
                 [sys.executable, str(CHILD), dsn, "many_workers", f"w{i}"], stdout=subprocess.PIPE
@@ -53,7 +54,9 @@ async def test_worker_processes_each_get_distinct_rollouts(make_store: Make, dsn
         assert stats["rollouts_by_status"]["succeeded"] == 60 and stats["queue_length"] == 0
 
 
-async def test_a_rollout_locked_by_another_transaction_is_skipped_not_waited_for(make_store: Make, dsn: str) -> None:
+async def test_a_rollout_locked_by_another_transaction_is_skipped_not_waited_for(
+    make_store: Make, dsn: str
+) -> None:
     async with make_store(schema="skip_locked") as store:
         first = await store.enqueue_rollout("first")
         second = await store.enqueue_rollout("second")

@@ -26,7 +26,9 @@ async def _finished_and_running(store: PostgresLightningStore, spans: int = 50) 
     return done.rollout_id, running.rollout_id
 
 
-async def test_delete_finished_removes_old_finished_rollouts_with_attempts_and_spans(make_store: Make) -> None:
+async def test_delete_finished_removes_old_finished_rollouts_with_attempts_and_spans(
+    make_store: Make,
+) -> None:
     async with make_store() as store:
         _done, running = await _finished_and_running(store)
         queued = await store.enqueue_rollout("queued")

@@ -65,9 +65,7 @@ async def test_processes_opening_a_new_schema_together_migrate_it_once(make_stor
             await store.aclose()
 
 
-async def test_the_dsn_comes_from_the_environment(
-    dsn: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_the_dsn_comes_from_the_environment(dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(DSN_ENV, dsn)
     store = resolve_component("store", {"type": "postgres", "schema": "from_env"})
     assert isinstance(store, PostgresLightningStore)

@@ -54,7 +54,9 @@ def _children(pid: int) -> list[str]:
 
 
 async def test_worker_processes_share_the_port_and_the_database(dsn: str) -> None:
-    process = await _serve({DSN_ENV: dsn}, "--store", '{"type": "postgres", "schema": "served"}', "--workers", "2")
+    process = await _serve(
+        {DSN_ENV: dsn}, "--store", '{"type": "postgres", "schema": "served"}', "--workers", "2"
+    )
     try:
         line = await _first_line(process)
         assert "from 2 processes" in line, line

@@ -3,6 +3,7 @@ stored once, sequence ids unique across processes."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import anyio
@@ -13,7 +14,7 @@ import pytest
 from agentlightning_core.spans import Span, SpanEvent, SpanStatus
 from agentlightning_core.testing.store import make_span
 from agentlightning_postgres import PostgresLightningStore
-from agentlightning_postgres.codec import encode_span_body, loads
+from agentlightning_postgres.codec import decode_body, encode_span_body
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +44,12 @@ def test_bodies_hold_only_what_differs_from_the_defaults() -> None:
         kind="CLIENT",
         resource=RESOURCE,
     )
-    assert loads(encode_span_body(rich)) == {"a": {"k": 1.5}, "e": [["e", 2.0]], "s": ["ERROR", "boom"], "k": "CLIENT"}
+    assert decode_body(encode_span_body(rich)) == {
+        "a": {"k": 1.5},
+        "e": [["e", 2.0]],
+        "s": ["ERROR", "boom"],
+        "k": "CLIENT",
+    }
 
 
 async def test_a_large_batch_is_stored_once_numbered_in_order_with_one_resource_row(
@@ -57,21 +63,21 @@ async def test_a_large_batch_is_stored_once_numbered_in_order_with_one_resource_
         ]
         stored = await store.add_many_spans(spans)
         assert [s.sequence_id for s in stored] == list(range(1, 2001))
-        again = await store.add_many_spans(spans[:10] + [make_span(got.rollout_id, got.attempt_id, 5000)])
+        again = await store.add_many_spans([*spans[:10], make_span(got.rollout_id, got.attempt_id, 5000)])
         assert [s.span_id for s in again] == [f"{5001:016x}"]  # duplicates skipped
         back = await store.query_spans(got.rollout_id)
         assert len(back) == 2001 and back[0] == stored[0] and back[0].resource == RESOURCE
         assert await _rows(dsn, "SELECT count(*) FROM batch.span_resources") == [(1,)]
-        # the repeated text compresses: far less than the ~330 bytes of JSON per body
-        ((size,),) = await _rows(dsn, "SELECT avg(pg_column_size(body))::int FROM batch.spans WHERE sequence_id <= 2000")
+        # the repeated text is compressed: far less than the ~330 bytes of its JSON
+        ((size,),) = await _rows(
+            dsn, "SELECT avg(pg_column_size(body))::int FROM batch.spans WHERE sequence_id <= 2000"
+        )
         assert isinstance(size, int) and size < 120
 
 
 async def test_stores_adding_to_one_attempt_at_once_get_distinct_sequence_ids(make_store: Make) -> None:
-    stores = [make_store(schema="seq") for _ in range(3)]
-    for store in stores:
-        await store.start()
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        stores = [await stack.enter_async_context(make_store(schema="seq")) for _ in range(3)]
         got = await stores[0].start_rollout("x")
 
         async def add(k: int, store: PostgresLightningStore) -> None:
@@ -85,6 +91,3 @@ async def test_stores_adding_to_one_attempt_at_once_get_distinct_sequence_ids(ma
                 tg.start_soon(add, k, store)
         seqs = [s.sequence_id for s in await stores[1].query_spans(got.rollout_id)]
         assert sorted(seqs) == list(range(1, 151))
-    finally:
-        for store in stores:
-            await store.aclose()

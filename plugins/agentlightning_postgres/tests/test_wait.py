@@ -45,7 +45,9 @@ async def test_a_store_that_was_not_started_listens_for_the_call(make_store: Mak
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(waiter.wait_for_rollouts, [rollout.rollout_id])
                     await waiter.get_rollout_by_id(rollout.rollout_id)  # its pool is open ...
-                    await other.update_rollout(rollout.rollout_id, status="cancelled")  # ... and this wakes it
+                    await other.update_rollout(
+                        rollout.rollout_id, status="cancelled"
+                    )  # ... and this wakes it
             assert (await waiter.get_rollout_by_id(rollout.rollout_id)).status is RolloutStatus.CANCELLED
         finally:
             await waiter.aclose()

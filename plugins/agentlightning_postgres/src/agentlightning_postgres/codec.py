@@ -2,14 +2,15 @@
 
 A span row keeps what queries filter and sort on in columns (ids, name, times) and the rest
 in ``body``: compact JSON holding only non-default parts (``a`` attributes, ``e`` events,
-``l`` links, ``s`` status, ``k`` kind), which PostgreSQL compresses (lz4) when a row passes
-128 bytes. The OTel resource, identical for every span of a process, is stored once in
-``span_resources``.
+``l`` links, ``s`` status, ``k`` kind), deflated when it is longer than 128 bytes and that
+saves space (PostgreSQL itself compresses only rows of about 2 KiB and more). The OTel
+resource, identical for every span of a process, is stored once in ``span_resources``.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ __all__ = [
     "SPAN_COLUMNS",
     "WORKER_COLUMNS",
     "attempt_from_row",
+    "decode_body",
     "dumps",
     "encode_span_body",
     "loads",
@@ -35,6 +37,8 @@ __all__ = [
 ]
 
 _DEFAULT_STATUS = SpanStatus()
+_COMPRESS_ABOVE = 128  # bytes of JSON; below this deflate rarely saves anything
+_DEFLATED = 0x01  # first byte of a deflated body; a plain one starts with "{"
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
@@ -152,7 +156,22 @@ def encode_span_body(span: Span) -> bytes:
         data = b"null"
     if b"null" in data:  # orjson writes NaN and infinities as null: let json keep them
         data = _encoder.encode(body).encode()
+    if len(data) > _COMPRESS_ABOVE:
+        deflate = zlib.compressobj(1, zlib.DEFLATED, -15)  # raw deflate, fastest level
+        packed = deflate.compress(data) + deflate.flush()
+        if len(packed) + 1 < len(data):
+            return bytes((_DEFLATED,)) + packed
     return data
+
+
+def decode_body(data: bytes) -> dict[str, Any]:
+    """The body dict of a span row (see :func:`encode_span_body`)."""
+    if data[0] == _DEFLATED:
+        data = zlib.decompress(memoryview(data)[1:], -15)
+    elif data[0] != 0x7B:
+        raise ValueError(f"Unknown span body format byte {data[0]:#x}; it was written by a newer version")
+    body: dict[str, Any] = loads(data)
+    return body
 
 
 SPAN_COLUMNS = (
@@ -163,7 +182,7 @@ SPAN_COLUMNS = (
 
 def span_from_row(row: tuple[Any, ...], resources: dict[int, dict[str, Any]]) -> Span:
     """A span from a :data:`SPAN_COLUMNS` row; ``resources`` maps resource refs to their dicts."""
-    body = loads(row[10])
+    body = decode_body(row[10])
     events = body.get("e")
     links = body.get("l")
     status = body.get("s")

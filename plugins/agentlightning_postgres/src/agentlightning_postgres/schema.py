@@ -38,8 +38,9 @@ DSN_ENV = "AGL_POSTGRES_DSN"
 # Rows carry integer keys (rid, aid) so spans reference their rollout and attempt in a few
 # bytes. Queued rollouts are found through rollouts_queue (FIFO by queue_seq, a sequence, so
 # concurrent enqueues never contend), finished ones (and retention) through rollouts_finished.
-# Span bodies are JSON of the non-default parts only; PostgreSQL compresses them with lz4
-# from toast_tuple_target (128 bytes) on, instead of its default of about 2 KiB.
+# Span bodies are compact (codec.py); the few over ~2 KiB are compressed again by PostgreSQL,
+# with lz4 (faster than its default pglz). Ids and names sort bytewise (COLLATE "C"), as the
+# other stores sort them, whatever the database's locale.
 _V1 = """
 CREATE TABLE agl_schema_version (version integer NOT NULL);
 INSERT INTO agl_schema_version (version) VALUES (0);
@@ -101,7 +102,7 @@ CREATE TABLE spans (
     end_time double precision,
     resource_ref integer,
     body bytea NOT NULL
-) WITH (toast_tuple_target = 128);
+);
 ALTER TABLE spans ALTER COLUMN body SET COMPRESSION lz4;
 CREATE INDEX spans_rollout ON spans (rid, sequence_id);
 CREATE UNIQUE INDEX spans_identity ON spans (aid, span_id);

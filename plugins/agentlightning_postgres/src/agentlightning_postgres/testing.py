@@ -105,9 +105,16 @@ class TemporaryCluster:
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(self.bindir / args[0]), *args[1:]]
         # As root: switch to the cluster's owner in the child (no PAM session, unlike runuser).
-        user = {} if self._run_as is None else {"user": self._run_as, "group": self._run_as, "extra_groups": []}
         result = subprocess.run(
-            command, capture_output=True, text=True, timeout=_TIMEOUT, check=False, cwd=self._tmp, **user
+            command,
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT,
+            check=False,
+            cwd=self._tmp,
+            user=self._run_as,
+            group=self._run_as,
+            extra_groups=None if self._run_as is None else [],
         )
         if result.returncode != 0:
             raise RuntimeError(
