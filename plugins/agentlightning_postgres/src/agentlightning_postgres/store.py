@@ -170,21 +170,13 @@ class PostgresLightningStore(LightningStore):
         async with pool.connection() as conn:
             return await fn(conn)
 
-    async def _write(self, fn: Callable[[Conn], Awaitable[T]], *, pipeline: bool = True) -> T:
-        """Run ``fn`` in one transaction, tried again when PostgreSQL aborts it as a deadlock.
-
-        In pipeline mode (not for ``COPY``), statements whose results ``fn`` does not read,
-        ``BEGIN`` and ``COMMIT`` go out without waiting for each other's answers.
-        """
+    async def _write(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``fn`` in one transaction, tried again when PostgreSQL aborts it as a deadlock."""
         pool = await self._opened()
         for attempt in range(_RETRIES):
             try:
-                async with pool.connection() as conn:
-                    if pipeline:
-                        async with conn.pipeline(), conn.transaction():
-                            return await fn(conn)
-                    async with conn.transaction():
-                        return await fn(conn)
+                async with pool.connection() as conn, conn.transaction():
+                    return await fn(conn)
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 self._span_resources.clear_refs()
                 if attempt == _RETRIES - 1:
@@ -496,8 +488,7 @@ class PostgresLightningStore(LightningStore):
         if not isinstance(span, Span):
             raise TypeError(f"add_span expects a Span, got {type(span).__name__}")
         stored = await self._write(
-            lambda conn: spans_sql.add(conn, [span], self._span_resources, self.where, self.channel),
-            pipeline=False,
+            lambda conn: spans_sql.add(conn, [span], self._span_resources, self.where, self.channel)
         )
         return stored[0] if stored else None
 
@@ -509,8 +500,7 @@ class PostgresLightningStore(LightningStore):
         if not items:
             return []
         return await self._write(
-            lambda conn: spans_sql.add(conn, items, self._span_resources, self.where, self.channel),
-            pipeline=False,
+            lambda conn: spans_sql.add(conn, items, self._span_resources, self.where, self.channel)
         )
 
     async def add_otel_span(
