@@ -1,10 +1,12 @@
 """Throughput and memory of a LightningStore backend.
 
-    python benchmarks/store_bench.py [--store NAME] [--path FILE] [--json] [--quick]
+    python benchmarks/store_bench.py [--store NAME] [--path FILE] [--dsn DSN] [--json] [--quick]
 
 The store is resolved by name through the plugin registry (``memory``, ``sqlite``, ...);
 ``--path`` is passed as ``path=`` for file-based stores (the file and its -wal/-shm files are
-deleted before each step). Prints ops/s per operation with the target beside it: issue 3's for
+deleted before each step). ``--store postgres`` uses ``--dsn`` (or ``$AGL_POSTGRES_DSN``), else
+a throw-away PostgreSQL server on 127.0.0.1 with its default, durable settings; each step gets
+a fresh schema, dropped after it. Prints ops/s per operation with the target beside it: issue 3's for
 the in-memory store (30x the previous generation's), issue 6's for ``sqlite`` (every call
 committed to disk); resident bytes per stored span for 1,000 rollouts x 100 spans, measured as
 the RSS growth of a fresh subprocess, and for a file store its bytes on disk per span.
@@ -13,6 +15,7 @@ the RSS growth of a fresh subprocess, and for a file store its bytes on disk per
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -55,8 +58,15 @@ FILE_TARGETS: dict[str, dict[str, float]] = {
         "add_span_batch100": 50_000,
         "query_spans_100": 500,  # one rollout's 100 spans in under 2 ms
     },
+    # issue 18: PostgreSQL on loopback, this 2-core machine
+    "postgres": {
+        "cycles_concurrent8": 500,
+        "add_span_batch100": 20_000,
+    },
 }
 CONCURRENT_TASKS = 16
+CYCLE_WORKERS = 8
+"""Workers of the cycle step: each enqueues a rollout, dequeues one and completes its attempt."""
 
 _QUESTIONS = ("What is the capital of France?", "How many legs has a spider?", "Name a prime above 90.")
 
@@ -109,7 +119,10 @@ def remove_db(path: str) -> None:
             os.remove(p)
 
 
-def store_spec(args: argparse.Namespace) -> Any:
+def store_spec(args: argparse.Namespace, schema: str | None = None) -> Any:
+    if args.store == "postgres":
+        spec = {"type": "postgres", "dsn": args.dsn, "pool_size": CYCLE_WORKERS}
+        return spec if schema is None else {**spec, "schema": schema}
     if args.path:
         return {"type": args.store, "path": args.path}
     if args.store == "memory":
@@ -122,6 +135,7 @@ class Bench:
         self.args = args
         self.scale = 0.1 if args.quick else 1.0
         self.results: dict[str, float] = {}
+        self.schemas: list[str] = []
 
     def n(self, count: int) -> int:
         return max(100, int(count * self.scale))
@@ -129,8 +143,19 @@ class Bench:
     def fresh_store(self) -> LightningStore:
         if self.args.path:
             remove_db(self.args.path)
-        store: LightningStore = resolve_component("store", store_spec(self.args), base=LightningStore)
+        schema = None
+        if self.args.store == "postgres":  # a new schema per step, dropped at the end
+            schema = f"agl_bench_{os.getpid()}_{len(self.schemas)}"
+            self.schemas.append(schema)
+        store: LightningStore = resolve_component("store", store_spec(self.args, schema), base=LightningStore)
         return store
+
+    async def drop_schemas(self) -> None:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(self.args.dsn, autocommit=True) as conn:
+            for schema in self.schemas:
+                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE".encode())
 
     async def timed(self, name: str, ops: int, body: Callable[[], Awaitable[None]]) -> None:
         gc.collect()
@@ -143,6 +168,7 @@ class Bench:
             self.enqueue,
             self.dequeue,
             self.concurrent,
+            self.cycles,
             self.add_span,
             self.add_otel_span,
             self.query_spans,
@@ -151,6 +177,8 @@ class Bench:
         ):
             async with self.fresh_store() as store:
                 await step(store)
+        if self.schemas:
+            await self.drop_schemas()
 
     async def enqueue(self, store: LightningStore) -> None:
         n = self.n(50_000)
@@ -200,6 +228,24 @@ class Bench:
             n,
             lambda: run(lambda: store.dequeue_rollout(worker_id="w1")),
         )
+
+    async def cycles(self, store: LightningStore) -> None:
+        """Workers at once, each repeating a rollout's whole life: enqueue, dequeue, complete."""
+        n = self.n(10_000) // CYCLE_WORKERS * CYCLE_WORKERS
+
+        async def worker(k: int) -> None:
+            for i in range(n // CYCLE_WORKERS):
+                await store.enqueue_rollout({"q": i})
+                got = await store.dequeue_rollout(worker_id=f"w{k}")
+                assert got is not None  # every worker enqueued one first
+                await store.update_attempt(got.rollout_id, got.attempt.attempt_id, status="succeeded")
+
+        async def body() -> None:
+            async with anyio.create_task_group() as tg:
+                for k in range(CYCLE_WORKERS):
+                    tg.start_soon(worker, k)
+
+        await self.timed(f"cycles_concurrent{CYCLE_WORKERS}", n, body)
 
     async def _running(self, store: LightningStore, count: int) -> list[tuple[str, str]]:
         out = []
@@ -309,7 +355,7 @@ def rss():
 
 async def main():
     args = argparse.Namespace(**{args!r})
-    store = resolve_component("store", store_spec(args), base=LightningStore)
+    store = resolve_component("store", store_spec(args, {schema!r}), base=LightningStore)
     async with store:
         ids = []
         for _ in range(1000):
@@ -325,17 +371,19 @@ async def main():
         stats = await store.statistics()
     print(json.dumps({{"bytes_per_span": (after - before) / 100_000,
                       "estimated_bytes_per_span": stats.get("span_bytes", 0) / max(1, stats.get("spans", 1)),
-                      "file_bytes_per_span": stats.get("file_bytes", 0) / max(1, stats.get("spans", 1))}}))
+                      "file_bytes_per_span": stats.get("file_bytes", 0) / max(1, stats.get("spans", 1)),
+                      "database_bytes_per_span": stats.get("database_bytes", 0) / max(1, stats.get("spans", 1))}}))
 
 asyncio.run(main())
 """
 
 
-def measure_rss(args: argparse.Namespace) -> dict[str, float]:
+def measure_rss(args: argparse.Namespace, schema: str | None = None) -> dict[str, float]:
     probe = _RSS_PROBE.format(
+        schema=schema,
         bench_dir=os.path.dirname(os.path.abspath(__file__)),
         page=os.sysconf("SC_PAGE_SIZE"),
-        args={"store": args.store, "path": args.path},
+        args={"store": args.store, "path": args.path, "dsn": args.dsn},
     )
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
@@ -350,18 +398,37 @@ def main() -> None:
     parser.add_argument(
         "--path", default=None, help="database file for file-based stores (recreated per step)"
     )
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("AGL_POSTGRES_DSN"),
+        help="--store postgres: the database (default: a throw-away one)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quick", action="store_true", help="a tenth of the operations (a smoke run)")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        if args.store == "postgres" and not args.dsn:
+            from agentlightning_postgres.testing import TemporaryCluster
+
+            args.dsn = stack.enter_context(TemporaryCluster()).dsn
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     tmp: str | None = None
-    if args.path is None and args.store != "memory":
+    if args.path is None and args.store not in ("memory", "postgres"):
         tmp = tempfile.mkdtemp(prefix="agl-store-bench-")
         args.path = os.path.join(tmp, "store.db")
     bench = Bench(args)
     anyio.run(bench.run)
     if args.path:
         remove_db(args.path)
-    rss = measure_rss(args)
+    if args.store == "postgres":
+        bench.schemas = [f"agl_bench_rss_{os.getpid()}"]
+        rss = measure_rss(args, bench.schemas[0])
+        anyio.run(bench.drop_schemas)
+    else:
+        rss = measure_rss(args)
     if args.path:
         remove_db(args.path)
     if args.json:
@@ -389,6 +456,11 @@ def main() -> None:
         f"  {'resident bytes per span':<28} {per_span:>12,.0f} B       target <  {BYTES_PER_SPAN_TARGET:>9,}  {verdict}"
         f"  (store's estimate: {rss['estimated_bytes_per_span']:.0f} B)"
     )
+    if rss.get("database_bytes_per_span"):
+        print(
+            f"  {'database bytes per span':<28} {rss['database_bytes_per_span']:>12,.0f} B       (tables and "
+            "indexes of the store's schema, as PostgreSQL reports them)"
+        )
     if rss["file_bytes_per_span"]:
         print(
             f"  {'file bytes per span':<28} {rss['file_bytes_per_span']:>12,.0f} B       (database + log, "

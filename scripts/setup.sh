@@ -15,6 +15,18 @@ inputs=(pyproject.toml requirements-dev.txt agentlightning_core/pyproject.toml)
 for dist in "${dists[@]}"; do inputs+=("$dist/pyproject.toml"); done
 key=$({ "$PYTHON" --version 2>&1; for f in "${inputs[@]}"; do echo "== $f"; cat "$f"; done; } | sha256sum | cut -d' ' -f1)
 
+# The PostgreSQL store's tests start a throw-away server (initdb + pg_ctl): install Debian's
+# server package when no initdb is found (never on a machine that has one).
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing the PostgreSQL server (apt-get install postgresql) for the postgres store's tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    echo "setup: PostgreSQL's initdb not found: the postgres store's tests will fail until the server package" \
+      "is installed (Debian/Ubuntu: sudo apt-get install postgresql) or AGL_POSTGRES_BIN names its bin directory" >&2
+  fi
+fi
+
 if [ -x .venv/bin/python ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] && [ -z "${AGL_FORCE_SETUP:-}" ]; then
   echo "setup: .venv is up to date (pyproject files and requirements unchanged); AGL_FORCE_SETUP=1 reinstalls"
   exit 0

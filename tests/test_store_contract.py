@@ -1,6 +1,6 @@
 """A store method is written in five places; these tests tie them to ``store/base.py``.
 
-The base class, the in-memory and SQLite stores, the HTTP client and the server's operation
+The base class, the in-memory, SQLite and PostgreSQL stores, the HTTP client and the server's operation
 table must agree on every method's parameter names, kinds and defaults (the table: names and
 which are required). Each check is also run on a deliberately drifted copy, to show it fails.
 """
@@ -19,6 +19,7 @@ from agentlightning_core.spans import Span
 from agentlightning_core.store.base import LightningStore, PaginatedResult
 from agentlightning_core.store.memory import InMemoryLightningStore
 from agentlightning_core.testing.store import signature_drift, store_methods
+from agentlightning_postgres import PostgresLightningStore
 from agentlightning_sqlite import SqliteLightningStore
 
 LIFECYCLE = frozenset({"start", "aclose"})
@@ -49,7 +50,9 @@ def operation_drift(operations: Mapping[str, Operation]) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("cls", [InMemoryLightningStore, SqliteLightningStore, LightningStoreClient])
+@pytest.mark.parametrize(
+    "cls", [InMemoryLightningStore, SqliteLightningStore, PostgresLightningStore, LightningStoreClient]
+)
 def test_store_methods_agree_with_the_base_class(cls: type[LightningStore]) -> None:
     assert signature_drift(cls) == []
 

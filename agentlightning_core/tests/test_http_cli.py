@@ -76,6 +76,7 @@ async def test_serve_reads_the_token_from_the_environment() -> None:
 def test_serve_options() -> None:
     args = build_parser().parse_args(["store", "serve"])
     assert (args.store, args.host, args.port, args.token) == ("memory", "127.0.0.1", 4747, None)
+    assert args.workers == 1
     args = build_parser().parse_args(["store", "serve", "--store", "sqlite", "--path", "x.db", "--port", "0"])
     assert (args.store, args.path, args.port) == ("sqlite", "x.db", 0)
 
@@ -136,3 +137,10 @@ async def test_traces_show_reads_a_file_store_named_either_way(
         assert code == 0, captured.err
         outputs.append(captured.out)
     assert outputs[0] == outputs[1] and "agent-step" in outputs[0]
+
+
+def test_serve_workers_need_a_store_shared_by_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["store", "serve", "--port", "0", "--workers", "2"]) == 1
+    assert "--workers 2 needs a store that keeps its data outside the process" in capsys.readouterr().err
+    assert main(["store", "serve", "--port", "0", "--workers", "0"]) == 1
+    assert "--workers must be a number of processes >= 1, got 0" in capsys.readouterr().err

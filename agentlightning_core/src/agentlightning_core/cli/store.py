@@ -68,9 +68,29 @@ def store_from_args(args: argparse.Namespace) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from agentlightning_core.remote.server import run_server_until_signal
+    from agentlightning_core.remote.server import run_server_processes, run_server_until_signal
+    from agentlightning_core.store.memory import InMemoryLightningStore
 
     store = store_from_args(args)
+    if args.workers != 1:
+        if args.workers < 1:
+            raise ValueError(f"--workers must be a number of processes >= 1, got {args.workers}")
+        if isinstance(store, InMemoryLightningStore):
+            raise ValueError(
+                f"--workers {args.workers} needs a store that keeps its data outside the process (a database "
+                "file or server): each server process would have its own empty --store memory"
+            )
+        return run_server_processes(
+            store_spec_from_args(args),
+            args.host,
+            args.port,
+            workers=args.workers,
+            token=args.token,
+            announce=lambda url: print(
+                f"Serving the {args.store} store on {url} from {args.workers} processes (Ctrl-C to stop)",
+                flush=True,
+            ),
+        )
     run_server_until_signal(
         store,
         args.host,
@@ -99,5 +119,13 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--token",
         help=f"bearer token clients must send (default: ${TOKEN_ENV}; none when unset)",
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port, each with its own connection to the store; for stores "
+        "that several processes can share (default: 1)",
     )
     s.set_defaults(handler=_serve)

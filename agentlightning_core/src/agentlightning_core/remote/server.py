@@ -36,9 +36,31 @@ from agentlightning_core.remote._config import (
 from agentlightning_core.store.base import LightningStore
 from agentlightning_core.validation import check_positive_int
 
-__all__ = ["LightningStoreServer", "run_server_until_signal"]
+__all__ = ["LightningStoreServer", "bind_socket", "run_server_processes", "run_server_until_signal"]
 
 logger = logging.getLogger(__name__)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking TCP socket listening on ``host:port`` (0: a free port), or an ``OSError``
+    that says what to do."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(
+        family, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    )  # IPPROTO_TCP: asyncio then sets TCP_NODELAY
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            exc.errno,
+            f"Cannot listen on {host}:{port}: {exc.strerror}. Pick another --port (0 for any free one) "
+            "or stop the process using it.",
+        ) from exc
+    sock.setblocking(False)
+    return sock
 
 
 class LightningStoreServer:
@@ -60,6 +82,7 @@ class LightningStoreServer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         graceful_shutdown_seconds: int = 5,
         log_level: str = "warning",
+        sock: socket.socket | None = None,
     ) -> None:
         port = check_positive_int("LightningStoreServer port", port, minimum=0)
         if port > 65535:
@@ -83,6 +106,9 @@ class LightningStoreServer:
         self.log_level = log_level
         self._uvicorn: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._sock = sock
+        if sock is not None:
+            self.port = sock.getsockname()[1]
 
     @property
     def url(self) -> str:
@@ -94,22 +120,9 @@ class LightningStoreServer:
         return self._task is not None
 
     def _bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(
-            family, socket.SOCK_STREAM, socket.IPPROTO_TCP
-        )  # IPPROTO_TCP: asyncio then sets TCP_NODELAY
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-            sock.listen(2048)
-        except OSError as exc:
-            sock.close()
-            raise OSError(
-                exc.errno,
-                f"Cannot listen on {self.host}:{self.port}: {exc.strerror}. Pick another --port (0 for any free one) "
-                "or stop the process using it.",
-            ) from exc
-        sock.setblocking(False)
+        if self._sock is not None:  # listening already, shared with other server processes
+            return self._sock
+        sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         return sock
 
@@ -228,8 +241,12 @@ def run_server_until_signal(
     *,
     token: str | None = None,
     announce: Callable[[str], None] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Open ``store``, serve it until SIGINT or SIGTERM, then close both (uvloop when installed).
+
+    ``sock``: serve this listening socket (shared with other server processes) instead of
+    binding ``host:port``.
 
     ``announce(url)`` is called once the server answers requests. Meant for a process that
     only serves: it also makes the garbage collector run less often (a store holds many
@@ -241,7 +258,7 @@ def run_server_until_signal(
     gc.set_threshold(50_000, 20, 50)
 
     async def main() -> None:
-        async with store, LightningStoreServer(store, host, port, token=token) as server:
+        async with store, LightningStoreServer(store, host, port, token=token, sock=sock) as server:
             if announce is not None:
                 announce(server.url)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -250,3 +267,87 @@ def run_server_until_signal(
                     return
 
     anyio.run(main, backend="asyncio", backend_options=event_loop_options())
+
+
+def _serve_worker(spec: Any, sock: socket.socket, token: str | None, ready: Any) -> None:
+    """One process of :func:`run_server_processes`: its own store from ``spec``, the shared socket."""
+    from agentlightning_core.plugins import resolve_component
+
+    run_server_until_signal(resolve_component("store", spec), token=token, sock=sock, announce=ready.send)
+
+
+def run_server_processes(
+    spec: Any,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    workers: int,
+    token: str | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> int:
+    """Serve the store of ``spec`` from ``workers`` processes sharing one listening socket
+    (the kernel spreads connections over them) until SIGINT or SIGTERM; returns the exit code.
+
+    Each process builds its own store from ``spec`` (a component spec), so the store must keep
+    its data where processes share it (a database), not in process memory. ``announce(url)``
+    is called once every process answers requests. A process that dies stops the others (exit
+    code 1).
+    """
+    import multiprocessing
+    import multiprocessing.connection
+
+    workers = check_positive_int("workers", workers)
+    sock = bind_socket(host, port)
+    url = base_url(host, sock.getsockname()[1])
+    context = multiprocessing.get_context("spawn")  # no inherited event loop, threads or connections
+    pipes = [context.Pipe(duplex=False) for _ in range(workers)]
+    processes = [
+        context.Process(target=_serve_worker, args=(spec, sock, token, sender), name=f"agl-store-server-{i}")
+        for i, (_, sender) in enumerate(pipes)
+    ]
+    readers: list[Any] = [reader for reader, _ in pipes]
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    code = 0
+    try:
+        for process in processes:
+            process.start()
+        sock.close()  # the processes hold it now
+        for _, sender in pipes:
+            sender.close()
+        sentinels = {process.sentinel: process for process in processes}
+        while True:
+            ended = multiprocessing.connection.wait([*sentinels, *readers])
+            dead = [sentinels[s] for s in ended if s in sentinels]
+            if dead:
+                logger.error(
+                    "Store server process %s exited with code %s; stopping the others",
+                    ", ".join(str(p.pid) for p in dead),
+                    ", ".join(str(p.exitcode) for p in dead),
+                )
+                code = 1
+                break
+            for reader in readers[:]:
+                if reader in ended:
+                    reader.recv()  # that process answers requests
+                    readers.remove(reader)
+            if not readers and announce is not None:
+                announce(url)
+                announce = None
+    except KeyboardInterrupt:
+        logger.info("Stopping %d store server processes", workers)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for process in processes:
+            if process.pid is not None and process.exitcode is None:
+                process.terminate()  # SIGTERM: a graceful stop
+        for process in processes:
+            if process.pid is not None:
+                process.join(timeout=30)
+                if process.exitcode is None:
+                    process.kill()
+                    process.join()
+    return code

@@ -1,0 +1,228 @@
+"""The database schema, its version table, the migrations that reach it, and connecting.
+
+A store lives in one PostgreSQL schema (``agentlightning`` unless told otherwise), so several
+stores can share a database. Its table ``agl_schema_version`` holds the schema version;
+``MIGRATIONS[i]`` upgrades it from version ``i`` to ``i + 1``, so an empty schema runs them
+all. Opening takes an advisory lock, so processes starting together migrate once. Never edit
+a released migration: append one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from agentlightning_postgres.errors import PostgresStoreError
+from agentlightning_postgres.sql import Conn
+
+__all__ = [
+    "DSN_ENV",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "channel",
+    "check_schema_name",
+    "connect",
+    "connection_kwargs",
+    "migrate",
+    "redact",
+]
+
+logger = logging.getLogger(__name__)
+
+DSN_ENV = "AGL_POSTGRES_DSN"
+"""Environment variable read when the store is given no DSN."""
+
+# Rows carry integer keys (rid, aid) so spans reference their rollout and attempt in a few
+# bytes. Queued rollouts are found through rollouts_queue (FIFO by queue_seq, a sequence, so
+# concurrent enqueues never contend), finished ones (and retention) through rollouts_finished.
+# Span bodies are compact (codec.py); the few over ~2 KiB are compressed again by PostgreSQL,
+# with lz4 (faster than its default pglz). Ids and names sort bytewise (COLLATE "C"), as the
+# other stores sort them, whatever the database's locale.
+_V1 = """
+CREATE TABLE agl_schema_version (version integer NOT NULL);
+INSERT INTO agl_schema_version (version) VALUES (0);
+CREATE SEQUENCE queue_seq;
+CREATE SEQUENCE resources_seq;
+
+CREATE TABLE rollouts (
+    rid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    rollout_id text COLLATE "C" NOT NULL UNIQUE,
+    status text NOT NULL,
+    input text NOT NULL,
+    start_time double precision NOT NULL,
+    end_time double precision,
+    mode text,
+    resources_id text,
+    config text NOT NULL,
+    metadata text NOT NULL,
+    queue_seq bigint,
+    attempt_count integer NOT NULL DEFAULT 0,
+    next_span_seq bigint NOT NULL DEFAULT 1,
+    span_count bigint NOT NULL DEFAULT 0,
+    span_bytes bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX rollouts_queue ON rollouts (queue_seq) WHERE queue_seq IS NOT NULL;
+CREATE INDEX rollouts_start_time ON rollouts (start_time);
+CREATE INDEX rollouts_finished ON rollouts (end_time) WHERE status IN ('succeeded', 'failed', 'cancelled');
+
+CREATE TABLE attempts (
+    aid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    rid bigint NOT NULL,
+    attempt_id text COLLATE "C" NOT NULL,
+    sequence_id integer NOT NULL,
+    status text NOT NULL,
+    start_time double precision NOT NULL,
+    end_time double precision,
+    worker_id text,
+    last_heartbeat_time double precision,
+    metadata text NOT NULL,
+    resources_id text,
+    reward double precision
+);
+CREATE UNIQUE INDEX attempts_rollout ON attempts (rid, sequence_id);
+CREATE INDEX attempts_active ON attempts (status) WHERE status IN ('preparing', 'running');
+
+CREATE TABLE span_resources (
+    ref integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    body text NOT NULL UNIQUE
+);
+
+CREATE TABLE spans (
+    rid bigint NOT NULL,
+    aid bigint NOT NULL,
+    sequence_id bigint NOT NULL,
+    span_id text COLLATE "C" NOT NULL,
+    trace_id text COLLATE "C" NOT NULL,
+    parent_id text COLLATE "C",
+    name text COLLATE "C" NOT NULL,
+    start_time double precision,
+    end_time double precision,
+    resource_ref integer,
+    body bytea NOT NULL
+);
+ALTER TABLE spans ALTER COLUMN body SET COMPRESSION lz4;
+CREATE INDEX spans_rollout ON spans (rid, sequence_id);
+CREATE UNIQUE INDEX spans_identity ON spans (aid, span_id);
+
+CREATE TABLE resources (
+    resources_id text COLLATE "C" PRIMARY KEY,
+    create_time double precision NOT NULL,
+    update_time double precision NOT NULL,
+    version integer NOT NULL,
+    latest_seq bigint NOT NULL,
+    body text NOT NULL
+);
+CREATE INDEX resources_latest ON resources (latest_seq);
+
+CREATE TABLE workers (
+    wid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    worker_id text COLLATE "C" NOT NULL UNIQUE,
+    status text NOT NULL,
+    heartbeat_stats text,
+    last_heartbeat_time double precision,
+    last_dequeue_time double precision,
+    last_busy_time double precision,
+    last_idle_time double precision,
+    current_rollout_id text,
+    current_attempt_id text
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1,)
+"""``MIGRATIONS[i]`` takes the schema from version ``i`` to ``i + 1`` (SQL script)."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,57}")
+
+
+def check_schema_name(schema: str) -> str:
+    """A schema name the store can use unquoted: lowercase letters, digits, ``_``; <= 58 chars."""
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(
+            f"schema must be a lowercase PostgreSQL name (letters, digits, _; at most 58 characters), got {schema!r}"
+        )
+    return schema
+
+
+def channel(schema: str) -> str:
+    """The ``LISTEN/NOTIFY`` channel on which the store announces finished rollouts."""
+    return f"agl_{schema}"
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages and logs."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<a DSN that libpq cannot parse>"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+
+def connection_kwargs(dsn: str, schema: str) -> dict[str, str]:
+    """Connection options that make ``schema`` the search path (kept with the DSN's own ``options``)."""
+    try:
+        options = conninfo_to_dict(dsn).get("options") or ""
+    except psycopg.ProgrammingError as exc:
+        raise PostgresStoreError(f"The PostgreSQL DSN {redact(dsn)} is not valid: {exc}") from None
+    return {"options": f"{options} -c search_path={schema}".strip()}
+
+
+async def connect(dsn: str, schema: str, *, timeout: float) -> Conn:
+    """One autocommit connection to the store's database, or :class:`PostgresStoreError` naming the DSN."""
+    options = connection_kwargs(dsn, schema)["options"]
+    try:
+        return await psycopg.AsyncConnection.connect(
+            dsn, autocommit=True, connect_timeout=max(1, round(timeout)), options=options
+        )
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().replace("\n", " ")
+        raise PostgresStoreError(
+            f"Cannot connect to the PostgreSQL store at {redact(dsn)}: {reason}. Check the DSN (argument "
+            f"dsn= or ${DSN_ENV}), that the server runs and that the user may log in."
+        ) from None
+
+
+async def migrate(conn: Conn, schema: str, where: str) -> None:
+    """Create or upgrade the store's tables in ``schema``; refuse foreign or newer ones."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"agentlightning:{schema}",))
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        found = await (
+            await conn.execute("SELECT to_regclass(%s)", (f"{schema}.agl_schema_version",))
+        ).fetchone()
+        if found is None or found[0] is None:
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'S')",
+                    (schema,),
+                )
+            ).fetchone()
+            if row is not None and row[0]:
+                raise PostgresStoreError(
+                    f"The schema {schema!r} of {where} holds {row[0]} tables or sequences of another application "
+                    "(no agl_schema_version table); refusing to touch it. Give another schema= or database."
+                )
+            version = 0
+        else:
+            row = await (await conn.execute(f"SELECT version FROM {schema}.agl_schema_version")).fetchone()
+            version = int(row[0]) if row is not None else 0
+        if version > SCHEMA_VERSION:
+            raise PostgresStoreError(
+                f"The store in schema {schema!r} of {where} has schema version {version}, newer than this "
+                f"agentlightning-postgres supports ({SCHEMA_VERSION}). Upgrade it: pip install -U agentlightning-postgres"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            logger.info(
+                "Migrating the PostgreSQL store in schema %s of %s to version %d", schema, where, target
+            )
+            await conn.execute(f"SET LOCAL search_path TO {schema}")
+            await conn.execute(MIGRATIONS[target - 1])
+        if version < SCHEMA_VERSION:
+            await conn.execute(f"UPDATE {schema}.agl_schema_version SET version = %s", (SCHEMA_VERSION,))

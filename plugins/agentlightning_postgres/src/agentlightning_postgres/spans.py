@@ -1,0 +1,225 @@
+"""SQL of spans (the ``spans`` and ``span_resources`` tables): batched inserts (``COPY``) with
+sequence ids and heartbeats, sequence id allocation, queries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from agentlightning_core import AttemptNotFoundError, Span
+from agentlightning_core.store import policy
+from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
+from agentlightning_core.types import Attempt
+from agentlightning_postgres import attempts, codec, rollouts
+from agentlightning_postgres.codec import SPAN_COLUMNS
+from agentlightning_postgres.sql import Conn, all_rows, limit_clause, one, order_by, where
+
+__all__ = ["ResourceRefs", "add", "allocate_sequence_ids", "query"]
+
+_COPY = (
+    "COPY spans (rid, aid, sequence_id, span_id, trace_id, parent_id, name, start_time, end_time,"
+    " resource_ref, body) FROM STDIN (FORMAT BINARY)"
+)
+_COPY_TYPES = ["int8", "int8", "int8", "text", "text", "text", "text", "float8", "float8", "int4", "bytea"]
+
+
+class ResourceRefs:
+    """The store's cache of span OTel resources (stored once each in ``span_resources``)."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, int] = {}
+        self.bodies: dict[int, dict[str, Any]] = {}
+
+    def clear_refs(self) -> None:
+        """Forget refs of rows that a rollback may have undone (bodies of read rows stay valid)."""
+        self.refs.clear()
+
+    async def ref(self, conn: Conn, resource: dict[str, Any]) -> int:
+        body = codec.dumps(resource)
+        ref = self.refs.get(body)
+        if ref is None:
+            found = await one(
+                conn,
+                "INSERT INTO span_resources (body) VALUES (%s) ON CONFLICT (body) DO NOTHING RETURNING ref",
+                (body,),
+            ) or await one(conn, "SELECT ref FROM span_resources WHERE body = %s", (body,))
+            assert found is not None
+            ref = self.refs[body] = int(found[0])
+        return ref
+
+    async def resolve(self, conn: Conn, refs: set[int]) -> dict[int, dict[str, Any]]:
+        missing = [r for r in refs if r not in self.bodies]
+        if missing:
+            for ref, body in await all_rows(
+                conn, "SELECT ref, body FROM span_resources WHERE ref = ANY(%s)", (missing,)
+            ):
+                self.bodies[ref] = codec.loads(body)
+        return self.bodies
+
+
+async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str, channel: str) -> list[Span]:
+    """Store new spans (duplicates skipped), numbering them; each batch is a heartbeat of its attempt.
+
+    Rollout rows are locked in id order (no deadlock between batches), so the duplicate check
+    and the sequence ids hold across processes.
+    """
+    now = time.time()
+    groups: dict[tuple[str, str], list[Span]] = {}
+    for span in spans:
+        groups.setdefault((span.rollout_id, span.attempt_id), []).append(span)
+    stored: list[Span] = []
+    rows: list[tuple[Any, ...]] = []
+    rollout_totals: dict[int, list[int]] = {}
+    encode_body, next_sequence_id = codec.encode_span_body, policy.next_sequence_id
+    last_resource: dict[str, Any] | None = None
+    last_ref: int | None = None
+    for rollout_id, attempt_id in sorted(groups):
+        group = groups[rollout_id, attempt_id]
+        totals = None
+        rrow = await rollouts.row(conn, rollout_id, where_, ", r.next_span_seq", lock=True)
+        rid = rrow[0]
+        arow = await attempts.row_in(conn, rid, rollout_id, attempt_id)
+        aid, attempt = arow[9], codec.attempt_from_row(arow)
+        seen = {
+            r[0]
+            for r in await all_rows(
+                conn,
+                "SELECT span_id FROM spans WHERE aid = %s AND span_id = ANY(%s)",
+                (aid, [s.span_id for s in group]),
+            )
+        }
+        totals = rollout_totals.get(rid)
+        if totals is None:
+            totals = rollout_totals[rid] = [rrow[10], 0, 0]
+        for span in group:
+            if span.span_id in seen:
+                continue  # a duplicate: stored once only
+            seen.add(span.span_id)
+            seq, totals[0] = next_sequence_id(totals[0], span.sequence_id)
+            if seq != span.sequence_id:  # allocated: on a copy; the caller's span stays as given
+                span = span.with_sequence_id(seq)
+            body = encode_body(span)
+            resource = span.resource
+            if not resource:
+                ref = None
+            elif resource != last_resource:  # spans of a batch mostly share their OTel resource
+                ref = last_ref = await refs.ref(conn, resource)
+                last_resource = resource
+            else:
+                ref = last_ref
+            rows.append(
+                (
+                    rid,
+                    aid,
+                    seq,
+                    span.span_id,
+                    span.trace_id,
+                    span.parent_id,
+                    span.name,
+                    span.start_time,
+                    span.end_time,
+                    ref,
+                    body,
+                )
+            )
+            totals[1] += 1
+            totals[2] += len(body)
+            stored.append(span)
+        await _heartbeat(conn, aid, rid, attempt, now, channel)
+    if rows:
+        async with conn.cursor().copy(_COPY) as copy:
+            copy.set_types(_COPY_TYPES)
+            for r in rows:
+                await copy.write_row(r)
+    for rid, t in rollout_totals.items():
+        await conn.execute(
+            "UPDATE rollouts SET next_span_seq = %s, span_count = span_count + %s, span_bytes = span_bytes + %s"
+            " WHERE rid = %s",
+            (t[0], t[1], t[2], rid),
+        )
+    return stored
+
+
+async def _heartbeat(conn: Conn, aid: int, rid: int, attempt: Attempt, now: float, channel: str) -> None:
+    new_status = policy.attempt_status_after_heartbeat(attempt.status)
+    await conn.execute("UPDATE attempts SET last_heartbeat_time = %s WHERE aid = %s", (now, aid))
+    attempt.last_heartbeat_time = now
+    if new_status is not attempt.status:
+        await attempts.apply_status(conn, aid, rid, attempt, new_status, now, channel)
+
+
+async def allocate_sequence_ids(conn: Conn, pairs: Sequence[tuple[str, str]], where_: str) -> list[int]:
+    """The next span sequence id of each ``(rollout_id, attempt_id)``, in order."""
+    out: list[int] = []
+    for rollout_id, attempt_id in pairs:
+        rid = (await attempts.row(conn, rollout_id, attempt_id, where_))[10]
+        found = await one(
+            conn,
+            "UPDATE rollouts SET next_span_seq = next_span_seq + 1 WHERE rid = %s RETURNING next_span_seq - 1",
+            (rid,),
+        )
+        assert found is not None
+        out.append(int(found[0]))
+    return out
+
+
+async def query(
+    conn: Conn,
+    refs: ResourceRefs,
+    where_: str,
+    rollout_id: str,
+    attempt_id: str | None,
+    fields: dict[str, tuple[str | None, str | None]],
+    filter_logic: FilterLogic,
+    sort_by: str,
+    sort_order: SortOrder,
+    limit: int,
+    offset: int,
+) -> PaginatedResult[Span]:
+    """Spans for the (checked) arguments of ``query_spans``; ``fields`` maps a column to its
+    (exact value, substring) filters, evaluated only on this rollout's rows (``spans_rollout``)."""
+    clauses = ["s.rid = %s"]
+    params: list[Any] = []
+    if attempt_id is None:
+        params.append((await rollouts.row(conn, rollout_id, where_))[0])
+    else:
+        try:
+            arow = await attempts.row(conn, rollout_id, attempt_id, where_)
+        except AttemptNotFoundError:
+            if attempt_id != "latest":
+                raise
+            return PaginatedResult([], 0, limit, offset)
+        params.append(arow[10])
+        clauses.append("s.aid = %s")
+        params.append(arow[9])
+    filters: list[str] = []
+    for column, (exact, part) in fields.items():
+        if exact is not None:
+            filters.append(f"s.{column} = %s")
+            params.append(exact)
+        if part is not None:
+            filters.append(f"strpos(s.{column}, %s) > 0")
+            params.append(part)
+    if filters:
+        clauses.append(where(filters, filter_logic))
+    condition = " AND ".join(clauses)
+    if sort_by == "sequence_id":
+        direction = "DESC" if sort_order == "desc" else "ASC"
+        order = f"ORDER BY s.sequence_id {direction}, s.ctid {direction}"
+    else:
+        order = order_by(f"s.{sort_by}", sort_order, "s.sequence_id, s.ctid")
+    rows = await all_rows(
+        conn,
+        f"SELECT {SPAN_COLUMNS} FROM spans s JOIN rollouts r ON r.rid = s.rid JOIN attempts a ON a.aid = s.aid"
+        f" WHERE {condition} {order}{limit_clause(limit, offset)}",
+        params,
+    )
+    if limit == -1 and offset == 0:
+        total = len(rows)
+    else:
+        counted = await one(conn, f"SELECT count(*) FROM spans s WHERE {condition}", params)
+        total = int(counted[0]) if counted is not None else 0
+    wanted = {r[9] for r in rows if r[9] is not None}
+    bodies = await refs.resolve(conn, wanted) if wanted else refs.bodies
+    return PaginatedResult([codec.span_from_row(r, bodies) for r in rows], total, limit, offset)
