@@ -26,15 +26,16 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias, cast
 from urllib.parse import urlsplit
 
 import attrs
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from agentlightning_core import semconv
 from agentlightning_core.spans import Span
 from agentlightning_core.validation import check_positive_int
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import ReadableSpan
-
     from agentlightning_core.store.base import LightningStore
 
 __all__ = [
@@ -156,7 +157,7 @@ class OtlpExporter:
         self._meter_provider: Any = None
         self._histogram: Any = None
         self._failing = False
-        self._resources: dict[tuple[tuple[str, Any], ...], Resource] = {}
+        self._last_resource: tuple[dict[str, Any] | None, Resource] = (None, Resource({}))
         self._trace_rewards: dict[str, dict[str, Any]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -264,7 +265,6 @@ class OtlpExporter:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-        from opentelemetry.sdk.resources import Resource
 
         exporter = OTLPMetricExporter(
             endpoint=self.metrics_endpoint, headers=self.headers, timeout=self.timeout
@@ -354,15 +354,12 @@ class OtlpExporter:
             self.stats.rewards_recorded += 1
 
     def _resource(self, span: Span) -> Resource:
-        from opentelemetry.sdk.resources import Resource
-
+        # The spans of a batch nearly always share one resource: compare with the last one.
+        if span.resource == self._last_resource[0]:
+            return self._last_resource[1]
         attributes = {"service.name": "agentlightning", **span.resource, **self.resource_attributes}
-        key = tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in attributes.items()))
-        resource = self._resources.get(key)
-        if resource is None:
-            if len(self._resources) > 1024:
-                self._resources.clear()
-            resource = self._resources[key] = Resource(attributes)
+        resource = _Resource(attributes)
+        self._last_resource = (span.resource, resource)
         return resource
 
     def _readable(self, span: Span, reward: Mapping[str, Any] | None) -> ReadableSpan:
@@ -372,6 +369,17 @@ class OtlpExporter:
         if self.openinference:
             extra.update(openinference_attributes(span))
         return to_readable_span(span, self._resource(span), extra)
+
+
+class _Resource(Resource):
+    """A resource that hashes once: OpenTelemetry's encoder hashes it per span (a JSON dump)."""
+
+    def __init__(self, attributes: dict[str, Any]) -> None:
+        super().__init__(attributes)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 def _hex_id(value: str | None, what: str, span: Span) -> int:
@@ -391,10 +399,6 @@ def to_readable_span(
 
     Raises ``ValueError`` when the span's trace or span id is not hexadecimal.
     """
-    from opentelemetry import trace as otel_trace
-    from opentelemetry.sdk.trace import Event, ReadableSpan
-    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
     trace_id = _hex_id(span.trace_id, "trace id", span)
     context = otel_trace.SpanContext(trace_id, _hex_id(span.span_id, "span id", span), is_remote=False)
     parent = (
@@ -433,8 +437,11 @@ def to_readable_span(
         status=status,
         start_time=_ns(span.start_time),
         end_time=_ns(span.end_time),
-        instrumentation_scope=InstrumentationScope("agentlightning"),
+        instrumentation_scope=_SCOPE,
     )
+
+
+_SCOPE = InstrumentationScope("agentlightning")
 
 
 def _ns(seconds: float | None) -> int | None:
