@@ -67,6 +67,22 @@ def store_from_args(args: argparse.Namespace) -> Any:
     return resolve_component("store", store_spec_from_args(args))
 
 
+def parse_otlp_option(text: str | None) -> Any:
+    """The ``otlp=`` option of ``--otlp``: a JSON object when it starts with ``{``, else a URL."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"--otlp {text!r} starts with '{{' but is not valid JSON: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise ValueError(f"--otlp {text!r} must be one JSON object")
+    return spec
+
+
 def _serve(args: argparse.Namespace) -> int:
     from agentlightning_core.remote.server import run_server_processes, run_server_until_signal
     from agentlightning_core.store.memory import InMemoryLightningStore
@@ -86,6 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
             args.port,
             workers=args.workers,
             token=args.token,
+            otlp=parse_otlp_option(args.otlp),
             announce=lambda url: print(
                 f"Serving the {args.store} store on {url} from {args.workers} processes (Ctrl-C to stop)",
                 flush=True,
@@ -96,6 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         token=args.token,
+        otlp=parse_otlp_option(args.otlp),
         announce=lambda url: print(f"Serving the {args.store} store on {url} (Ctrl-C to stop)", flush=True),
     )
     return 0
@@ -127,5 +145,11 @@ def add_parser(sub: Any) -> None:
         metavar="N",
         help="server processes sharing the port, each with its own connection to the store; for stores "
         "that several processes can share (default: 1)",
+    )
+    s.add_argument(
+        "--otlp",
+        metavar="URL_OR_JSON",
+        help="also forward every stored span to this OTLP/HTTP endpoint (a URL, or a JSON object of "
+        'OtlpExporter options like \'{"endpoint": URL, "headers": {...}, "metrics": false}\'; see docs/otlp.md)',
     )
     s.set_defaults(handler=_serve)

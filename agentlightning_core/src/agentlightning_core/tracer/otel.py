@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from agentlightning_core import semconv
+from agentlightning_core.otlp_export import OtlpSpec, otlp_exporter
 from agentlightning_core.spans import Span
 from agentlightning_core.tracer.base import SpanHandle, Tracer, use_tracer
 from agentlightning_core.tracer.processor import LightningSpanProcessor, ProcessorStats, TraceBuffer
@@ -69,6 +70,9 @@ class OtelTracer(Tracer):
     :param timeout: seconds allowed for each store call and for the flush at the end of a trace.
     :param raise_on_export_error: raise ``StoreUnavailableError`` when a trace context closes
         with spans that could not be stored (otherwise only logged and counted in ``stats``).
+    :param otlp: also forward each trace's spans, when its context closes, to an OTLP/HTTP
+        endpoint: a URL, a dict of :class:`~agentlightning_core.otlp_export.OtlpExporter`
+        arguments, an exporter, or True for the ``OTEL_EXPORTER_OTLP_*`` variables (docs/otlp.md).
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class OtelTracer(Tracer):
         timeout: float = 30.0,
         raise_on_export_error: bool = True,
         resource_attributes: Mapping[str, Any] | None = None,
+        otlp: OtlpSpec = None,
     ) -> None:
         self.instrument_openai = instrument_openai
         self.set_global_provider = set_global_provider
@@ -101,6 +106,7 @@ class OtelTracer(Tracer):
         self._loop_thread: _LoopThread | None = None
         self._lock = threading.Lock()
         self._last_trace: list[Span] = []
+        self.otlp = otlp_exporter(otlp)
 
     @property
     def stats(self) -> ProcessorStats:
@@ -131,6 +137,8 @@ class OtelTracer(Tracer):
         if loop_thread is not None:
             loop_thread.stop()
         self.store = None
+        if self.otlp is not None:
+            self.otlp.flush(self.otlp.timeout)
 
     def teardown(self) -> None:
         self.teardown_worker(self.worker_id or "")
@@ -142,6 +150,8 @@ class OtelTracer(Tracer):
                 self._instrumented = False
             self._initialized = False
         self.provider.shutdown()
+        if self.otlp is not None:
+            self.otlp.close()
 
     # --- tracing -------------------------------------------------------------------------
 
@@ -272,6 +282,8 @@ class _OtelTraceContext:
     def _done(self, spans: list[Span]) -> None:
         self.spans = spans
         self._tracer._last_trace = spans
+        if self._tracer.otlp is not None:
+            self._tracer.otlp.submit(spans)
 
     # --- sync ----------------------------------------------------------------------------
 
