@@ -76,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         token=args.token,
+        metrics=args.metrics,
         announce=lambda url: print(f"Serving the {args.store} store on {url} (Ctrl-C to stop)", flush=True),
     )
     return 0
@@ -99,5 +100,11 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--token",
         help=f"bearer token clients must send (default: ${TOKEN_ENV}; none when unset)",
+    )
+    s.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="do not serve Prometheus metrics at /metrics (served by default with prometheus-client installed)",
     )
     s.set_defaults(handler=_serve)

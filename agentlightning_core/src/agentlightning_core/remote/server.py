@@ -48,6 +48,7 @@ class LightningStoreServer:
         reads ``AGL_SERVER_TOKEN`` and, when that is unset too, serves without one.
     :param max_body_bytes: larger request bodies get 413.
     :param graceful_shutdown_seconds: how long in-flight requests may finish on close.
+    :param metrics: serve Prometheus metrics at ``GET /metrics`` (with prometheus-client installed).
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class LightningStoreServer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         graceful_shutdown_seconds: int = 5,
         log_level: str = "warning",
+        metrics: bool = True,
     ) -> None:
         port = check_positive_int("LightningStoreServer port", port, minimum=0)
         if port > 65535:
@@ -78,7 +80,7 @@ class LightningStoreServer:
         self.host = host
         self.port = port
         self.token = token
-        self.app = StoreApp(store, token=token, max_body_bytes=max_body_bytes)
+        self.app = StoreApp(store, token=token, max_body_bytes=max_body_bytes, metrics=metrics)
         self.graceful_shutdown_seconds = graceful_shutdown_seconds
         self.log_level = log_level
         self._uvicorn: Any = None
@@ -228,6 +230,7 @@ def run_server_until_signal(
     *,
     token: str | None = None,
     announce: Callable[[str], None] | None = None,
+    metrics: bool = True,
 ) -> None:
     """Open ``store``, serve it until SIGINT or SIGTERM, then close both (uvloop when installed).
 
@@ -241,7 +244,7 @@ def run_server_until_signal(
     gc.set_threshold(50_000, 20, 50)
 
     async def main() -> None:
-        async with store, LightningStoreServer(store, host, port, token=token) as server:
+        async with store, LightningStoreServer(store, host, port, token=token, metrics=metrics) as server:
             if announce is not None:
                 announce(server.url)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
