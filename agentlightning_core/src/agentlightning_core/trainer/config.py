@@ -83,6 +83,8 @@ _TRAINER_TYPES: dict[str, tuple[type, ...]] = {
 
 _RESOURCE_TYPES = ("llm", "proxy_llm", "prompt_template")
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET = re.compile(r"key|token|secret|password|passwd|credential|auth", re.IGNORECASE)
+"""Values under such keys, or read from such environment variables, print as ``***``."""
 _TYPE_NAMES = {str: "a string", dict: "a table", int: "an integer", bool: "true or false", list: "a list"}
 
 
@@ -103,6 +105,8 @@ class _Source:
         if key[:1] and any(key[: len(o)] == o for o in self.overridden):
             return f"--set {dotted}"
         name = str(self.path) if self.path is not None else "<config dict>"
+        if not key:
+            return name
         for n in range(len(key), 0, -1):
             line = self.lines.get(key[:n])
             if line is not None:
@@ -234,7 +238,8 @@ def _interpolate(value: Any, key: Key, source: _Source, secret: set[Key]) -> Any
             if match.group(0) == "$$":
                 return "$"
             name, default = match.group(1), match.group(2)
-            secret.add(key)
+            if _SECRET.search(name):
+                secret.add(key)
             found = os.environ.get(name)
             if found is None:
                 if default is None:
@@ -328,7 +333,9 @@ def _name(obj: Any) -> str | None:
 
 
 def _masked(value: Any, key: Key, secret: frozenset[Key]) -> Any:
-    if key in secret:
+    if key in secret or (
+        key and isinstance(key[-1], str) and _SECRET.search(key[-1]) and isinstance(value, str)
+    ):
         return "***"
     if isinstance(value, dict):
         return {k: _masked(v, (*key, k), secret) for k, v in value.items()}
@@ -581,7 +588,12 @@ def _dataset(spec: Any, key: Key, source: _Source) -> Sequence[Any]:
         return _read_dataset(path, suffix, key, source)
     obj = _imported(spec, key, source, 'the dataset (a .jsonl/.json/.csv file or "module:attr")')
     if callable(obj):
-        obj = obj()
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise source.error(
+                key, f"calling {spec!r}: {exc}; give its arguments as {{call = {spec!r}, ...}}"
+            ) from exc
     return _sequence(obj, key, source, spec)
 
 
