@@ -499,8 +499,7 @@ def test_mistakes_in_overrides_name_the_override(folder: tuple[Path, str]) -> No
         load_config(file, ["trainer.n_runners.x=1"])
 
 
-def test_dict_configs_name_the_key(folder: tuple[Path, str]) -> None:
-    _, module = folder
+def test_dict_configs_name_the_key() -> None:
     with pytest.raises(ConfigError, match=r"<config dict>: trainer.store: Unknown store 'nope'"):
         Trainer.from_config({"trainer": {"store": "nope"}})
 

@@ -75,7 +75,8 @@ LATENCY_BUCKETS = (
     2.5,
     10.0,
 )
-REWARD_BUCKETS = (-1.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 10.0)
+# No negative bound: prometheus-client then drops a histogram's _sum, which mean rewards need.
+REWARD_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 10.0)
 _ACTIVE = (RolloutStatus.QUEUING, RolloutStatus.REQUEUING, RolloutStatus.PREPARING, RolloutStatus.RUNNING)
 _FINISHED = tuple(sorted(TERMINAL_ROLLOUT_STATUSES))
 _PAGE = 256
@@ -409,7 +410,9 @@ def _timed(name: str) -> Callable[..., Awaitable[Any]]:
         return result
 
     method.__name__ = method.__qualname__ = name
-    method.__doc__ = getattr(LightningStore, name).__doc__
+    declared = getattr(LightningStore, name)
+    method.__doc__ = declared.__doc__
+    method.__signature__ = inspect.signature(declared)  # type: ignore[attr-defined]
     return method
 
 
