@@ -72,7 +72,9 @@ class ScrapingAlgorithm(FastAlgorithm):
         self.token = token
         self.scraped = ""
 
-    async def run(self, train_dataset: Sequence[Any] | None = None, val_dataset: Sequence[Any] | None = None) -> None:
+    async def run(
+        self, train_dataset: Sequence[Any] | None = None, val_dataset: Sequence[Any] | None = None
+    ) -> None:
         await super().run(train_dataset, val_dataset)
         self.scraped = await anyio.to_thread.run_sync(scrape, self.url(), self.token)
 
@@ -120,8 +122,14 @@ def test_store_server_metrics_during_a_client_server_run(monkeypatch: pytest.Mon
     assert value(samples, "agl_runner_heartbeats_total", kind="worker") >= 2
     assert total(samples, "agl_workers") >= 2
     assert len([1 for n, _ in samples if n == "agl_worker_heartbeat_age_seconds"]) >= 2
-    buckets = [v for (n, ls), v in samples.items() if n == "agl_store_operation_seconds_bucket" and ("operation", "update_attempt") in ls]
-    assert buckets == sorted(buckets) and buckets[-1] == total(samples, "agl_store_operation_seconds_count", operation="update_attempt")
+    buckets = [
+        v
+        for (n, ls), v in samples.items()
+        if n == "agl_store_operation_seconds_bucket" and ("operation", "update_attempt") in ls
+    ]
+    assert buckets == sorted(buckets) and buckets[-1] == total(
+        samples, "agl_store_operation_seconds_count", operation="update_attempt"
+    )
     check_no_ids_as_labels(samples)
 
 
@@ -166,11 +174,17 @@ def test_agl_train_style_metrics_of_a_shared_memory_run() -> None:
     check_no_ids_as_labels(samples)
 
 
-def test_agl_train_metrics_port(tmp_path: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+def test_agl_train_metrics_port(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     module = tmp_path / "metrics_cfg_agent.py"
-    module.write_text("from agentlightning_core import rollout\n\n@rollout\ndef agent(task):\n    return 1.0\n")
+    module.write_text(
+        "from agentlightning_core import rollout\n\n@rollout\ndef agent(task):\n    return 1.0\n"
+    )
     config = tmp_path / "run.toml"
-    config.write_text('agent = "metrics_cfg_agent:agent"\ntrain_dataset = [1, 2]\ncommand = "dev"\n[trainer]\nprogress = false\n')
+    config.write_text(
+        'agent = "metrics_cfg_agent:agent"\ntrain_dataset = [1, 2]\ncommand = "dev"\n[trainer]\nprogress = false\n'
+    )
     caplog.set_level("INFO", logger="agentlightning_core.metrics")
     assert main(["train", str(config), "--metrics-port", "0"]) == 0
     assert "Serving metrics on http://127.0.0.1:" in caplog.text
@@ -188,7 +202,9 @@ async def test_token_methods_and_metrics_off() -> None:
         assert denied.value.code == 401
         text = await anyio.to_thread.run_sync(scrape, url, "tok")
         assert value(parse(text), "agl_rollouts", status="queuing") == 0
-        request = urllib.request.Request(url, method="POST", data=b"", headers={"Authorization": "Bearer tok"})
+        request = urllib.request.Request(
+            url, method="POST", data=b"", headers={"Authorization": "Bearer tok"}
+        )
         with pytest.raises(urllib.error.HTTPError) as post:
             await anyio.to_thread.run_sync(urllib.request.urlopen, request)
         assert post.value.code == 405
@@ -216,10 +232,20 @@ async def test_errors_spans_heartbeats_and_bounded_labels(monkeypatch: pytest.Mo
             assert attempted is not None and attempted.rollout_id == rollout_.rollout_id
             await store.update_worker(f"w{version}")
             await store.update_attempt(attempted.rollout_id, attempted.attempt_id, last_heartbeat_time=1.0)
-            await store.update_attempt(attempted.rollout_id, attempted.attempt_id, status="succeeded", reward=version / 4)
+            await store.update_attempt(
+                attempted.rollout_id, attempted.attempt_id, status="succeeded", reward=version / 4
+            )
             await metrics.refresh(inner)
         samples = parse(metrics.render().decode())
-    assert value(samples, "agl_store_operation_errors_total", operation="get_rollout_by_id", error="RolloutNotFoundError") == 1
+    assert (
+        value(
+            samples,
+            "agl_store_operation_errors_total",
+            operation="get_rollout_by_id",
+            error="RolloutNotFoundError",
+        )
+        == 1
+    )
     assert value(samples, "agl_runner_heartbeats_total", kind="worker") == 4
     assert value(samples, "agl_runner_heartbeats_total", kind="attempt") == 1 * 4
     versions = {dict(ls)["resources_id"] for n, ls in samples if n == "agl_rollout_reward_count"}
