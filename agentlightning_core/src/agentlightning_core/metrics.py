@@ -156,14 +156,12 @@ class StoreMetrics:
         self._workers: set[str] = set()
         self._watermark = self.created
         self._at_watermark: set[str] = set()
-        self._refresh_lock: asyncio.Lock | None = None
+        self._refresh_lock = anyio.Lock()
 
     # --- scrape time ------------------------------------------------------------------------
 
     async def refresh(self, store: LightningStore) -> None:
         """Read the store's state into the gauges and count rollouts finished since the last refresh."""
-        if self._refresh_lock is None:
-            self._refresh_lock = asyncio.Lock()
         async with self._refresh_lock:
             started = time.perf_counter()
             stats = await store.statistics()
