@@ -158,7 +158,7 @@ def over_http(n: int, repeats: int = 2) -> None:
             process, url = _serve(metrics)
             try:
                 figures = anyio.run(
-                    _http_run, url, n, backend="asyncio", backend_options=event_loop_options()
+                    _http_run, url, n, process.pid, backend="asyncio", backend_options=event_loop_options()
                 )
             finally:
                 process.terminate()
