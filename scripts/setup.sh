@@ -37,10 +37,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
-echo "setup: installing into .venv (editable): agentlightning_core[openai,server,client,jinja] ${dists[*]}" \
+echo "setup: installing into .venv (editable): agentlightning_core[openai,server,client,jinja,metrics,yaml] ${dists[*]}" \
   "and the development tools of requirements-dev.txt; the first run takes a minute or two"
 python -m pip install -q --upgrade pip
-args=(-e "agentlightning_core[openai,server,client,jinja]")
+args=(-e "agentlightning_core[openai,server,client,jinja,metrics,yaml]")
 for dist in "${dists[@]}"; do args+=(-e "$dist"); done
 python -m pip install -q "${args[@]}" -r requirements-dev.txt
 # The embedded-model tests run on the 0.5B catalogue model (a no-op when already installed).

@@ -141,3 +141,13 @@ def grade(reply: str, answer: str) -> float:
     """1.0 when the reply names exactly one room and it is ``answer``; else 0.0."""
     named = {m.lower() for m in _NAMES.findall(reply or "")}
     return 1.0 if named == {answer.lower()} else 0.0
+
+
+def train_tasks(seed: int = 0) -> list[dict[str, Any]]:
+    """The training requests of :func:`split_tasks` (for ``room_selector.toml``)."""
+    return split_tasks(seed)[0]
+
+
+def val_tasks(seed: int = 0) -> list[dict[str, Any]]:
+    """The validation requests of :func:`split_tasks` (for ``room_selector.toml``)."""
+    return split_tasks(seed)[1]

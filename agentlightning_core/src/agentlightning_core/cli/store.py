@@ -103,6 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             token=args.token,
             otlp=parse_otlp_option(args.otlp),
+            metrics=args.metrics,
             announce=lambda url: print(
                 f"Serving the {args.store} store on {url} from {args.workers} processes (Ctrl-C to stop)",
                 flush=True,
@@ -114,6 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.port,
         token=args.token,
         otlp=parse_otlp_option(args.otlp),
+        metrics=args.metrics,
         announce=lambda url: print(f"Serving the {args.store} store on {url} (Ctrl-C to stop)", flush=True),
     )
     return 0
@@ -151,5 +153,11 @@ def add_parser(sub: Any) -> None:
         metavar="URL_OR_JSON",
         help="also forward every stored span to this OTLP/HTTP endpoint (a URL, or a JSON object of "
         'OtlpExporter options like \'{"endpoint": URL, "headers": {...}, "metrics": false}\'; see docs/otlp.md)',
+    )
+    s.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="do not serve Prometheus metrics at /metrics (served by default with prometheus-client installed)",
     )
     s.set_defaults(handler=_serve)

@@ -5,6 +5,8 @@ Routes:
 - ``POST /v1/store/<method>``: every store method (see :mod:`~agentlightning_core.remote._protocol`);
 - ``POST /v1/traces``: OTLP/HTTP trace export (protobuf, optionally gzip);
 - ``GET /openapi.json``: the OpenAPI 3.1 description;
+- ``GET /metrics``: Prometheus metrics of the store (with ``prometheus-client`` installed; see
+  :mod:`agentlightning_core.metrics`);
 - ``GET /health``: ``{"status": "ok"}``, answered without a token so probes need no secret.
 
 With a token, every other route needs ``Authorization: Bearer <token>`` (401 otherwise).
@@ -76,8 +78,12 @@ class StoreApp:
         token: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         idempotency: IdempotencyCache | None = None,
+        metrics: bool = True,
     ) -> None:
         check_positive_int("StoreApp max_body_bytes", max_body_bytes)
+        self.metrics_endpoint: Any = None
+        if metrics:
+            self.metrics_endpoint, store = _with_metrics(store)
         self.store = store
         self.max_body_bytes = max_body_bytes
         self.idempotency = idempotency if idempotency is not None else IdempotencyCache()
@@ -121,6 +127,11 @@ class StoreApp:
                     answer = await self._otlp(headers, receive)
                     if answer.status == 200:
                         content_type = _PROTOBUF
+                elif path == "/metrics":
+                    if self.metrics_endpoint is None:
+                        raise _HTTPError(404, "RouteNotFound", _NO_METRICS)
+                    await self.metrics_endpoint(scope, receive, send)
+                    return
                 elif path == "/openapi.json":
                     _require_method(method, ("GET", "HEAD"), path)
                     answer = Answer(200, self._openapi_bytes())
@@ -268,6 +279,27 @@ class StoreApp:
 
             self._openapi = dumps(openapi_document(bearer=self._auth is not None))
         return self._openapi
+
+
+_NO_METRICS = (
+    "This store server has no /metrics: it was started with metrics off, or prometheus-client is not "
+    "installed (pip install 'agentlightning-core[metrics]')"
+)
+
+
+def _with_metrics(store: LightningStore) -> tuple[Any, LightningStore]:
+    """The ``/metrics`` handler and the instrumented store (reusing the metrics of a store that
+    already is instrumented); ``(None, store)`` without prometheus-client."""
+    from agentlightning_core.metrics import MetricsEndpoint, instrument_store, instrumented_metrics
+
+    try:
+        served = instrument_store(store)
+    except ImportError as exc:
+        logger.debug("No /metrics: %s", exc)
+        return None, store
+    metrics, inner = instrumented_metrics(served) or (None, store)
+    assert metrics is not None
+    return MetricsEndpoint(metrics.registry, lambda: metrics.refresh(inner)), served
 
 
 def _models() -> dict[str, Any]:

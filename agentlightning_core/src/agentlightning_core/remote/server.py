@@ -74,6 +74,7 @@ class LightningStoreServer:
     :param otlp: also forward every span the store accepts (from any route) to an OTLP/HTTP
         endpoint: a URL, a dict of :class:`~agentlightning_core.otlp_export.OtlpExporter`
         arguments, an exporter, or True for the ``OTEL_EXPORTER_OTLP_*`` variables (docs/otlp.md).
+    :param metrics: serve Prometheus metrics at ``GET /metrics`` (with prometheus-client installed).
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class LightningStoreServer:
         log_level: str = "warning",
         sock: socket.socket | None = None,
         otlp: OtlpSpec = None,
+        metrics: bool = True,
     ) -> None:
         port = check_positive_int("LightningStoreServer port", port, minimum=0)
         if port > 65535:
@@ -108,7 +110,7 @@ class LightningStoreServer:
         self.token = token
         self.otlp = otlp_exporter(otlp)
         served = store if self.otlp is None else forwarding_store(store, self.otlp)
-        self.app = StoreApp(served, token=token, max_body_bytes=max_body_bytes)
+        self.app = StoreApp(served, token=token, max_body_bytes=max_body_bytes, metrics=metrics)
         self.graceful_shutdown_seconds = graceful_shutdown_seconds
         self.log_level = log_level
         self._uvicorn: Any = None
@@ -252,6 +254,7 @@ def run_server_until_signal(
     announce: Callable[[str], None] | None = None,
     sock: socket.socket | None = None,
     otlp: OtlpSpec = None,
+    metrics: bool = True,
 ) -> None:
     """Open ``store``, serve it until SIGINT or SIGTERM, then close both (uvloop when installed).
 
@@ -270,7 +273,9 @@ def run_server_until_signal(
     async def main() -> None:
         async with (
             store,
-            LightningStoreServer(store, host, port, token=token, sock=sock, otlp=otlp) as server,
+            LightningStoreServer(
+                store, host, port, token=token, sock=sock, otlp=otlp, metrics=metrics
+            ) as server,
         ):
             if announce is not None:
                 announce(server.url)
@@ -282,12 +287,19 @@ def run_server_until_signal(
     anyio.run(main, backend="asyncio", backend_options=event_loop_options())
 
 
-def _serve_worker(spec: Any, sock: socket.socket, token: str | None, otlp: OtlpSpec, ready: Any) -> None:
+def _serve_worker(
+    spec: Any, sock: socket.socket, token: str | None, otlp: OtlpSpec, metrics: bool, ready: Any
+) -> None:
     """One process of :func:`run_server_processes`: its own store from ``spec``, the shared socket."""
     from agentlightning_core.plugins import resolve_component
 
     run_server_until_signal(
-        resolve_component("store", spec), token=token, sock=sock, otlp=otlp, announce=ready.send
+        resolve_component("store", spec),
+        token=token,
+        sock=sock,
+        otlp=otlp,
+        metrics=metrics,
+        announce=ready.send,
     )
 
 
@@ -300,6 +312,7 @@ def run_server_processes(
     token: str | None = None,
     announce: Callable[[str], None] | None = None,
     otlp: OtlpSpec = None,
+    metrics: bool = True,
 ) -> int:
     """Serve the store of ``spec`` from ``workers`` processes sharing one listening socket
     (the kernel spreads connections over them) until SIGINT or SIGTERM; returns the exit code.
@@ -319,7 +332,9 @@ def run_server_processes(
     pipes = [context.Pipe(duplex=False) for _ in range(workers)]
     processes = [
         context.Process(
-            target=_serve_worker, args=(spec, sock, token, otlp, sender), name=f"agl-store-server-{i}"
+            target=_serve_worker,
+            args=(spec, sock, token, otlp, metrics, sender),
+            name=f"agl-store-server-{i}",
         )
         for i, (_, sender) in enumerate(pipes)
     ]

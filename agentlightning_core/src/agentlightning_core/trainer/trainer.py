@@ -8,6 +8,7 @@ registered name (``"sqlite"``), a dict ``{"type": name, **kwargs}`` or ``"pkg.mo
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -150,6 +151,16 @@ class Trainer:
                     f"hooks must be Hook instances (subclass agentlightning_core.Hook), got {hook!r}"
                 )
         self.progress = progress
+
+    @classmethod
+    def from_config(
+        cls, config: str | os.PathLike[str] | Mapping[str, Any], overrides: Sequence[str] = ()
+    ) -> Trainer:
+        """A trainer of the ``[trainer]`` table of a TOML/YAML file or dict (see
+        :mod:`agentlightning_core.trainer.config`); ``overrides`` are ``"key=value"`` strings."""
+        from agentlightning_core.trainer.config import load_config
+
+        return load_config(config, overrides).build_trainer()
 
     # --- public doors -----------------------------------------------------------------
 
