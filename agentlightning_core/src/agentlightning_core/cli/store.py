@@ -71,12 +71,18 @@ def _serve(args: argparse.Namespace) -> int:
     from agentlightning_core.remote.server import run_server_until_signal
 
     store = store_from_args(args)
+    pages = None
+    if not args.no_dashboard:
+        from agentlightning_core.dashboard import DashboardApp
+
+        pages = DashboardApp
     run_server_until_signal(
         store,
         args.host,
         args.port,
         token=args.token,
         announce=lambda url: print(f"Serving the {args.store} store on {url} (Ctrl-C to stop)", flush=True),
+        pages=pages,
     )
     return 0
 
@@ -99,5 +105,8 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--token",
         help=f"bearer token clients must send (default: ${TOKEN_ENV}; none when unset)",
+    )
+    s.add_argument(
+        "--no-dashboard", action="store_true", help="do not serve the read-only dashboard at / (docs/dashboard.md)"
     )
     s.set_defaults(handler=_serve)

@@ -23,7 +23,7 @@ from typing import Any, Self
 
 import anyio
 
-from agentlightning_core.remote._app import DEFAULT_MAX_BODY_BYTES, StoreApp
+from agentlightning_core.remote._app import DEFAULT_MAX_BODY_BYTES, PagesFactory, StoreApp
 from agentlightning_core.remote._config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -48,6 +48,8 @@ class LightningStoreServer:
         reads ``AGL_SERVER_TOKEN`` and, when that is unset too, serves without one.
     :param max_body_bytes: larger request bodies get 413.
     :param graceful_shutdown_seconds: how long in-flight requests may finish on close.
+    :param pages: builds read-only pages served beside the API (``agl store serve`` passes
+        the dashboard, :class:`agentlightning_core.dashboard.DashboardApp`).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class LightningStoreServer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         graceful_shutdown_seconds: int = 5,
         log_level: str = "warning",
+        pages: PagesFactory | None = None,
     ) -> None:
         port = check_positive_int("LightningStoreServer port", port, minimum=0)
         if port > 65535:
@@ -78,7 +81,7 @@ class LightningStoreServer:
         self.host = host
         self.port = port
         self.token = token
-        self.app = StoreApp(store, token=token, max_body_bytes=max_body_bytes)
+        self.app: Any = StoreApp(store, token=token, max_body_bytes=max_body_bytes, pages=pages)
         self.graceful_shutdown_seconds = graceful_shutdown_seconds
         self.log_level = log_level
         self._uvicorn: Any = None
@@ -228,10 +231,12 @@ def run_server_until_signal(
     *,
     token: str | None = None,
     announce: Callable[[str], None] | None = None,
+    pages: PagesFactory | None = None,
 ) -> None:
     """Open ``store``, serve it until SIGINT or SIGTERM, then close both (uvloop when installed).
 
-    ``announce(url)`` is called once the server answers requests. Meant for a process that
+    ``announce(url)`` is called once the server answers requests; ``pages`` as for
+    :class:`LightningStoreServer`. Meant for a process that
     only serves: it also makes the garbage collector run less often (a store holds many
     long-lived objects that every full collection would walk again), which measured about
     20% more spans/s on large span batches.
@@ -241,7 +246,7 @@ def run_server_until_signal(
     gc.set_threshold(50_000, 20, 50)
 
     async def main() -> None:
-        async with store, LightningStoreServer(store, host, port, token=token) as server:
+        async with store, LightningStoreServer(store, host, port, token=token, pages=pages) as server:
             if announce is not None:
                 announce(server.url)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
