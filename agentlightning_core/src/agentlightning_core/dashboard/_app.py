@@ -56,6 +56,7 @@ class DashboardApp:
         self.token = token or None
         self.index = RewardIndex(store)
         self._env: Any = None
+        self._messages: Any = None  # one TraceToMessages for all pages: it logs a kind of drop once
 
     @staticmethod
     def handles(path: str) -> bool:
@@ -185,6 +186,7 @@ class DashboardApp:
             "by_step": by_step,
             "chart": line_chart(by_step),
             "latest": latest,
+            "index": self.index,
             "now": time.time(),
         }
 
@@ -197,7 +199,8 @@ class DashboardApp:
             reward_min=_number(query, "reward_min", float),
             reward_max=_number(query, "reward_max", float),
         )
-        page = _number(query, "page", int) or 1
+        page = _number(query, "page", int)
+        page = 1 if page is None else page
         if page < 1:
             raise _PageError(400, f"page={page} is not a page number; pages start at 1")
         rows, total = await self.index.rollouts(flt, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
@@ -237,8 +240,9 @@ class DashboardApp:
             )
         spans = list(await self.store.query_spans(rollout_id, chosen)) if chosen is not None else []
         tree = TraceTree.from_spans(spans) if spans else None
-        adapter = TraceToMessages(on_bad_data="drop")
-        conversations = adapter.adapt(spans) if spans else []
+        if self._messages is None:
+            self._messages = TraceToMessages(on_bad_data="drop")
+        conversations = self._messages.adapt(spans) if spans else []
         attempt = next((a for a in attempts if a.attempt_id == chosen), None)
         reward = attempt.reward if attempt is not None and attempt.reward is not None else find_final_reward(spans)
         return self._render(
@@ -266,6 +270,7 @@ class DashboardApp:
             title="Resources",
             versions=versions,
             rewards=rewards,
+            index=self.index,
             chart=bar_chart(points, labels),
         )
 

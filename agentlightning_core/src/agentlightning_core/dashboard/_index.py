@@ -15,7 +15,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -141,53 +141,71 @@ class RewardPoint:
 class RewardIndex:
     """Finished rollouts with their final reward, refreshed incrementally from ``store``.
 
-    :param min_refresh_seconds: a refresh within this many seconds of the last one reuses it,
-        so a burst of page loads reads the store once.
+    :param min_refresh_seconds: once caught up, a refresh within this many seconds of the
+        last one reuses it, so a burst of page loads reads the store once.
+    :param budget_seconds: most time one refresh spends reading (None: no limit); a large
+        store is then read over several page loads, which show how far it got, so no page
+        waits for the whole store.
     """
 
-    def __init__(self, store: LightningStore, *, min_refresh_seconds: float = 1.0) -> None:
+    def __init__(
+        self, store: LightningStore, *, min_refresh_seconds: float = 1.0, budget_seconds: float | None = 0.2
+    ) -> None:
         self.store = store
         self.min_refresh_seconds = min_refresh_seconds
+        self.budget_seconds = budget_seconds
+        self.finished_total = 0
+        """Finished rollouts in the store at the last refresh."""
         self._rows: dict[str, RolloutRow] = {}
         self._seen = 0  # finished rollouts read so far, in end-time order
         self._refreshed = -math.inf
         self._lock = anyio.Lock()
 
     @property
-    def rows(self) -> Iterable[RolloutRow]:
-        return self._rows.values()
+    def read(self) -> int:
+        """Finished rollouts read so far (``finished_total`` once caught up)."""
+        return min(self._seen, self.finished_total)
+
+    @property
+    def complete(self) -> bool:
+        return self._seen >= self.finished_total
 
     def get(self, rollout_id: str) -> RolloutRow | None:
         return self._rows.get(rollout_id)
 
     async def refresh(self, *, force: bool = False) -> None:
-        """Read the rollouts that finished since the last refresh (all of them the first time)."""
+        """Read the rollouts that finished since the last refresh (within the time budget)."""
         async with self._lock:
-            if not force and time.monotonic() - self._refreshed < self.min_refresh_seconds:
+            now = time.monotonic()
+            if not force and self.complete and now - self._refreshed < self.min_refresh_seconds:
                 return
-            offset = max(0, self._seen - _OVERLAP)
-            while True:
+            deadline = math.inf if self.budget_seconds is None else now + self.budget_seconds
+            offset = max(0, self._seen - _OVERLAP) if self.complete else self._seen
+            while True:  # one query at least: it tells how many rollouts finished
                 page = await self.store.query_rollouts(
                     status_in=list(TERMINAL), sort_by="end_time", limit=_CHUNK, offset=offset
                 )
-                if page.total < self._seen - _OVERLAP:  # rollouts left the finished set: start over
-                    logger.info("Finished rollouts went from %d to %d: rebuilding the index", self._seen, page.total)
+                self.finished_total = page.total
+                if page.total < offset:  # rollouts left the finished set (requeued): start over
+                    logger.info("Finished rollouts went from %d to %d: rereading them", self._seen, page.total)
                     self._rows.clear()
                     self._seen = offset = 0
                     continue
                 for rollout in page.items:
+                    if time.monotonic() >= deadline:
+                        break
                     known = self._rows.get(rollout.rollout_id)
-                    if known is not None and known.end_time == rollout.end_time and known.status == rollout.status:
-                        continue
-                    attempt = await self.store.get_latest_attempt(rollout.rollout_id)
-                    reward = attempt.reward if attempt is not None else None
-                    self._rows[rollout.rollout_id] = RolloutRow.of(
-                        rollout, reward, attempt.resources_id if attempt is not None else None
-                    )
-                offset += len(page.items)
-                if len(page.items) < _CHUNK:
+                    if known is None or known.end_time != rollout.end_time or known.status != rollout.status:
+                        attempt = await self.store.get_latest_attempt(rollout.rollout_id)
+                        self._rows[rollout.rollout_id] = RolloutRow.of(
+                            rollout,
+                            attempt.reward if attempt is not None else None,
+                            attempt.resources_id if attempt is not None else None,
+                        )
+                    offset += 1
+                self._seen = max(self._seen, offset)
+                if len(page.items) < _CHUNK or offset >= page.total or time.monotonic() >= deadline:
                     break
-            self._seen = offset
             self._refreshed = time.monotonic()
 
     # --- the pages' questions ------------------------------------------------------------
@@ -206,12 +224,10 @@ class RewardIndex:
             )
             return [await self._row(r) for r in page.items], page.total
         await self.refresh()
-        rows = [r for r in self._rows.values() if flt.matches(r)]
-        if flt.status is None or flt.status in _ACTIVE:
-            active = await self.store.query_rollouts(
-                status_in=[flt.status] if flt.status else list(_ACTIVE), limit=_ACTIVE_CAP
-            )
-            rows += [row for r in active.items if flt.matches(row := RolloutRow.of(r, None))]
+        active = await self.store.query_rollouts(status_in=list(_ACTIVE), limit=_ACTIVE_CAP)
+        running = {r.rollout_id for r in active.items}  # requeued ones are no longer finished
+        rows = [r for r in self._rows.values() if r.rollout_id not in running and flt.matches(r)]
+        rows += [row for r in active.items if flt.matches(row := RolloutRow.of(r, None))]
         rows.sort(key=lambda r: r.start_time, reverse=True)
         return rows[offset : offset + limit], len(rows)
 
