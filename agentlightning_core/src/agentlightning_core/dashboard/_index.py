@@ -149,7 +149,7 @@ class RewardIndex:
     """
 
     def __init__(
-        self, store: LightningStore, *, min_refresh_seconds: float = 1.0, budget_seconds: float | None = 0.2
+        self, store: LightningStore, *, min_refresh_seconds: float = 1.0, budget_seconds: float | None = 0.15
     ) -> None:
         self.store = store
         self.min_refresh_seconds = min_refresh_seconds
