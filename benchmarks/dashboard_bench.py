@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import anyio
@@ -43,7 +42,10 @@ async def build(path: Path, rollouts: int, spans_per: int) -> None:
     async with SqliteLightningStore(path, watchdog_interval=None) as store:
         ids = []
         for v in range(VERSIONS):
-            prompt = f"You are a careful assistant (v{v}).\nAnswer {{question}}.\n" + "Think step by step.\n" * (v % 3)
+            prompt = (
+                f"You are a careful assistant (v{v}).\nAnswer {{question}}.\n"
+                + "Think step by step.\n" * (v % 3)
+            )
             ids.append((await store.add_resources({"prompt_template": PromptTemplate(prompt)})).resources_id)
         batch = 500
         t0 = time.perf_counter()
@@ -88,7 +90,10 @@ async def build(path: Path, rollouts: int, spans_per: int) -> None:
                 )
             done = start + n
             if done % 2000 == 0 or done == rollouts:
-                print(f"  built {done} rollouts, {done * spans_per} spans ({time.perf_counter() - t0:.0f} s)", flush=True)
+                print(
+                    f"  built {done} rollouts, {done * spans_per} spans ({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
         for w in range(WORKERS):
             await store.update_worker(f"worker-{w}", status="idle", heartbeat_stats={"cpu": 0.5})
 
@@ -167,7 +172,9 @@ def query_plans(path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "agl_dashboard_bench.db")
     parser.add_argument("--rollouts", type=int, default=10_000)
     parser.add_argument("--spans", type=int, default=100, help="spans per rollout")

@@ -111,7 +111,9 @@ class Served:
         found = re.search(r"http://127\.0\.0\.1:\d+", line)
         if not found:
             self.process.kill()
-            raise AssertionError(f"agl {' '.join(args)} did not start: {line!r} {self.process.stderr.read()!r}")  # type: ignore[union-attr]
+            raise AssertionError(
+                f"agl {' '.join(args)} did not start: {line!r} {self.process.stderr.read()!r}"
+            )  # type: ignore[union-attr]
         self.url = found.group(0)
 
     def stop(self) -> None:
@@ -218,7 +220,9 @@ def test_rollouts_filter_page_and_open_one_with_its_trace_and_messages(page: Any
     page.wait_for_url(re.compile(r"/dashboard/rollouts/"))
     assert page.locator("#reward").inner_text() == "1"
     messages = page.locator("#messages .msg").all_inner_texts()
-    assert any("MAGIC" in m for m in messages) and any(m.startswith("assistant") and "yes" in m for m in messages)
+    assert any("MAGIC" in m for m in messages) and any(
+        m.startswith("assistant") and "yes" in m for m in messages
+    )
     assert page.locator("#attempts tr").count() == 2  # header + one attempt
     assert page.locator("#tree li").count() >= 2  # the agent's span and its LLM call at least
     png = page.locator("#waterfall svg").screenshot(path=str(tmp_path / "waterfall.png"))
@@ -293,7 +297,9 @@ def test_the_store_server_run_page_updates_live(browser: Any, tmp_path: Path) ->
                 )
                 attempted = await store.dequeue_rollout(worker_id="live-worker")
                 assert attempted is not None and attempted.rollout.rollout_id == r.rollout_id
-                await store.update_attempt(r.rollout_id, attempted.attempt.attempt_id, status="succeeded", reward=reward)
+                await store.update_attempt(
+                    r.rollout_id, attempted.attempt.attempt_id, status="succeeded", reward=reward
+                )
 
         in_thread(finish, 0, 0.25)
         page.wait_for_selector("#reward-chart svg.chart[data-points='1']")

@@ -110,11 +110,15 @@ async def test_bad_input_is_a_400_page_naming_the_value(store: InMemoryLightning
 
 async def test_read_only_and_the_token_rule(store: InMemoryLightningStore) -> None:
     async with DashboardServer(store, port=0, token="s3cret") as server, aiohttp.ClientSession() as http:
-        async with http.post(server.url + "/dashboard/rollouts", headers={"Authorization": "Bearer s3cret"}) as r:
+        async with http.post(
+            server.url + "/dashboard/rollouts", headers={"Authorization": "Bearer s3cret"}
+        ) as r:
             assert r.status == 405 and "read-only" in await r.text()
         status, page, _ = await get(server.url + "/dashboard/workers")
         assert status == 401 and "needs the server's token" in page
-        status, _, _ = await get(server.url + "/dashboard/workers", headers={"Authorization": "Bearer s3cret"})
+        status, _, _ = await get(
+            server.url + "/dashboard/workers", headers={"Authorization": "Bearer s3cret"}
+        )
         assert status == 200
         status, _, resp = await get(server.url + "/dashboard/workers?token=s3cret&x=1")
         assert status == 303 and resp.headers["location"] == "/dashboard/workers?x=1"
@@ -148,25 +152,32 @@ async def test_rollout_page_shows_spans_messages_reward_and_resources_hide_api_k
     store: InMemoryLightningStore,
 ) -> None:
     seed = await store.add_resources(
-        {"prompt_template": PromptTemplate("Say {x}."), "llm": LLM(endpoint="http://x/v1", model="m", api_key="sk-hidden")}
+        {
+            "prompt_template": PromptTemplate("Say {x}."),
+            "llm": LLM(endpoint="http://x/v1", model="m", api_key="sk-hidden"),
+        }
     )
-    better = await store.add_resources({"prompt_template": PromptTemplate("Say {x} politely."), "llm": seed.resources["llm"]})
+    better = await store.add_resources(
+        {"prompt_template": PromptTemplate("Say {x} politely."), "llm": seed.resources["llm"]}
+    )
     (rid,) = await finish(store, 1, reward=lambda i: 0.5)
     attempt = await store.get_latest_attempt(rid)
     assert attempt is not None
-    await store.add_many_spans(
-        [make_span(rid, attempt.attempt_id, i, name=f"step-{i}") for i in range(3)]
-    )
+    await store.add_many_spans([make_span(rid, attempt.attempt_id, i, name=f"step-{i}") for i in range(3)])
     async with DashboardServer(store, port=0) as server:
         status, page, _ = await get(f"{server.url}/dashboard/rollouts/{rid}")
         assert status == 200 and 'id="reward">0.5<' in page
         assert all(f"step-{i}" in page for i in range(3)) and "<svg" in page
         status, page, _ = await get(f"{server.url}/dashboard/resources/{better.resources_id}")
         assert status == 200 and "sk-hidden" not in page and "***" in page
-        assert '<div class="add">+Say {x} politely.</div>' in page and '<div class="del">-Say {x}.</div>' in page
+        assert (
+            '<div class="add">+Say {x} politely.</div>' in page and '<div class="del">-Say {x}.</div>' in page
+        )
         status, page, _ = await get(f"{server.url}/dashboard/resources/{seed.resources_id}")
         assert "nothing to compare with" in page
-        status, page, _ = await get(f"{server.url}/dashboard/resources/{seed.resources_id}?diff={better.resources_id}")
+        status, page, _ = await get(
+            f"{server.url}/dashboard/resources/{seed.resources_id}?diff={better.resources_id}"
+        )
         assert '<div class="del">-Say {x} politely.</div>' in page
 
 
@@ -207,10 +218,12 @@ def test_filter_matching_and_charts() -> None:
     assert line_chart({}) == "" and bar_chart([], []) == ""
     points = [RewardPoint.of(s, []) for s in range(2)]
     assert line_chart({"train": points}) == ""  # no rewards yet: no chart, the page says so
-    chart = line_chart({"train": [RewardPoint(0, 4, 4, 0.25, 0.0, 1.0), RewardPoint(1, 4, 4, 0.75, 0.5, 1.0)]})
+    chart = line_chart(
+        {"train": [RewardPoint(0, 4, 4, 0.25, 0.0, 1.0), RewardPoint(1, 4, 4, 0.75, 0.5, 1.0)]}
+    )
     assert 'data-points="2"' in chart and chart.count("<circle") == 2
     bars = bar_chart([RewardPoint("rs-1", 2, 2, -0.5, -1.0, 0.0)], ["rs-1"])
-    assert 'data-points="1"' in bars and "<rect class=\"point\"" in bars
+    assert 'data-points="1"' in bars and '<rect class="point"' in bars
 
 
 async def test_agl_dashboard_serves_until_sigterm() -> None:

@@ -20,7 +20,9 @@ def _run(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         token=args.token,
-        announce=lambda url: print(f"Dashboard of the {args.store} store on {url}{PREFIX}/ (Ctrl-C to stop)", flush=True),
+        announce=lambda url: print(
+            f"Dashboard of the {args.store} store on {url}{PREFIX}/ (Ctrl-C to stop)", flush=True
+        ),
     )
     return 0
 
@@ -36,7 +38,10 @@ def add_parser(sub: Any) -> None:
     add_store_options(p)
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})")
     p.add_argument(
-        "--port", type=int, default=DEFAULT_DASHBOARD_PORT, help=f"port; 0 picks a free one (default: {DEFAULT_DASHBOARD_PORT})"
+        "--port",
+        type=int,
+        default=DEFAULT_DASHBOARD_PORT,
+        help=f"port; 0 picks a free one (default: {DEFAULT_DASHBOARD_PORT})",
     )
     p.add_argument("--token", help=f"token browsers must give once (default: ${TOKEN_ENV}; none when unset)")
     p.set_defaults(handler=_run)

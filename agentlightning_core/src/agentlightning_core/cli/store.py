@@ -107,6 +107,8 @@ def add_parser(sub: Any) -> None:
         help=f"bearer token clients must send (default: ${TOKEN_ENV}; none when unset)",
     )
     s.add_argument(
-        "--no-dashboard", action="store_true", help="do not serve the read-only dashboard at / (docs/dashboard.md)"
+        "--no-dashboard",
+        action="store_true",
+        help="do not serve the read-only dashboard at / (docs/dashboard.md)",
     )
     s.set_defaults(handler=_serve)

@@ -77,7 +77,10 @@ class DashboardApp:
         headers = dict(scope["headers"])
         extra: list[tuple[bytes, bytes]] = []
         if method not in ("GET", "HEAD"):
-            status, body = 405, self._error(405, f"{method} is not allowed on {path}: the dashboard is read-only")
+            status, body = (
+                405,
+                self._error(405, f"{method} is not allowed on {path}: the dashboard is read-only"),
+            )
             extra.append((b"allow", b"GET, HEAD"))
         elif self.token is not None and "token" in query:
             status, body = 303, b""
@@ -87,11 +90,14 @@ class DashboardApp:
             cookie = f"{TOKEN_COOKIE}={urllib.parse.quote(given)}; Path=/; HttpOnly; SameSite=Strict"
             extra.append((b"set-cookie", cookie.encode()))
         elif not self._authorized(headers):
-            status, body = 401, self._render(
-                "login.html",
-                path=path,
-                message="This dashboard needs the server's token (the --token of agl, or $AGL_SERVER_TOKEN).",
-                wrong=TOKEN_COOKIE.encode() in headers.get(b"cookie", b""),
+            status, body = (
+                401,
+                self._render(
+                    "login.html",
+                    path=path,
+                    message="This dashboard needs the server's token (the --token of agl, or $AGL_SERVER_TOKEN).",
+                    wrong=TOKEN_COOKIE.encode() in headers.get(b"cookie", b""),
+                ),
             )
             extra.append((b"www-authenticate", b"Bearer"))
         else:
@@ -244,7 +250,9 @@ class DashboardApp:
             self._messages = TraceToMessages(on_bad_data="drop")
         conversations = self._messages.adapt(spans) if spans else []
         attempt = next((a for a in attempts if a.attempt_id == chosen), None)
-        reward = attempt.reward if attempt is not None and attempt.reward is not None else find_final_reward(spans)
+        reward = (
+            attempt.reward if attempt is not None and attempt.reward is not None else find_final_reward(spans)
+        )
         return self._render(
             "rollout.html",
             title=f"Rollout {rollout_id}",
@@ -350,7 +358,9 @@ def _number(query: dict[str, str], key: str, kind: type[int] | type[float]) -> A
     try:
         value = kind(text)
     except ValueError:
-        raise _PageError(400, f"{key}={text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        raise _PageError(
+            400, f"{key}={text!r} is not {'an integer' if kind is int else 'a number'}"
+        ) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise _PageError(400, f"{key}={text!r} is not a finite number")
     return value

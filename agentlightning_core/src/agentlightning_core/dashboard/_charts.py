@@ -31,7 +31,9 @@ def _frame(title: str, y_lo: float, y_hi: float, points: int, body: list[str], l
         value = y_lo + (y_hi - y_lo) * i / 4
         y = _PAD_T + (_H - _PAD_T - _PAD_B) * (1 - i / 4)
         out.append(f'<line x1="{_PAD_L}" x2="{_W - _PAD_R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e3e3"/>')
-        out.append(f'<text x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{value:.3g}</text>')
+        out.append(
+            f'<text x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{value:.3g}</text>'
+        )
     out.extend(body)
     for i, label in enumerate(legend):
         y = _PAD_T + 14 + i * 18
@@ -54,7 +56,9 @@ def _y(value: float, lo: float, hi: float) -> float:
 def line_chart(series: Mapping[str, Sequence[RewardPoint]], *, x_label: str = "step") -> str:
     """Mean reward per step, one line (with min-max band) per series; empty string without data."""
     steps = sorted({p.key for points in series.values() for p in points if p.mean is not None})
-    values = [v for points in series.values() for p in points for v in (p.minimum, p.maximum) if v is not None]
+    values = [
+        v for points in series.values() for p in points for v in (p.minimum, p.maximum) if v is not None
+    ]
     if not steps or not values:
         return ""
     lo, hi = _y_range(values)
@@ -62,7 +66,9 @@ def line_chart(series: Mapping[str, Sequence[RewardPoint]], *, x_label: str = "s
     body: list[str] = []
     for i, step in enumerate(steps):
         x = _x(i, len(steps))
-        body.append(f'<text x="{x:.1f}" y="{_H - _PAD_B + 16}" text-anchor="middle" font-size="11">{step}</text>')
+        body.append(
+            f'<text x="{x:.1f}" y="{_H - _PAD_B + 16}" text-anchor="middle" font-size="11">{step}</text>'
+        )
     body.append(
         f'<text x="{(_PAD_L + _W - _PAD_R) / 2:.0f}" y="{_H - 6}" text-anchor="middle" font-size="12">'
         f"{html.escape(x_label)}</text>"
@@ -77,14 +83,20 @@ def line_chart(series: Mapping[str, Sequence[RewardPoint]], *, x_label: str = "s
         legend.append(name)
         count += len(pts)
         xs = [_x(pos[p.key], len(steps)) for p in pts]
-        band = [f"{x:.1f},{_y(p.maximum, lo, hi):.1f}" for x, p in zip(xs, pts, strict=True) if p.maximum is not None]
+        band = [
+            f"{x:.1f},{_y(p.maximum, lo, hi):.1f}"
+            for x, p in zip(xs, pts, strict=True)
+            if p.maximum is not None
+        ]
         band += [
             f"{x:.1f},{_y(p.minimum, lo, hi):.1f}"
             for x, p in reversed(list(zip(xs, pts, strict=True)))
             if p.minimum is not None
         ]
         body.append(f'<polygon points="{" ".join(band)}" fill="{colour}" fill-opacity="0.15" stroke="none"/>')
-        line = " ".join(f"{x:.1f},{_y(p.mean, lo, hi):.1f}" for x, p in zip(xs, pts, strict=True) if p.mean is not None)
+        line = " ".join(
+            f"{x:.1f},{_y(p.mean, lo, hi):.1f}" for x, p in zip(xs, pts, strict=True) if p.mean is not None
+        )
         body.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2.5"/>')
         for x, p in zip(xs, pts, strict=True):
             assert p.mean is not None

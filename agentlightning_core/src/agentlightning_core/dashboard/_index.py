@@ -28,9 +28,9 @@ __all__ = [
     "STEP_KEY",
     "TERMINAL",
     "RewardIndex",
+    "RewardPoint",
     "RolloutFilter",
     "RolloutRow",
-    "RewardPoint",
     "rollout_step",
 ]
 
@@ -187,7 +187,9 @@ class RewardIndex:
                 )
                 self.finished_total = page.total
                 if page.total < offset:  # rollouts left the finished set (requeued): start over
-                    logger.info("Finished rollouts went from %d to %d: rereading them", self._seen, page.total)
+                    logger.info(
+                        "Finished rollouts went from %d to %d: rereading them", self._seen, page.total
+                    )
                     self._rows.clear()
                     self._seen = offset = 0
                     continue
@@ -210,9 +212,7 @@ class RewardIndex:
 
     # --- the pages' questions ------------------------------------------------------------
 
-    async def rollouts(
-        self, flt: RolloutFilter, *, limit: int, offset: int
-    ) -> tuple[list[RolloutRow], int]:
+    async def rollouts(self, flt: RolloutFilter, *, limit: int, offset: int) -> tuple[list[RolloutRow], int]:
         """A page of rollouts matching ``flt``, newest first, and how many match in all."""
         if flt.store_only:
             page = await self.store.query_rollouts(

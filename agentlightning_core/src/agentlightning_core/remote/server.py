@@ -23,7 +23,7 @@ from typing import Any, Self
 
 import anyio
 
-from agentlightning_core.remote._app import DEFAULT_MAX_BODY_BYTES, PagesFactory, StoreApp
+from agentlightning_core.remote._app import DEFAULT_MAX_BODY_BYTES, Pages, PagesFactory, StoreApp
 from agentlightning_core.remote._config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -81,7 +81,7 @@ class LightningStoreServer:
         self.host = host
         self.port = port
         self.token = token
-        self.app: Any = StoreApp(store, token=token, max_body_bytes=max_body_bytes, pages=pages)
+        self.app: StoreApp | Pages = StoreApp(store, token=token, max_body_bytes=max_body_bytes, pages=pages)
         self.graceful_shutdown_seconds = graceful_shutdown_seconds
         self.log_level = log_level
         self._uvicorn: Any = None
