@@ -212,6 +212,15 @@ async def test_a_large_store_is_read_over_several_refreshes(store: InMemoryLight
     assert (await index.reward_by_step())["train"][0].count == 30
 
 
+async def test_without_jinja2_the_page_says_what_to_install(
+    store: InMemoryLightningStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "jinja2", None)  # as if not installed
+    async with DashboardServer(store, port=0) as server:
+        status, page, _ = await get(server.url + "/")
+    assert status == 503 and "pip install 'agentlightning-core[jinja]'" in page
+
+
 def test_filter_matching_and_charts() -> None:
     assert RolloutFilter().store_only and RolloutFilter(status="failed").store_only
     assert not RolloutFilter(reward_min=0.0).store_only
@@ -246,8 +255,11 @@ async def test_agl_dashboard_serves_until_sigterm() -> None:
         assert status == 200 and "Agent Lightning" in page
     finally:
         process.send_signal(signal.SIGTERM)
-        with anyio.fail_after(20):
-            assert await process.wait() == 0
+        with anyio.fail_after(30):
+            code = await process.wait()
+        assert process.stderr is not None
+        errors = b"" if code == 0 else await process.stderr.receive()
+        assert code == 0, errors
 
 
 async def test_agl_dashboard_names_a_bad_store() -> None:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from agentlightning_core.cli.store import add_store_options, store_from_args
-from agentlightning_core.remote._config import DEFAULT_HOST, TOKEN_ENV
+from agentlightning_core.remote._config import DEFAULT_DASHBOARD_PORT, DEFAULT_HOST, TOKEN_ENV
 
 __all__ = ["add_parser"]
 
@@ -28,12 +28,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    from agentlightning_core.dashboard._serve import DEFAULT_DASHBOARD_PORT
-
     p = sub.add_parser(
         "dashboard",
         help="serve a read-only dashboard of a store (rollouts, traces, resources, workers, rewards)",
-        description="Serve read-only dashboard pages of a store; a SQLite file may be written by a run meanwhile.",
+        description="Serve read-only dashboard pages of a store (docs/dashboard.md); a run may write to the store meanwhile.",
     )
     add_store_options(p)
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})")

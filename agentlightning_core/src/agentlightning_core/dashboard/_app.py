@@ -37,6 +37,15 @@ TOKEN_COOKIE = "agl_token"
 _STATUSES = ("queuing", "preparing", "running", "requeuing", *TERMINAL)
 
 
+class _NoJinja(Exception):
+    """Jinja2 is not installed: every page answers 503 with the line that installs it."""
+
+    body = (
+        b"<!doctype html><title>Dashboard unavailable</title><p>The dashboard needs Jinja2: "
+        b"pip install 'agentlightning-core[jinja]'</p>"
+    )
+
+
 class _PageError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -76,6 +85,28 @@ class DashboardApp:
         query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
         headers = dict(scope["headers"])
         extra: list[tuple[bytes, bytes]] = []
+        try:
+            status, body = await self._answer(method, path, query, headers, extra)
+        except _NoJinja:
+            status, body = 503, _NoJinja.body
+        response_headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+            *extra,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    async def _answer(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[bytes, bytes],
+        extra: list[tuple[bytes, bytes]],
+    ) -> tuple[int, bytes]:
+        """The status and body of a request; response headers it needs go to ``extra``."""
         if method not in ("GET", "HEAD"):
             status, body = (
                 405,
@@ -108,17 +139,12 @@ class DashboardApp:
             except AgentLightningError as exc:  # not found and the like: the store's own words
                 status = 404 if isinstance(exc, LookupError) else 500
                 body = self._error(status, str(exc))
+            except _NoJinja:
+                raise
             except Exception as exc:
                 logger.exception("Dashboard page %s failed", path)
                 status, body = 500, self._error(500, f"{type(exc).__name__}: {exc}")
-        response_headers = [
-            (b"content-type", b"text/html; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-            *extra,
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        return status, body
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         if self.token is None:
@@ -143,10 +169,7 @@ class DashboardApp:
             try:
                 import jinja2
             except ImportError:
-                return (
-                    b"<!doctype html><title>Dashboard unavailable</title><p>The dashboard needs Jinja2: "
-                    b"pip install 'agentlightning-core[jinja]'</p>"
-                )
+                raise _NoJinja from None
             self._env = jinja2.Environment(
                 loader=jinja2.PackageLoader("agentlightning_core.dashboard", "templates"),
                 autoescape=True,

@@ -9,15 +9,13 @@ from collections.abc import Callable
 import anyio
 
 from agentlightning_core.dashboard._app import DashboardApp
-from agentlightning_core.remote._config import DEFAULT_HOST, event_loop_options
+from agentlightning_core.remote._config import DEFAULT_DASHBOARD_PORT, DEFAULT_HOST, event_loop_options
 from agentlightning_core.remote.server import LightningStoreServer
 from agentlightning_core.store.base import LightningStore
 
-__all__ = ["DEFAULT_DASHBOARD_PORT", "DashboardServer", "run_dashboard_until_signal"]
+__all__ = ["DashboardServer", "run_dashboard_until_signal"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_DASHBOARD_PORT = 4748
 
 
 class DashboardServer(LightningStoreServer):
