@@ -7,6 +7,17 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 STAMP=.venv/.agl-setup-stamp
 
+# The dashboard's browser tests (tests/test_dashboard_browser.py) drive Debian's chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium package for the dashboard's browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: chromium is missing and this is not root on Debian: the dashboard's browser tests" \
+      "will fail until it is installed (Debian: sudo apt-get install chromium)" >&2
+  fi
+fi
+
 dists=()
 for dist in plugins/*/ agentlightning_*/; do
   [ -f "$dist/pyproject.toml" ] && [ "$dist" != "agentlightning_core/" ] && dists+=("${dist%/}")

@@ -4,7 +4,8 @@ Each round samples parents, runs each on a training minibatch through the store,
 optimizer model for a revised prompt from the recorded conversations and rewards, gates the
 candidate on the parent's minibatch, scores survivors on validation examples and keeps the
 best. Every rollout carries a deterministic key in its metadata, so a run restarted on the
-same durable store reuses every finished evaluation (and every published proposal).
+same durable store reuses every finished evaluation (and every published proposal), and
+the round of its candidate (metadata ``step``, the dashboard's reward curve).
 """
 
 from __future__ import annotations
@@ -406,7 +407,10 @@ class APO(Algorithm):
             resources_id = self._resources_id(cand)
             requests = [
                 EnqueueRequest(
-                    input=dataset[i], mode=mode, resources_id=resources_id, metadata={"apo_key": k}
+                    input=dataset[i],
+                    mode=mode,
+                    resources_id=resources_id,
+                    metadata={"apo_key": k, "step": cand.round},  # step: the dashboard's reward curve
                 )
                 for i, _, k in new
             ]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 __all__ = ["PluginCommandError", "build_parser", "main"]
 
-_COMMAND_MODULES = ("plugins", "rollouts", "store", "traces", "train")
+_COMMAND_MODULES = ("dashboard", "plugins", "rollouts", "store", "traces", "train")
 
 
 def _version_text() -> str:

@@ -88,6 +88,11 @@ def _serve(args: argparse.Namespace) -> int:
     from agentlightning_core.store.memory import InMemoryLightningStore
 
     store = store_from_args(args)
+    pages = None
+    if not args.no_dashboard:
+        from agentlightning_core.dashboard import DashboardApp
+
+        pages = DashboardApp
     if args.workers != 1:
         if args.workers < 1:
             raise ValueError(f"--workers must be a number of processes >= 1, got {args.workers}")
@@ -104,6 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
             token=args.token,
             otlp=parse_otlp_option(args.otlp),
             metrics=args.metrics,
+            pages=pages,
             announce=lambda url: print(
                 f"Serving the {args.store} store on {url} from {args.workers} processes (Ctrl-C to stop)",
                 flush=True,
@@ -117,6 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
         otlp=parse_otlp_option(args.otlp),
         metrics=args.metrics,
         announce=lambda url: print(f"Serving the {args.store} store on {url} (Ctrl-C to stop)", flush=True),
+        pages=pages,
     )
     return 0
 
@@ -159,5 +166,10 @@ def add_parser(sub: Any) -> None:
         dest="metrics",
         action="store_false",
         help="do not serve Prometheus metrics at /metrics (served by default with prometheus-client installed)",
+    )
+    s.add_argument(
+        "--no-dashboard",
+        action="store_true",
+        help="do not serve the read-only dashboard at / (docs/dashboard.md)",
     )
     s.set_defaults(handler=_serve)

@@ -7,7 +7,8 @@ Routes:
 - ``GET /openapi.json``: the OpenAPI 3.1 description;
 - ``GET /metrics``: Prometheus metrics of the store (with ``prometheus-client`` installed; see
   :mod:`agentlightning_core.metrics`);
-- ``GET /health``: ``{"status": "ok"}``, answered without a token so probes need no secret.
+- ``GET /health``: ``{"status": "ok"}``, answered without a token so probes need no secret;
+- with ``pages`` (``agl store serve`` passes the dashboard): the paths it ``handles`` go to it.
 
 With a token, every other route needs ``Authorization: Bearer <token>`` (401 otherwise).
 Bad input gets a 4xx JSON ``{"error", "message"}`` and the server keeps serving.
@@ -19,7 +20,7 @@ import hmac
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 from agentlightning_core.remote._idempotency import Answer, IdempotencyCache
 from agentlightning_core.remote._jsonio import dumps, loads
@@ -36,7 +37,7 @@ from agentlightning_core.remote._schema import Checker, SchemaError, compile_sch
 from agentlightning_core.store.base import LightningStore
 from agentlightning_core.validation import check_positive_int
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "StoreApp"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "Pages", "PagesFactory", "StoreApp"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,18 @@ class _HTTPError(Exception):
         self.headers = headers or []
 
 
+class Pages(Protocol):
+    """An ASGI app mounted beside the API (the dashboard) for the paths it handles."""
+
+    def handles(self, path: str) -> bool: ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+PagesFactory = Callable[[LightningStore, "str | None"], Pages]
+"""Builds the pages of a store, given the store and the server's token (None: open)."""
+
+
 def _error_answer(status: int, name: str, message: str) -> Answer:
     return Answer(status, dumps(error_body(name, message)))
 
@@ -79,6 +92,7 @@ class StoreApp:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         idempotency: IdempotencyCache | None = None,
         metrics: bool = True,
+        pages: PagesFactory | None = None,
     ) -> None:
         check_positive_int("StoreApp max_body_bytes", max_body_bytes)
         self.metrics_endpoint: Any = None
@@ -90,6 +104,7 @@ class StoreApp:
         self._auth = b"Bearer " + token.encode() if token else None
         self._checkers: dict[str, Checker] = {}
         self._openapi: bytes | None = None
+        self.pages = pages(store, token or None) if pages is not None else None
         models = _models()
         for name, op in OPERATIONS.items():
             self._checkers[name] = compile_schema(op.body_schema(), models)
@@ -105,6 +120,9 @@ class StoreApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        if self.pages is not None and self.pages.handles(path):
+            await self.pages(scope, receive, send)  # it applies the same token itself
+            return
         method: str = scope["method"]
         headers = dict(scope["headers"])
         extra: list[tuple[bytes, bytes]] = []

@@ -24,6 +24,8 @@ TOKEN_ENV = "AGL_SERVER_TOKEN"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4747
+DEFAULT_DASHBOARD_PORT = 4748
+"""Port of ``agl dashboard`` (the dashboard alone; ``agl store serve`` serves it on its own port)."""
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 """Hosts only this machine reaches: serving elsewhere without a token logs a warning."""
 

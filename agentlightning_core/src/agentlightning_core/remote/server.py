@@ -24,7 +24,7 @@ from typing import Any, Self
 import anyio
 
 from agentlightning_core.otlp_export import OtlpSpec, forwarding_store, otlp_exporter
-from agentlightning_core.remote._app import DEFAULT_MAX_BODY_BYTES, StoreApp
+from agentlightning_core.remote._app import DEFAULT_MAX_BODY_BYTES, Pages, PagesFactory, StoreApp
 from agentlightning_core.remote._config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -75,6 +75,8 @@ class LightningStoreServer:
         endpoint: a URL, a dict of :class:`~agentlightning_core.otlp_export.OtlpExporter`
         arguments, an exporter, or True for the ``OTEL_EXPORTER_OTLP_*`` variables (docs/otlp.md).
     :param metrics: serve Prometheus metrics at ``GET /metrics`` (with prometheus-client installed).
+    :param pages: builds read-only pages served beside the API (``agl store serve`` passes
+        the dashboard, :class:`agentlightning_core.dashboard.DashboardApp`).
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class LightningStoreServer:
         sock: socket.socket | None = None,
         otlp: OtlpSpec = None,
         metrics: bool = True,
+        pages: PagesFactory | None = None,
     ) -> None:
         port = check_positive_int("LightningStoreServer port", port, minimum=0)
         if port > 65535:
@@ -110,7 +113,9 @@ class LightningStoreServer:
         self.token = token
         self.otlp = otlp_exporter(otlp)
         served = store if self.otlp is None else forwarding_store(store, self.otlp)
-        self.app = StoreApp(served, token=token, max_body_bytes=max_body_bytes, metrics=metrics)
+        self.app: StoreApp | Pages = StoreApp(
+            served, token=token, max_body_bytes=max_body_bytes, metrics=metrics, pages=pages
+        )
         self.graceful_shutdown_seconds = graceful_shutdown_seconds
         self.log_level = log_level
         self._uvicorn: Any = None
@@ -255,13 +260,15 @@ def run_server_until_signal(
     sock: socket.socket | None = None,
     otlp: OtlpSpec = None,
     metrics: bool = True,
+    pages: PagesFactory | None = None,
 ) -> None:
     """Open ``store``, serve it until SIGINT or SIGTERM, then close both (uvloop when installed).
 
     ``sock``: serve this listening socket (shared with other server processes) instead of
     binding ``host:port``.
 
-    ``announce(url)`` is called once the server answers requests. Meant for a process that
+    ``announce(url)`` is called once the server answers requests; ``pages`` as for
+    :class:`LightningStoreServer`. Meant for a process that
     only serves: it also makes the garbage collector run less often (a store holds many
     long-lived objects that every full collection would walk again), which measured about
     20% more spans/s on large span batches. ``otlp`` as for :class:`LightningStoreServer`.
@@ -274,7 +281,7 @@ def run_server_until_signal(
         async with (
             store,
             LightningStoreServer(
-                store, host, port, token=token, sock=sock, otlp=otlp, metrics=metrics
+                store, host, port, token=token, sock=sock, otlp=otlp, metrics=metrics, pages=pages
             ) as server,
         ):
             if announce is not None:
@@ -288,7 +295,13 @@ def run_server_until_signal(
 
 
 def _serve_worker(
-    spec: Any, sock: socket.socket, token: str | None, otlp: OtlpSpec, metrics: bool, ready: Any
+    spec: Any,
+    sock: socket.socket,
+    token: str | None,
+    otlp: OtlpSpec,
+    metrics: bool,
+    pages: PagesFactory | None,
+    ready: Any,
 ) -> None:
     """One process of :func:`run_server_processes`: its own store from ``spec``, the shared socket."""
     from agentlightning_core.plugins import resolve_component
@@ -299,6 +312,7 @@ def _serve_worker(
         sock=sock,
         otlp=otlp,
         metrics=metrics,
+        pages=pages,
         announce=ready.send,
     )
 
@@ -313,6 +327,7 @@ def run_server_processes(
     announce: Callable[[str], None] | None = None,
     otlp: OtlpSpec = None,
     metrics: bool = True,
+    pages: PagesFactory | None = None,
 ) -> int:
     """Serve the store of ``spec`` from ``workers`` processes sharing one listening socket
     (the kernel spreads connections over them) until SIGINT or SIGTERM; returns the exit code.
@@ -333,7 +348,7 @@ def run_server_processes(
     processes = [
         context.Process(
             target=_serve_worker,
-            args=(spec, sock, token, otlp, metrics, sender),
+            args=(spec, sock, token, otlp, metrics, pages, sender),
             name=f"agl-store-server-{i}",
         )
         for i, (_, sender) in enumerate(pipes)

@@ -55,6 +55,8 @@ class EpochStats:
 class Baseline(FastAlgorithm):
     """Enqueue the train (then val) dataset ``n_epochs`` times; never changes resources.
 
+    Each rollout's metadata ``step`` is its epoch (the dashboard's reward curve per step).
+
     :param n_epochs: passes over the datasets.
     :param max_queue_length: most rollouts enqueued but not finished at any time, so a huge
         dataset does not flood the store and results stream in as they finish.
@@ -98,7 +100,11 @@ class Baseline(FastAlgorithm):
         while outstanding or not exhausted:
             room = self.max_queue_length - len(outstanding)
             if room > 0 and not exhausted:
-                batch = [EnqueueRequest(input=t, mode=mode) for _, t in zip(range(room), tasks, strict=False)]
+                # metadata "step": the epoch, for the dashboard's reward curve per step
+                batch = [
+                    EnqueueRequest(input=t, mode=mode, metadata={"step": epoch})
+                    for _, t in zip(range(room), tasks, strict=False)
+                ]
                 exhausted = len(batch) < room
                 if batch:
                     outstanding.extend(r.rollout_id for r in await store.enqueue_many_rollouts(batch))
