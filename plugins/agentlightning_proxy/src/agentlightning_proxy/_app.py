@@ -568,17 +568,17 @@ class _Call:
         pending = b""
         await send({"type": "http.response.start", "status": response.status, "headers": self._client_headers(response)})
         disconnected = False
-        try:
-            async with anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as tg:
 
-                async def watch() -> None:
-                    nonlocal disconnected
-                    while (await self.receive())["type"] != "http.disconnect":
-                        pass
-                    disconnected = True
-                    tg.cancel_scope.cancel()
+            async def watch() -> None:
+                nonlocal disconnected
+                while (await self.receive())["type"] != "http.disconnect":
+                    pass
+                disconnected = True
+                tg.cancel_scope.cancel()
 
-                tg.start_soon(watch)
+            tg.start_soon(watch)
+            try:
                 async for chunk in response.content.iter_any():
                     fold.feed(chunk)
                     if strip:
@@ -588,12 +588,12 @@ class _Call:
                             continue
                         chunk = b"".join(_strip_event(e) + b"\n\n" for e in events)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                tg.cancel_scope.cancel()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.error = f"the upstream stream broke: {type(exc).__name__}: {exc}"
-        except OSError as exc:  # the client went away while we were sending
-            disconnected = True
-            self.error = f"the client disconnected: {exc}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.error = f"the upstream stream broke: {type(exc).__name__}: {exc}"
+            except OSError as exc:  # the client went away while we were sending
+                disconnected = True
+                self.error = f"the client disconnected: {exc}"
+            tg.cancel_scope.cancel()
         if disconnected and self.error is None:
             self.error = "the client disconnected before the stream ended"
         fold.close()
