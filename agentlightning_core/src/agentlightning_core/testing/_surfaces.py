@@ -13,7 +13,7 @@ import hashlib
 import json
 import struct
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,21 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["GET_ROUTES", "POST_ROUTES"]
 
 EMBEDDING_DIMENSIONS = 8
-
-
-def _send_events(handler: _Handler, events: Iterable[tuple[str | None, dict[str, Any]]], done: bool = False) -> None:
-    """An SSE stream of (event name, data) pairs, ending with ``[DONE]`` when ``done``."""
-    handler.send_response(200)
-    handler.send_header("Content-Type", "text/event-stream")
-    handler.send_header("Connection", "close")
-    handler.end_headers()
-    handler.close_connection = True
-    for name, data in events:
-        prefix = f"event: {name}\n" if name else ""
-        handler.wfile.write(f"{prefix}data: {json.dumps(data)}\n\n".encode())
-    if done:
-        handler.wfile.write(b"data: [DONE]\n\n")
-    handler.wfile.flush()
 
 
 def _words(text: Any) -> int:
@@ -117,7 +102,7 @@ def messages(handler: _Handler, body: dict[str, Any]) -> None:
         return
     message = _message(f"msg_test_{owner._counter}", body.get("model") or owner.model, reply, body)
     if body.get("stream"):
-        _send_events(handler, _message_events(message))
+        handler._send_events(_message_events(message))
     else:
         handler._send_json(200, message)
 
@@ -155,7 +140,7 @@ def completions(handler: _Handler, body: dict[str, Any]) -> None:
         if (body.get("stream_options") or {}).get("include_usage"):
             yield None, {**base, "choices": [], "usage": usage}
 
-    _send_events(handler, chunks(), done=True)
+    handler._send_events(chunks(), done=True)
 
 
 def embedding_of(text: str) -> list[float]:

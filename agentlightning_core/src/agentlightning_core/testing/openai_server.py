@@ -1,9 +1,10 @@
 """A scripted OpenAI-compatible chat-completions server on 127.0.0.1, for tests.
 
 A real HTTP server (stdlib ``http.server`` in a thread, ephemeral port) answering
-``POST /v1/chat/completions`` with JSON or SSE streams (``"stream": true``), tool calls,
-usage and optional token ids, from a queue of scripted replies or a callable. Every
-request body it received is kept in :attr:`OpenAIServer.requests`::
+``POST /v1/chat/completions`` and ``POST /v1/responses`` (the Responses API: output items,
+typed stream events) with JSON or SSE streams (``"stream": true``), tool calls, usage and
+optional token ids, from a queue of scripted replies or a callable. Every request body it
+received is kept in :attr:`OpenAIServer.requests`::
 
     with OpenAIServer(["Hello!", Reply(tool_calls=[ToolCall("get_weather", '{"city": "Paris"}')])]) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="test")
@@ -136,9 +137,7 @@ class OpenAIServer:
             if self._source is not None:
                 return _as_reply(self._source(body))
             if self._queue is None:
-                users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-                content = users[-1].get("content") if users else ""
-                return Reply(content=content if isinstance(content, str) else json.dumps(content))
+                return Reply(content=_last_user_text(body))
             if not self._queue:
                 return Reply(
                     status=500, error=f"OpenAIServer: no scripted reply left for request {self._counter}"
@@ -147,6 +146,25 @@ class OpenAIServer:
 
     def _completion_id(self) -> str:
         return f"chatcmpl-test-{self._counter}"
+
+    def _response_id(self) -> str:
+        return f"resp_test_{self._counter}"
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    """The last user message of a chat-completions ``messages`` or a Responses ``input``."""
+    if isinstance(body.get("input"), str):
+        return str(body["input"])
+    items = body.get("messages") or body.get("input") or []
+    users = [m for m in items if isinstance(m, dict) and m.get("role") == "user"]
+    content = users[-1].get("content") if users else ""
+    if isinstance(content, list):  # Responses input parts: [{"type": "input_text", "text": ...}]
+        texts: list[str] = [
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        ]
+        if len(texts) == len(content):
+            return "".join(texts)
+    return content if isinstance(content, str) else json.dumps(content)
 
 
 def _tool_call_dicts(reply: Reply) -> list[dict[str, Any]]:
@@ -200,7 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        surface = _surfaces.POST_ROUTES.get(self.path.rstrip("/"))
+        path = self.path.rstrip("/")
+        surface = _surfaces.POST_ROUTES.get(path)
         if surface is not None:
             try:
                 body = json.loads(raw)
@@ -209,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             surface(self, body)
             return
-        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+        if path not in _PATHS:
             self._send_json(404, {"error": {"message": f"Unknown path {self.path}", "type": "not_found"}})
             return
         try:
@@ -225,7 +244,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(reply.status, {"error": {"message": reply.error, "type": "server_error"}})
             return
         model = body.get("model") or owner.model
-        if body.get("stream"):
+        if path.endswith("/responses"):
+            response = _response(owner._response_id(), model, reply, body)
+            if body.get("stream"):
+                self._send_events((event["type"], event) for event in _response_events(response))
+            else:
+                self._send_json(200, response)
+        elif body.get("stream"):
             self._stream(owner._completion_id(), model, reply, body)
         else:
             self._send_json(200, self._completion(owner._completion_id(), model, reply, body))
@@ -250,16 +275,25 @@ class _Handler(BaseHTTPRequestHandler):
         return out
 
     def _stream(self, cid: str, model: str, reply: Reply, body: dict[str, Any]) -> None:
+        self._send_events(((None, chunk) for chunk in _chunks(cid, model, reply, body)), done=True)
+
+    def _send_events(self, events: Iterable[tuple[str | None, dict[str, Any]]], done: bool = False) -> None:
+        """An SSE stream; chat completions end with ``[DONE]``, Responses events are named."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        for chunk in _chunks(cid, model, reply, body):
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        self.wfile.write(b"data: [DONE]\n\n")
+        for name, data in events:
+            prefix = f"event: {name}\n" if name else ""
+            self.wfile.write(f"{prefix}data: {json.dumps(data)}\n\n".encode())
+        if done:
+            self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
+
+
+_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses")
 
 
 def _chunks(cid: str, model: str, reply: Reply, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -314,3 +348,121 @@ def _chunks(cid: str, model: str, reply: Reply, body: dict[str, Any]) -> Iterato
             "choices": [],
             "usage": _usage(reply, body),
         }
+
+
+# --- the Responses API -------------------------------------------------------------------------
+
+
+def _input_words(body: dict[str, Any]) -> int:
+    items = body.get("input")
+    words = _words(body.get("instructions")) if isinstance(body.get("instructions"), str) else 0
+    if isinstance(items, str):
+        return words + _words(items)
+    for item in items or ():
+        content = item.get("content") if isinstance(item, dict) else None
+        if isinstance(content, str):
+            words += _words(content)
+        elif isinstance(content, list):
+            words += sum(_words(p.get("text")) for p in content if isinstance(p, dict))
+    return words
+
+
+def _response(rid: str, model: str, reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
+    """A completed ``Response`` object: a message item and one ``function_call`` item per call."""
+    output: list[dict[str, Any]] = []
+    if reply.content is not None or not reply.tool_calls:
+        output.append(
+            {
+                "type": "message",
+                "id": f"msg_{rid}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [
+                    {"type": "output_text", "text": reply.content or "", "annotations": [], "logprobs": []}
+                ],
+            }
+        )
+    for i, call in enumerate(reply.tool_calls):
+        output.append(
+            {
+                "type": "function_call",
+                "id": f"fc_{rid}_{i}",
+                "call_id": call.id or f"call_{i}",
+                "name": call.name,
+                "arguments": call.arguments,
+                "status": "completed",
+            }
+        )
+    prompt = reply.prompt_tokens if reply.prompt_tokens is not None else _input_words(body)
+    completion = reply.completion_tokens if reply.completion_tokens is not None else _words(reply.content)
+    incomplete = reply.finish_reason == "length"
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "incomplete" if incomplete else "completed",
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "error": None,
+        "model": model,
+        "instructions": body.get("instructions"),
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools", []),
+        "temperature": body.get("temperature"),
+        "top_p": body.get("top_p"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "previous_response_id": body.get("previous_response_id"),
+        "metadata": body.get("metadata") or {},
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "usage": {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+def _response_events(response: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The typed stream events of a ``Response``, in the order the OpenAI API sends them."""
+    sequence = iter(range(1_000_000))
+
+    def event(kind: str, **fields: Any) -> dict[str, Any]:
+        return {"type": kind, "sequence_number": next(sequence), **fields}
+
+    start = {**response, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
+    yield event("response.created", response=start)
+    yield event("response.in_progress", response=start)
+    for index, item in enumerate(response["output"]):
+        ids = {"item_id": item["id"], "output_index": index}
+        if item["type"] == "message":
+            yield event(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "content": []},
+            )
+            text = item["content"][0]["text"]
+            empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            yield event("response.content_part.added", **ids, content_index=0, part=empty)
+            words = text.split(" ") if text else []
+            for i, word in enumerate(words):
+                delta = word if i == len(words) - 1 else word + " "
+                yield event("response.output_text.delta", **ids, content_index=0, delta=delta, logprobs=[])
+            yield event("response.output_text.done", **ids, content_index=0, text=text, logprobs=[])
+            yield event("response.content_part.done", **ids, content_index=0, part=item["content"][0])
+        else:
+            args = item["arguments"]
+            yield event(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
+            half = len(args) // 2
+            for delta in (args[:half], args[half:]):
+                yield event("response.function_call_arguments.delta", **ids, delta=delta)
+            yield event("response.function_call_arguments.done", **ids, arguments=args, name=item["name"])
+        yield event("response.output_item.done", output_index=index, item=item)
+    final = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
+    yield event(final, response=response)
