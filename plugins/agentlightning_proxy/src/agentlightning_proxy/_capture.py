@@ -127,44 +127,38 @@ def _anthropic_input(body: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _responses_item(item: dict[str, Any]) -> dict[str, Any] | None:
-    kind = item.get("type")
-    if kind == "function_call":
-        part = {"type": "tool_call", "id": item.get("call_id"), "name": item.get("name"), "arguments": item.get("arguments")}
-        return {"role": "assistant", "parts": [part]}
-    if kind == "function_call_output":
-        output = item.get("output")
-        response = output if isinstance(output, str) else _text(output)
-        return {"role": "tool", "parts": [{"type": "tool_call_response", "id": item.get("call_id"), "response": response}]}
-    if "role" in item:
-        content = item.get("content")
-        if isinstance(content, str):
-            return {"role": item["role"], "parts": [{"type": "text", "content": content}]}
-        parts = [
-            {"type": "text", "content": b.get("text", "")}
-            if b.get("type") in ("input_text", "output_text", "text")
-            else dict(b)
-            for b in content or ()
-            if isinstance(b, dict)
-        ]
-        return {"role": item["role"], "parts": parts}
-    return None  # reasoning items and others carry no message
-
-
-def _responses_messages(items: Any, prefix: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    out = list(prefix or ())
+def _responses_chat(instructions: Any, items: Any) -> list[dict[str, Any]]:
+    """Responses ``instructions`` and ``input`` items as OpenAI chat messages (as the tracer reads them)."""
+    out: list[dict[str, Any]] = []
+    if isinstance(instructions, str):
+        out.append({"role": "system", "content": instructions})
     if isinstance(items, str):
-        return [*out, {"role": "user", "parts": [{"type": "text", "content": items}]}]
+        return [*out, {"role": "user", "content": items}]
     for item in items or ():
-        message = _responses_item(item) if isinstance(item, dict) else None
-        if message is None:
+        if not isinstance(item, dict):
             continue
-        last = out[-1] if out else None
-        # consecutive function calls of one turn belong to one assistant message
-        if last is not None and message["role"] == "assistant" == last["role"] and message["parts"][0]["type"] == "tool_call":
-            last["parts"].extend(message["parts"])
+        kind = item.get("type")
+        if kind == "function_call":
+            call = {"id": item.get("call_id"), "type": "function", "function": {"name": item.get("name"), "arguments": item.get("arguments")}}
+            last = out[-1] if out else None
+            if last is not None and last["role"] == "assistant" and last.get("tool_calls"):
+                last["tool_calls"].append(call)  # the calls of one turn form one assistant message
+            else:
+                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            out.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": item.get("output")})
+        elif "role" in item:
+            content = item.get("content")
+            if isinstance(content, list):
+                content = [
+                    {"type": "text", "text": p.get("text", "")}
+                    if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text")
+                    else p
+                    for p in content
+                ]
+            out.append({"role": item["role"], "content": content})
         else:
-            out.append(message)
+            out.append({"role": "user", "content": [item]})
     return out
 
 
@@ -176,10 +170,7 @@ def _prompt_messages(prompt: Any) -> list[dict[str, Any]]:
 _INPUTS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]] | None]] = {
     CHAT: lambda b: to_semconv_messages(b["messages"]) if isinstance(b.get("messages"), list) else None,
     MESSAGES: _anthropic_input,
-    RESPONSES: lambda b: _responses_messages(
-        b.get("input"),
-        [{"role": "system", "parts": [{"type": "text", "content": b["instructions"]}]}] if b.get("instructions") else None,
-    ),
+    RESPONSES: lambda b: to_semconv_messages(_responses_chat(b.get("instructions"), b.get("input"))),
     COMPLETIONS: lambda b: _prompt_messages(b["prompt"]) if "prompt" in b else None,
     EMBEDDINGS: lambda b: None,
 }
@@ -258,16 +249,22 @@ def _chat_like_outputs(body: dict[str, Any], out: dict[str, Any], text_key: str 
 
 
 def _responses_outputs(body: dict[str, Any], out: dict[str, Any]) -> None:
-    messages = _responses_messages(body.get("output"))
-    parts = [p for m in messages if m["role"] == "assistant" for p in m["parts"]]
-    status = body.get("status")
-    if any(p["type"] == "tool_call" for p in parts):
-        reason = "tool_calls"
-    elif status == "completed":
-        reason = "stop"
-    else:
-        reason = ((body.get("incomplete_details") or {}).get("reason")) or str(status)
-    out[semconv.GEN_AI_OUTPUT_MESSAGES] = _json([{"role": "assistant", "parts": parts, "finish_reason": reason}])
+    """A Response's output items as one assistant message (texts joined, then the tool calls)."""
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for item in body.get("output") or ():
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "message":
+            texts.extend(p.get("text") or p.get("refusal") or "" for p in item.get("content") or () if isinstance(p, dict))
+        elif kind == "function_call":
+            function = {"name": item.get("name"), "arguments": item.get("arguments", "")}
+            calls.append({"id": item.get("call_id"), "type": "function", "function": function})
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        message["tool_calls"] = calls
+    incomplete = (body.get("incomplete_details") or {}).get("reason")
+    reason = "tool_calls" if calls else "length" if incomplete == "max_output_tokens" else "stop"
+    out[semconv.GEN_AI_OUTPUT_MESSAGES] = _json([to_semconv_message(message, finish_reason=reason)])
     out[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = [reason]
     _usage(out, body.get("usage"), ("input_tokens", "output_tokens"))
 
