@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
 from agentlightning_core import AttemptedRollout, InMemoryLightningStore
 from agentlightning_core.testing.openai_server import OpenAIServer
-
 from agentlightning_proxy import LLMProxy, Upstream
 
 
@@ -32,4 +32,3 @@ async def proxy(server: OpenAIServer, store: InMemoryLightningStore) -> AsyncIte
 @pytest.fixture
 async def attempt(store: InMemoryLightningStore) -> AttemptedRollout:
     return await store.start_rollout({"task": 1})
-

@@ -11,9 +11,9 @@ from pathlib import Path
 import anyio
 import openai
 import pytest
+
 from agentlightning_core import InMemoryLightningStore, LightningStoreServer
 from agentlightning_core.testing.openai_server import OpenAIServer
-
 from agentlightning_proxy import Upstream, load_config
 
 AGL = str(Path(sys.executable).with_name("agl"))
@@ -50,7 +50,10 @@ def test_toml_and_yaml_configs_give_the_same_settings(tmp_path: Path) -> None:
     [
         ("port = 1\n", "needs an [upstreams.NAME] table"),
         ('[upstreams.a]\nbase_url = "ftp://x"\n', "upstreams.a: Upstream base_url must be an http(s) URL"),
-        ('[upstreams.a]\nbase_url = "http://x/v1"\napi_key_env = "MISSING_KEY"\n', "'MISSING_KEY', which is not set"),
+        (
+            '[upstreams.a]\nbase_url = "http://x/v1"\napi_key_env = "MISSING_KEY"\n',
+            "'MISSING_KEY', which is not set",
+        ),
         ('[upstreams.a]\nbase_url = "http://x/v1"\nmodel = "m"\n', "unknown key(s) ['model']"),
         ('prot = 1\n[upstreams.a]\nbase_url = "http://x/v1"\n', "unknown setting(s) ['prot']"),
         ('port = 99999\n[upstreams.a]\nbase_url = "http://x/v1"\n', "port must be an integer in 0..65535"),
@@ -65,7 +68,12 @@ def test_config_errors_name_the_file_the_key_and_the_fix(tmp_path: Path, text: s
 
 
 def test_agl_proxy_serve_reports_a_missing_config(tmp_path: Path) -> None:
-    out = subprocess.run([AGL, "proxy", "serve", "--config", str(tmp_path / "nope.toml")], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [AGL, "proxy", "serve", "--config", str(tmp_path / "nope.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1 and "nope.toml does not exist" in out.stderr
 
 
@@ -80,7 +88,9 @@ async def test_agl_proxy_serve_records_into_a_store_server_and_stops_on_sigterm(
                 f'store = "{store_server.url}"\nport = 0\n[upstreams.scripted]\nbase_url = "{upstream.base_url}"\nmodels = ["m"]\n',
             )
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            async with await anyio.open_process([AGL, "proxy", "serve", "--config", str(config)], env=env) as process:
+            async with await anyio.open_process(
+                [AGL, "proxy", "serve", "--config", str(config)], env=env
+            ) as process:
                 assert process.stdout is not None
                 line = b""
                 with anyio.fail_after(60):
@@ -90,7 +100,9 @@ async def test_agl_proxy_serve_records_into_a_store_server_and_stops_on_sigterm(
                 base = line.split()[3].decode()[: -len("/v1")]
                 url = f"{base}/rollout/{attempt.rollout_id}/attempt/{attempt.attempt.attempt_id}/v1"
                 async with openai.AsyncOpenAI(base_url=url, api_key="k", max_retries=0) as client:
-                    answer = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "via cli"}])
+                    answer = await client.chat.completions.create(
+                        model="m", messages=[{"role": "user", "content": "via cli"}]
+                    )
                 assert answer.choices[0].message.content == "via cli"
                 process.send_signal(signal.SIGTERM)
                 with anyio.fail_after(30):

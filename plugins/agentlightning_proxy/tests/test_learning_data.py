@@ -9,20 +9,20 @@ from typing import Any
 import anyio
 import openai
 import pytest
+
 from agentlightning_core import (
     AttemptedRollout,
     InMemoryLightningStore,
     LlmProxyTraceToTriplet,
     OtelTracer,
     Span,
-    TraceToMessages,
     TracerTraceToTriplet,
+    TraceToMessages,
     emit_reward,
     semconv,
 )
 from agentlightning_core.emitter.reward import reward_attributes
 from agentlightning_core.testing.openai_server import OpenAIServer, Reply, ToolCall
-
 from agentlightning_proxy import LLMProxy, Upstream
 from agentlightning_proxy import attributes as pa
 
@@ -34,7 +34,10 @@ ASK = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "
 
 
 def replies() -> list[Reply]:
-    return [Reply(tool_calls=[ToolCall("weather", '{"city": "Paris"}', id="call_w")]), Reply(content="Sunny in Paris.")]
+    return [
+        Reply(tool_calls=[ToolCall("weather", '{"city": "Paris"}', id="call_w")]),
+        Reply(content="Sunny in Paris."),
+    ]
 
 
 def conversation(client: openai.OpenAI, api: str) -> None:
@@ -42,16 +45,26 @@ def conversation(client: openai.OpenAI, api: str) -> None:
     stream = api.endswith("stream")
     if api.startswith("chat"):
         first = client.chat.completions.create(model="m", messages=ASK, tools=[CHAT_TOOL])  # type: ignore[arg-type,list-item]
-        history = [*ASK, first.choices[0].message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": "call_w", "content": "sunny"}]
-        second: Any = client.chat.completions.create(model="m", messages=history, tools=[CHAT_TOOL], stream=stream)  # type: ignore[call-overload]
+        history = [
+            *ASK,
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": "call_w", "content": "sunny"},
+        ]
+        second: Any = client.chat.completions.create(
+            model="m", messages=history, tools=[CHAT_TOOL], stream=stream
+        )  # type: ignore[call-overload]
     else:
-        answer = client.responses.create(model="m", instructions="Be brief.", input="Weather in Paris?", tools=[RESPONSES_TOOL])  # type: ignore[list-item]
+        answer = client.responses.create(
+            model="m", instructions="Be brief.", input="Weather in Paris?", tools=[RESPONSES_TOOL]
+        )  # type: ignore[list-item]
         items = [
             {"role": "user", "content": "Weather in Paris?"},
             *[item.model_dump(exclude_none=True) for item in answer.output],
             {"type": "function_call_output", "call_id": "call_w", "output": "sunny"},
         ]
-        second = client.responses.create(model="m", instructions="Be brief.", input=items, tools=[RESPONSES_TOOL], stream=stream)  # type: ignore[call-overload]
+        second = client.responses.create(
+            model="m", instructions="Be brief.", input=items, tools=[RESPONSES_TOOL], stream=stream
+        )  # type: ignore[call-overload]
     if stream:
         for _ in second:
             pass
@@ -75,10 +88,13 @@ async def test_proxy_spans_give_the_same_triplets_and_messages_as_tracer_spans(
     api: str, tracer: OtelTracer, store: InMemoryLightningStore, attempt: AttemptedRollout
 ) -> None:
     def traced() -> list[Span]:
-        with OpenAIServer(replies()) as server, openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client:
-            with tracer.trace_context("agent"):
-                conversation(client, api)
-                emit_reward(0.75)
+        with (
+            OpenAIServer(replies()) as server,
+            openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client,
+            tracer.trace_context("agent"),
+        ):
+            conversation(client, api)
+            emit_reward(0.75)
         return tracer.get_last_trace()
 
     tracer_spans = await anyio.to_thread.run_sync(traced)
@@ -104,7 +120,11 @@ async def test_proxy_spans_give_the_same_triplets_and_messages_as_tracer_spans(
     from_proxy = learning_data(LlmProxyTraceToTriplet(), proxy_spans)
     assert from_proxy == from_tracer
     triplets, conversations = from_proxy
-    assert len(triplets) == 2 and triplets[-1][2] == 0.75 and triplets[-1][1]["message"]["content"] == "Sunny in Paris."
+    assert (
+        len(triplets) == 2
+        and triplets[-1][2] == 0.75
+        and triplets[-1][1]["message"]["content"] == "Sunny in Paris."
+    )
     assert conversations[1]["messages"][-2] == {"role": "tool", "tool_call_id": "call_w", "content": "sunny"}
 
 
@@ -112,26 +132,37 @@ async def test_capture_tokens_records_token_ids_hides_them_from_the_client_and_f
     server: OpenAIServer, store: InMemoryLightningStore, attempt: AttemptedRollout
 ) -> None:
     server.add_reply(Reply(content="a", prompt_token_ids=[1, 2, 3], token_ids=[4, 5]))
-    server.add_reply(Reply(content="b", prompt_token_ids=[1, 2, 3, 4, 5, 6], token_ids=[7]))  # extends: no drift
+    server.add_reply(
+        Reply(content="b", prompt_token_ids=[1, 2, 3, 4, 5, 6], token_ids=[7])
+    )  # extends: no drift
     server.add_reply(Reply(content="c", prompt_token_ids=[1, 2, 3, 4, 9, 6, 7, 8], token_ids=[10]))  # drifted
     server.add_reply(Reply(content="d", prompt_token_ids=[1], token_ids=[2]))  # the client asks itself
     async with LLMProxy(Upstream("s", server.base_url), store, capture_tokens=True) as proxy:
         base = proxy.base_url_for(attempt.rollout_id, attempt.attempt.attempt_id)
         async with openai.AsyncOpenAI(base_url=base, api_key="k", max_retries=0) as client:
             plain = await client.chat.completions.with_raw_response.create(model="m", messages=ASK)  # type: ignore[arg-type]
-            assert "token_ids" not in plain.text and json.loads(plain.text)["choices"][0]["message"]["content"] == "a"
+            assert (
+                "token_ids" not in plain.text
+                and json.loads(plain.text)["choices"][0]["message"]["content"] == "a"
+            )
             stream = await client.chat.completions.create(model="m", messages=ASK, stream=True)  # type: ignore[arg-type]
             chunks = [chunk async for chunk in stream]
             assert all("token_ids" not in chunk.model_dump_json() for chunk in chunks)
             assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "b"
             await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
             asked = await client.chat.completions.with_raw_response.create(
-                model="m", messages=ASK, extra_body={"return_token_ids": True}  # type: ignore[arg-type]
+                model="m",
+                messages=ASK,
+                extra_body={"return_token_ids": True},  # type: ignore[arg-type]
             )
             assert json.loads(asked.text)["prompt_token_ids"] == [1]
     assert [r.get("return_token_ids") for r in server.requests] == [True] * 4
-    one, two, three, four = [s for s in await store.query_spans(attempt.rollout_id) if pa.SURFACE in s.attributes]
-    assert one.attributes[semconv.LLM_PROMPT_TOKEN_IDS] == [1, 2, 3] and one.attributes[semconv.LLM_RESPONSE_TOKEN_IDS] == [4, 5]
+    one, two, three, four = [
+        s for s in await store.query_spans(attempt.rollout_id) if pa.SURFACE in s.attributes
+    ]
+    assert one.attributes[semconv.LLM_PROMPT_TOKEN_IDS] == [1, 2, 3] and one.attributes[
+        semconv.LLM_RESPONSE_TOKEN_IDS
+    ] == [4, 5]
     assert two.attributes[semconv.LLM_RESPONSE_TOKEN_IDS] == [7] and two.attributes[pa.TOKEN_DRIFT] is False
     assert pa.TOKEN_DRIFT not in one.attributes and three.attributes[pa.TOKEN_DRIFT] is True
     assert four.attributes[pa.TOKEN_DRIFT] is True and proxy.stats.token_drift == 2

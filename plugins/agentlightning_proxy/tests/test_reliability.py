@@ -12,10 +12,10 @@ import aiohttp
 import anyio
 import openai
 import pytest
-from agentlightning_core import AttemptedRollout, InMemoryLightningStore, Span
-from agentlightning_core.testing.openai_server import OpenAIServer, Reply
 from aiohttp import web
 
+from agentlightning_core import AttemptedRollout, InMemoryLightningStore, Span
+from agentlightning_core.testing.openai_server import OpenAIServer, Reply
 from agentlightning_proxy import LLMProxy, Upstream
 from agentlightning_proxy import attributes as pa
 
@@ -47,7 +47,10 @@ def closed_port() -> int:
 
 
 async def post(base: str, path: str, data: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.post(base + path, data=data, headers=headers) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base + path, data=data, headers=headers) as response,
+    ):
         return response.status, await response.json(content_type=None)
 
 
@@ -60,7 +63,11 @@ async def test_bad_requests_get_json_errors_and_the_proxy_keeps_serving(
         assert status == 400 and "not valid JSON" in body["error"]["message"]
         status, body = await post(base, "/chat/completions", b"[1, 2]")
         assert status == 400 and "JSON object" in body["error"]["message"]
-        status, body = await post(base, "/chat/completions", json.dumps({"model": "m", "messages": [{"content": "x" * 2000}]}).encode())
+        status, body = await post(
+            base,
+            "/chat/completions",
+            json.dumps({"model": "m", "messages": [{"content": "x" * 2000}]}).encode(),
+        )
         assert status == 413 and "limit of 1000 bytes" in body["error"]["message"]
         status, body = await post(base, "/chat/nonsense", b"{}")
         assert status == 404 and "/v1/chat/completions" in body["error"]["message"]
@@ -69,14 +76,23 @@ async def test_bad_requests_get_json_errors_and_the_proxy_keeps_serving(
         async with aiohttp.ClientSession() as session, session.get(base + "/chat/completions") as response:
             assert response.status == 405 and response.headers["allow"] == "POST"
         async with openai.AsyncOpenAI(base_url=base, api_key="k", max_retries=0) as client:
-            with pytest.raises(openai.NotFoundError, match="'other' is not served here; configured models: m"):
+            with pytest.raises(
+                openai.NotFoundError, match="'other' is not served here; configured models: m"
+            ):
                 await client.chat.completions.create(model="other", messages=ASK)  # type: ignore[arg-type]
             answer = await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
         assert answer.choices[0].message.content == "hi"
     spans = await calls(store, attempt)
     bad_json = spans[0]
     assert bad_json.status.status_code == "ERROR" and bad_json.attributes[pa.REQUEST_BODY_RAW] == "{not json"
-    assert [s.attributes[pa.HTTP_STATUS] for s in spans] == [400, 400, 413, 400, 404, 200]  # an unknown path is not a call
+    assert [s.attributes[pa.HTTP_STATUS] for s in spans] == [
+        400,
+        400,
+        413,
+        400,
+        404,
+        200,
+    ]  # an unknown path is not a call
     assert server.requests == [{"model": "m", "messages": ASK}]
 
 
@@ -108,13 +124,17 @@ async def test_5xx_and_429_are_retried_then_passed_through(
     assert failed.attributes[pa.HTTP_STATUS] == 500 and len(server.requests) == 6 and proxy.stats.retries == 4
 
 
-async def test_connection_errors_fail_over_and_a_rollout_sticks_to_one_upstream(store: InMemoryLightningStore) -> None:
+async def test_connection_errors_fail_over_and_a_rollout_sticks_to_one_upstream(
+    store: InMemoryLightningStore,
+) -> None:
     with OpenAIServer() as a, OpenAIServer() as b:
         upstreams = [Upstream("a", a.base_url, ["m"]), Upstream("b", b.base_url, ["m"])]
         async with LLMProxy(upstreams, store, backoff_seconds=0.01) as proxy:
             attempts = [await store.start_rollout({"task": i}) for i in range(8)]
             for attempt in attempts:
-                async with openai.AsyncOpenAI(base_url=url(proxy, attempt), api_key="k", max_retries=0) as client:
+                async with openai.AsyncOpenAI(
+                    base_url=url(proxy, attempt), api_key="k", max_retries=0
+                ) as client:
                     for _ in range(3):
                         await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
             used = [{s.attributes[pa.UPSTREAM] for s in await calls(store, attempt)} for attempt in attempts]
@@ -123,12 +143,18 @@ async def test_connection_errors_fail_over_and_a_rollout_sticks_to_one_upstream(
         dead = Upstream("dead", f"http://127.0.0.1:{closed_port()}/v1", ["m"])
         async with LLMProxy([dead, Upstream("b", b.base_url, ["m"])], store, backoff_seconds=0.01) as proxy:
             for attempt in attempts:
-                async with openai.AsyncOpenAI(base_url=url(proxy, attempt), api_key="k", max_retries=0) as client:
+                async with openai.AsyncOpenAI(
+                    base_url=url(proxy, attempt), api_key="k", max_retries=0
+                ) as client:
                     await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
             assert proxy.stats.retries >= 1 and proxy.stats.upstream_errors == 0
         async with LLMProxy(dead, store, backoff_seconds=0.01, max_retries=1) as proxy:
-            async with openai.AsyncOpenAI(base_url=url(proxy, attempts[0]), api_key="k", max_retries=0) as client:
-                with pytest.raises(openai.APIStatusError, match="'dead'.*could not be reached after 2 attempt") as info:
+            async with openai.AsyncOpenAI(
+                base_url=url(proxy, attempts[0]), api_key="k", max_retries=0
+            ) as client:
+                with pytest.raises(
+                    openai.APIStatusError, match=r"'dead'.*could not be reached after 2 attempt"
+                ) as info:
                     await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
             assert info.value.status_code == 502
         last = (await calls(store, attempts[0]))[-1]
@@ -142,7 +168,14 @@ async def echo_headers_upstream() -> AsyncIterator[str]:
     async def handle(request: web.Request) -> web.Response:
         seen = {k: request.headers.get(k) for k in ("authorization", "x-api-key", "x-rollout-id")}
         message = {"role": "assistant", "content": json.dumps(seen)}
-        return web.json_response({"id": "e", "object": "chat.completion", "model": "m", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
+        return web.json_response(
+            {
+                "id": "e",
+                "object": "chat.completion",
+                "model": "m",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            }
+        )
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handle)
@@ -160,7 +193,9 @@ async def echo_headers_upstream() -> AsyncIterator[str]:
 async def test_upstream_key_replaces_the_client_key_and_the_proxy_token_is_required(
     echo_headers_upstream: str, store: InMemoryLightningStore, attempt: AttemptedRollout
 ) -> None:
-    async with LLMProxy(Upstream("s", echo_headers_upstream, api_key="upstream-secret"), store, token="proxy-token") as proxy:
+    async with LLMProxy(
+        Upstream("s", echo_headers_upstream, api_key="upstream-secret"), store, token="proxy-token"
+    ) as proxy:
         async with openai.AsyncOpenAI(base_url=url(proxy, attempt), api_key="wrong", max_retries=0) as client:
             with pytest.raises(openai.AuthenticationError, match="proxy token"):
                 await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
@@ -209,10 +244,13 @@ async def test_pause_refuses_new_calls_with_retry_after_and_waits_for_in_flight_
                 await anyio.to_thread.run_sync(arrived.wait, 30)
                 tg.start_soon(pause)
                 await wait_until(lambda: proxy.paused)
-                async with aiohttp.ClientSession() as session:
-                    async with session.post(base + "/chat/completions", json={"model": "m", "messages": ASK}) as response:
-                        assert response.status == 429 and response.headers["retry-after"] == "1"
-                        assert "paused" in (await response.json())["error"]["message"]
+                request = {"model": "m", "messages": ASK}
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.post(base + "/chat/completions", json=request) as response,
+                ):
+                    assert response.status == 429 and response.headers["retry-after"] == "1"
+                    assert "paused" in (await response.json())["error"]["message"]
                 assert not paused.is_set() and not answers  # the in-flight call is still running
                 release.set()
                 await paused.wait()
@@ -225,7 +263,12 @@ async def test_pause_refuses_new_calls_with_retry_after_and_waits_for_in_flight_
 
 # --- streams that do not end well ---------------------------------------------------------
 
-CHUNK = {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [{"index": 0, "delta": {"content": "partial "}}]}
+CHUNK = {
+    "id": "c1",
+    "object": "chat.completion.chunk",
+    "model": "m",
+    "choices": [{"index": 0, "delta": {"content": "partial "}}],
+}
 
 
 @pytest.fixture
@@ -261,19 +304,24 @@ async def stalling_upstream() -> AsyncIterator[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize("mode", ["stall", "break"])
 async def test_an_abandoned_or_broken_stream_is_still_recorded_with_its_error(
-    mode: str, stalling_upstream: tuple[str, dict[str, Any]], store: InMemoryLightningStore, attempt: AttemptedRollout
+    mode: str,
+    stalling_upstream: tuple[str, dict[str, Any]],
+    store: InMemoryLightningStore,
+    attempt: AttemptedRollout,
 ) -> None:
-    base, state = stalling_upstream
+    base, _ = stalling_upstream
     async with LLMProxy(Upstream("u", f"{base}/{mode}/v1"), store) as proxy:
         request = {"model": "m", "messages": ASK, "stream": True}
-        async with aiohttp.ClientSession() as session:
-            async with session.post(url(proxy, attempt) + "/chat/completions", json=request) as response:
-                assert response.status == 200
-                first = await response.content.readuntil(b"\n\n")
-                assert b"partial" in first
-                if mode == "break":
-                    rest = await response.content.read()
-                    assert b"[DONE]" not in rest
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url(proxy, attempt) + "/chat/completions", json=request) as response,
+        ):
+            assert response.status == 200
+            first = await response.content.readuntil(b"\n\n")
+            assert b"partial" in first
+            if mode == "break":
+                rest = await response.content.read()
+                assert b"[DONE]" not in rest
             # leaving the block closes the connection: for "stall", the client abandons the stream
         await wait_until(lambda: proxy.stats.recorded == 1)
         (span,) = await calls(store, attempt)

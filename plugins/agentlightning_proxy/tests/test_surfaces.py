@@ -11,9 +11,9 @@ import anthropic
 import anyio
 import openai
 import pytest
+
 from agentlightning_core import AttemptedRollout, InMemoryLightningStore, Span, semconv
 from agentlightning_core.testing.openai_server import OpenAIServer, Reply, ToolCall
-
 from agentlightning_proxy import LLMProxy
 from agentlightning_proxy import attributes as pa
 
@@ -52,7 +52,9 @@ async def test_chat_completion_is_answered_and_recorded_with_genai_attributes(
     assert a[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 7 and a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
     assert a[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ["stop"] and a[semconv.LLM_STREAM] is False
     assert a[pa.HTTP_STATUS] == 200 and a[pa.UPSTREAM] == "scripted" and a[pa.RETRIES] == 0
-    assert decoded(span, semconv.GEN_AI_INPUT_MESSAGES) == [{"role": "user", "parts": [{"type": "text", "content": "Weather?"}]}]
+    assert decoded(span, semconv.GEN_AI_INPUT_MESSAGES) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Weather?"}]}
+    ]
     assert decoded(span, semconv.GEN_AI_OUTPUT_MESSAGES) == [
         {"role": "assistant", "parts": [{"type": "text", "content": "Sunny."}], "finish_reason": "stop"}
     ]
@@ -62,7 +64,9 @@ async def test_chat_completion_is_answered_and_recorded_with_genai_attributes(
 async def test_a_sync_client_streams_tool_calls_chunk_by_chunk(
     proxy: LLMProxy, server: OpenAIServer, store: InMemoryLightningStore, attempt: AttemptedRollout
 ) -> None:
-    server.add_reply(Reply(content="Let me check", tool_calls=[ToolCall("weather", '{"city": "Paris"}', id="call_w")]))
+    server.add_reply(
+        Reply(content="Let me check", tool_calls=[ToolCall("weather", '{"city": "Paris"}', id="call_w")])
+    )
 
     def run() -> list[Any]:
         with openai.OpenAI(base_url=url(proxy, attempt), api_key="k", max_retries=0) as client:
@@ -102,10 +106,12 @@ async def test_json_mode_n_and_logprobs_reach_the_upstream_untouched(
         "response_format": {"type": "json_object"},
         "seed": 7,
     }
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url(proxy, attempt) + "/chat/completions", json=request) as response:
-            assert response.status == 200
-            body = await response.json()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url(proxy, attempt) + "/chat/completions", json=request) as response,
+    ):
+        assert response.status == 200
+        body = await response.json()
     assert server.requests == [request]
     assert body["choices"][0]["message"]["content"] == "json please"
 
@@ -114,7 +120,9 @@ async def test_header_attribution_and_the_plain_v1_path(
     proxy: LLMProxy, store: InMemoryLightningStore, attempt: AttemptedRollout
 ) -> None:
     headers = {"x-rollout-id": attempt.rollout_id, "x-attempt-id": attempt.attempt.attempt_id}
-    async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key="k", max_retries=0, default_headers=headers) as client:
+    async with openai.AsyncOpenAI(
+        base_url=proxy.base_url, api_key="k", max_retries=0, default_headers=headers
+    ) as client:
         await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "by header"}])
     (span,) = await calls(store, attempt)
     assert span.rollout_id == attempt.rollout_id and span.attempt_id == attempt.attempt.attempt_id
@@ -125,15 +133,22 @@ async def test_calls_without_ids_or_for_unknown_rollouts_are_forwarded_and_count
     proxy: LLMProxy, store: InMemoryLightningStore
 ) -> None:
     async with openai.AsyncOpenAI(base_url=proxy.base_url, api_key="k", max_retries=0) as client:
-        answer = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "nobody"}])
+        answer = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "nobody"}]
+        )
     assert answer.choices[0].message.content == "nobody"
     unknown = proxy.base_url_for("ro-missing", "at-missing")
     async with openai.AsyncOpenAI(base_url=unknown, api_key="k", max_retries=0) as client:
-        answer = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "ghost"}])
+        answer = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "ghost"}]
+        )
     assert answer.choices[0].message.content == "ghost"
     assert proxy.stats.unattributed == 2 and proxy.stats.recorded == 0
     first, second = proxy.unattributed
-    assert first.rollout_id == pa.UNATTRIBUTED_ID and first.attributes[semconv.GEN_AI_RESPONSE_ID] == "chatcmpl-test-1"
+    assert (
+        first.rollout_id == pa.UNATTRIBUTED_ID
+        and first.attributes[semconv.GEN_AI_RESPONSE_ID] == "chatcmpl-test-1"
+    )
     assert second.attributes[semconv.ROLLOUT_ID] == "ro-missing" and second.status.status_code == "OK"
     assert (await store.statistics()).get("spans", 0) == 0
 
@@ -142,10 +157,14 @@ async def test_two_concurrent_attempts_never_mix(proxy: LLMProxy, store: InMemor
     attempts = [await store.start_rollout({"task": i}) for i in range(2)]
 
     async def agent(index: int, turn: int) -> None:
-        async with openai.AsyncOpenAI(base_url=url(proxy, attempts[index]), api_key="k", max_retries=0) as client:
+        async with openai.AsyncOpenAI(
+            base_url=url(proxy, attempts[index]), api_key="k", max_retries=0
+        ) as client:
             stream = turn % 2 == 1
             text = f"agent{index} turn{turn}"
-            result = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": text}], stream=stream)
+            result = await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": text}], stream=stream
+            )
             if stream:
                 assert "".join([c.choices[0].delta.content or "" async for c in result if c.choices]) == text  # type: ignore[union-attr]
 
@@ -167,20 +186,28 @@ async def test_two_concurrent_attempts_never_mix(proxy: LLMProxy, store: InMemor
 async def test_anthropic_messages_with_the_real_anthropic_client(
     proxy: LLMProxy, server: OpenAIServer, store: InMemoryLightningStore, attempt: AttemptedRollout
 ) -> None:
-    server.add_reply(Reply(content="Checking.", tool_calls=[ToolCall("weather", '{"city": "Oslo"}', id="toolu_1")]))
+    server.add_reply(
+        Reply(content="Checking.", tool_calls=[ToolCall("weather", '{"city": "Oslo"}', id="toolu_1")])
+    )
     server.add_reply(Reply(content="Snow in Oslo."))
     base = proxy.url + f"/rollout/{attempt.rollout_id}/attempt/{attempt.attempt.attempt_id}"
     tool = {"name": "weather", "description": "weather of a city", "input_schema": {"type": "object"}}
     async with anthropic.AsyncAnthropic(base_url=base, api_key="k", max_retries=0) as client:
         first = await client.messages.create(
-            model="claude-test", max_tokens=50, system="Be brief.", tools=[tool],  # type: ignore[list-item]
+            model="claude-test",
+            max_tokens=50,
+            system="Be brief.",
+            tools=[tool],  # type: ignore[list-item]
             messages=[{"role": "user", "content": "Oslo?"}],
         )
         assert first.stop_reason == "tool_use" and first.content[1].type == "tool_use"
         history: list[Any] = [
             {"role": "user", "content": "Oslo?"},
             {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "-3C, snow"}]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "-3C, snow"}],
+            },
         ]
         async with client.messages.stream(model="claude-test", max_tokens=50, messages=history) as stream:
             texts = [t async for t in stream.text_stream]
@@ -188,7 +215,10 @@ async def test_anthropic_messages_with_the_real_anthropic_client(
     assert "".join(texts) == "Snow in Oslo." and final.content[0].text == "Snow in Oslo."  # type: ignore[union-attr]
     one, two = await calls(store, attempt)
     assert one.name == "chat claude-test" and one.attributes[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
-    assert decoded(one, semconv.GEN_AI_INPUT_MESSAGES)[0] == {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]}
+    assert decoded(one, semconv.GEN_AI_INPUT_MESSAGES)[0] == {
+        "role": "system",
+        "parts": [{"type": "text", "content": "Be brief."}],
+    }
     assert decoded(one, semconv.GEN_AI_OUTPUT_MESSAGES) == [
         {
             "role": "assistant",
@@ -203,8 +233,12 @@ async def test_anthropic_messages_with_the_real_anthropic_client(
         "role": "tool",
         "parts": [{"type": "tool_call_response", "id": "toolu_1", "response": "-3C, snow"}],
     }
-    assert decoded(two, semconv.GEN_AI_OUTPUT_MESSAGES)[0]["parts"] == [{"type": "text", "content": "Snow in Oslo."}]
-    assert two.attributes[semconv.LLM_STREAM] is True and two.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
+    assert decoded(two, semconv.GEN_AI_OUTPUT_MESSAGES)[0]["parts"] == [
+        {"type": "text", "content": "Snow in Oslo."}
+    ]
+    assert (
+        two.attributes[semconv.LLM_STREAM] is True and two.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
+    )
 
 
 async def test_completions_embeddings_and_models(
@@ -221,6 +255,8 @@ async def test_completions_embeddings_and_models(
     assert [m.id for m in models.data] == []  # the fixture's upstream serves any model ("*")
     plain, stream, embed = await calls(store, attempt)
     assert plain.name == "text_completion m" and stream.attributes[semconv.LLM_STREAM] is True
-    assert decoded(stream, semconv.GEN_AI_OUTPUT_MESSAGES)[0]["parts"] == [{"type": "text", "content": "there was a proxy"}]
+    assert decoded(stream, semconv.GEN_AI_OUTPUT_MESSAGES)[0]["parts"] == [
+        {"type": "text", "content": "there was a proxy"}
+    ]
     assert embed.name == "embeddings embed" and embed.attributes[pa.EMBEDDING_INPUTS] == 3
     assert embed.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 3

@@ -31,14 +31,18 @@ def _words(text: Any) -> int:
 def _anthropic_text(content: Any) -> str:
     if isinstance(content, str):
         return content
-    return " ".join(b.get("text", "") for b in content or () if isinstance(b, dict) and b.get("type") == "text")
+    return " ".join(
+        b.get("text", "") for b in content or () if isinstance(b, dict) and b.get("type") == "text"
+    )
 
 
 def _anthropic_usage(reply: Reply, body: dict[str, Any]) -> dict[str, int]:
     prompt = reply.prompt_tokens
     if prompt is None:
         prompt = _words(_anthropic_text(body.get("system"))) + sum(
-            _words(_anthropic_text(m.get("content"))) for m in body.get("messages") or () if isinstance(m, dict)
+            _words(_anthropic_text(m.get("content")))
+            for m in body.get("messages") or ()
+            if isinstance(m, dict)
         )
     completion = reply.completion_tokens if reply.completion_tokens is not None else _words(reply.content)
     return {"input_tokens": prompt, "output_tokens": completion}
@@ -54,7 +58,12 @@ def _message(mid: str, model: str, reply: Reply, body: dict[str, Any]) -> dict[s
         content.append({"type": "text", "text": reply.content})
     for i, call in enumerate(reply.tool_calls):
         content.append(
-            {"type": "tool_use", "id": call.id or f"toolu_{i}", "name": call.name, "input": json.loads(call.arguments or "{}")}
+            {
+                "type": "tool_use",
+                "id": call.id or f"toolu_{i}",
+                "name": call.name,
+                "input": json.loads(call.arguments or "{}"),
+            }
         )
     return {
         "id": mid,
@@ -70,26 +79,51 @@ def _message(mid: str, model: str, reply: Reply, body: dict[str, Any]) -> dict[s
 
 def _message_events(message: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     usage = message["usage"]
-    start = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 0}}
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 0},
+    }
     yield "message_start", {"type": "message_start", "message": start}
     for index, block in enumerate(message["content"]):
         if block["type"] == "text":
-            yield "content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+            yield (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
             words = block["text"].split(" ")
             for i, word in enumerate(words):
                 text = word if i == len(words) - 1 else word + " "
-                yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "text_delta", "text": text},
+                    },
+                )
         else:
             empty = {**block, "input": {}}
-            yield "content_block_start", {"type": "content_block_start", "index": index, "content_block": empty}
+            yield (
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": empty},
+            )
             args = json.dumps(block["input"])
             half = len(args) // 2
             for part in (args[:half], args[half:]):
                 delta = {"type": "input_json_delta", "partial_json": part}
                 yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
         yield "content_block_stop", {"type": "content_block_stop", "index": index}
-    delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
-    yield "message_delta", {"type": "message_delta", "delta": delta, "usage": {"output_tokens": usage["output_tokens"]}}
+    end: dict[str, Any] = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+    yield (
+        "message_delta",
+        {"type": "message_delta", "delta": end, "usage": {"output_tokens": usage["output_tokens"]}},
+    )
     yield "message_stop", {"type": "message_stop"}
 
 
@@ -98,7 +132,9 @@ def messages(handler: _Handler, body: dict[str, Any]) -> None:
     owner = handler.server_owner
     reply = owner._next_reply(body)
     if reply.status != 200:
-        handler._send_json(reply.status, {"type": "error", "error": {"type": "api_error", "message": reply.error}})
+        handler._send_json(
+            reply.status, {"type": "error", "error": {"type": "api_error", "message": reply.error}}
+        )
         return
     message = _message(f"msg_test_{owner._counter}", body.get("model") or owner.model, reply, body)
     if body.get("stream"):
@@ -121,9 +157,17 @@ def completions(handler: _Handler, body: dict[str, Any]) -> None:
         return
     cid = f"cmpl-test-{owner._counter}"
     model = body.get("model") or owner.model
-    prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else sum(map(_words, _prompts(body)))
-    completion_tokens = reply.completion_tokens if reply.completion_tokens is not None else _words(reply.content)
-    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+    prompt_tokens = (
+        reply.prompt_tokens if reply.prompt_tokens is not None else sum(map(_words, _prompts(body)))
+    )
+    completion_tokens = (
+        reply.completion_tokens if reply.completion_tokens is not None else _words(reply.content)
+    )
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
     reason = reply.finish_reason or "stop"
     base = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": model}
     if not body.get("stream"):
@@ -135,7 +179,10 @@ def completions(handler: _Handler, body: dict[str, Any]) -> None:
         words = (reply.content or "").split(" ")
         for i, word in enumerate(words):
             text = word if i == len(words) - 1 else word + " "
-            yield None, {**base, "choices": [{"index": 0, "text": text, "finish_reason": None, "logprobs": None}]}
+            yield (
+                None,
+                {**base, "choices": [{"index": 0, "text": text, "finish_reason": None, "logprobs": None}]},
+            )
         yield None, {**base, "choices": [{"index": 0, "text": "", "finish_reason": reason, "logprobs": None}]}
         if (body.get("stream_options") or {}).get("include_usage"):
             yield None, {**base, "choices": [], "usage": usage}
@@ -165,12 +212,19 @@ def embeddings(handler: _Handler, body: dict[str, Any]) -> None:
         data.append({"object": "embedding", "index": i, "embedding": value})
     tokens = sum(_words(t) for t in texts if isinstance(t, str))
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-    handler._send_json(200, {"object": "list", "data": data, "model": body.get("model") or owner.model, "usage": usage})
+    handler._send_json(
+        200, {"object": "list", "data": data, "model": body.get("model") or owner.model, "usage": usage}
+    )
 
 
 def models(handler: _Handler) -> None:
     """``GET /v1/models``: the server's model name."""
-    model = {"id": handler.server_owner.model, "object": "model", "created": 0, "owned_by": "agentlightning-test"}
+    model = {
+        "id": handler.server_owner.model,
+        "object": "model",
+        "created": 0,
+        "owned_by": "agentlightning-test",
+    }
     handler._send_json(200, {"object": "list", "data": [model]})
 
 

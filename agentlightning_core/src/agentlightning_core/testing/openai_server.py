@@ -224,7 +224,9 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 body = json.loads(raw)
             except ValueError:
-                self._send_json(400, {"error": {"message": "Request body is not JSON", "type": "invalid_request"}})
+                self._send_json(
+                    400, {"error": {"message": "Request body is not JSON", "type": "invalid_request"}}
+                )
                 return
             surface(self, body)
             return

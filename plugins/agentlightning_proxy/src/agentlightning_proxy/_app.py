@@ -22,9 +22,8 @@ import aiohttp
 import anyio
 import attrs
 import orjson
-from agentlightning_core import LightningStore, NotFoundError, Span, SpanStatus
-from agentlightning_core import semconv
 
+from agentlightning_core import LightningStore, NotFoundError, Span, SpanStatus, semconv
 from agentlightning_proxy import attributes as pa
 from agentlightning_proxy._capture import (
     CHAT,
@@ -69,7 +68,9 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _CLIENT_AUTH = frozenset({b"authorization", b"x-api-key"})
-_NOT_BACK = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "date", "server"})
+_NOT_BACK = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "date", "server"}
+)
 _RAW_LIMIT = 65536
 _DRIFT_MEMORY = 10_000
 
@@ -97,7 +98,9 @@ class ProxyStats:
 
 
 class _ProxyError(Exception):
-    def __init__(self, status: int, kind: str, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    def __init__(
+        self, status: int, kind: str, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
@@ -113,13 +116,22 @@ def _error_body(surface: str | None, kind: str, message: str) -> bytes:
 
 
 async def _respond(
-    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = (), *, content_type: bytes = b"application/json"
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    *,
+    content_type: bytes = b"application/json",
 ) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers],
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -181,7 +193,9 @@ class ProxyApp:
         keep_unattributed: int,
     ) -> None:
         if not upstreams:
-            raise ValueError("LLMProxy needs at least one upstream, e.g. Upstream('vllm', 'http://127.0.0.1:8000/v1')")
+            raise ValueError(
+                "LLMProxy needs at least one upstream, e.g. Upstream('vllm', 'http://127.0.0.1:8000/v1')"
+            )
         names = [u.name for u in upstreams]
         if len(set(names)) != len(names):
             raise ValueError(f"LLMProxy upstream names must be distinct, got {names}")
@@ -264,19 +278,32 @@ class ProxyApp:
                 await route(scope, receive, send)
                 return
             if path in ("/v1/models", "/models") and method == "GET":
-                data = [{"id": m, "object": "model", "created": 0, "owned_by": "agentlightning-proxy"} for m in self.models]
+                data = [
+                    {"id": m, "object": "model", "created": 0, "owned_by": "agentlightning-proxy"}
+                    for m in self.models
+                ]
                 await _respond(send, 200, orjson.dumps({"object": "list", "data": data}))
                 return
             if surface is None:
                 raise _ProxyError(
-                    404, "not_found", f"No route {method} {path}; the proxy serves POST {', '.join(SURFACES)} and GET /v1/models"
+                    404,
+                    "not_found",
+                    f"No route {method} {path}; the proxy serves POST {', '.join(SURFACES)} and GET /v1/models",
                 )
             if method != "POST":
-                raise _ProxyError(405, "method_not_allowed", f"{method} is not allowed on {path}; use POST", [(b"allow", b"POST")])
+                raise _ProxyError(
+                    405,
+                    "method_not_allowed",
+                    f"{method} is not allowed on {path}; use POST",
+                    [(b"allow", b"POST")],
+                )
             if self.paused:
                 self.stats.paused_refusals += 1
                 raise _ProxyError(
-                    429, "proxy_paused", "The proxy is paused while the model is updated; retry shortly", [(b"retry-after", b"1")]
+                    429,
+                    "proxy_paused",
+                    "The proxy is paused while the model is updated; retry shortly",
+                    [(b"retry-after", b"1")],
                 )
         except _ProxyError as exc:
             self.stats.client_errors += 1
@@ -307,7 +334,9 @@ class ProxyApp:
         if headers.get(b"authorization") in self._tokens or headers.get(b"x-api-key") in self._tokens:
             return
         raise _ProxyError(
-            401, "unauthorized", "Missing or wrong proxy token: send it as the API key (Authorization: Bearer or x-api-key)"
+            401,
+            "unauthorized",
+            "Missing or wrong proxy token: send it as the API key (Authorization: Bearer or x-api-key)",
         )
 
     # --- routing ---------------------------------------------------------------------------
@@ -331,7 +360,7 @@ class ProxyApp:
                 return min(max(float(retry_after), 0.0), 30.0)
             except ValueError:
                 pass
-        return min(self.backoff_seconds * 2**attempt, 10.0) * random.uniform(0.5, 1.5)
+        return min(self.backoff_seconds * 2.0**attempt, 10.0) * random.uniform(0.5, 1.5)
 
     # --- recording -------------------------------------------------------------------------
 
@@ -365,7 +394,9 @@ class ProxyApp:
             self.stats.recorded += 1
         except Exception:
             self.stats.record_failures += 1
-            logger.exception("The store refused the span of a %s call of rollout %s", span.name, span.rollout_id)
+            logger.exception(
+                "The store refused the span of a %s call of rollout %s", span.name, span.rollout_id
+            )
 
 
 class _Call:
@@ -403,14 +434,18 @@ class _Call:
         app.stats.calls += 1
         if self.rollout_id is not None and app.store is not None:
             # allocated now (call order), awaited when recording; an unknown rollout fails here
-            self.sequence = asyncio.ensure_future(app.store.get_next_span_sequence_id(self.rollout_id, self.attempt_id or ""))
+            self.sequence = asyncio.ensure_future(
+                app.store.get_next_span_sequence_id(self.rollout_id, self.attempt_id or "")
+            )
         try:
             await self._forward()
         except _ProxyError as exc:
             app.stats.client_errors += 1 if exc.status < 500 else 0
             self.status = exc.status
             self.error = exc.message
-            await _respond(self.send, exc.status, _error_body(self.surface, exc.kind, exc.message), exc.headers)
+            await _respond(
+                self.send, exc.status, _error_body(self.surface, exc.kind, exc.message), exc.headers
+            )
             await self._record()
         except BaseException:
             if self.sequence is not None:
@@ -427,7 +462,9 @@ class _Call:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                raise _ProxyError(400, "client_disconnected", "The client disconnected before sending the whole body")
+                raise _ProxyError(
+                    400, "client_disconnected", "The client disconnected before sending the whole body"
+                )
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -438,7 +475,9 @@ class _Call:
 
     def _too_large(self, size: int) -> _ProxyError:
         return _ProxyError(
-            413, "request_too_large", f"Request body of {size} bytes exceeds the proxy's limit of {self.app.max_body_bytes} bytes"
+            413,
+            "request_too_large",
+            f"Request body of {size} bytes exceeds the proxy's limit of {self.app.max_body_bytes} bytes",
         )
 
     def _parse(self, raw: bytes) -> dict[str, Any]:
@@ -446,10 +485,16 @@ class _Call:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             self.attributes[pa.REQUEST_BODY_RAW] = raw[:_RAW_LIMIT].decode("utf-8", "replace")
-            raise _ProxyError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}") from None
+            raise _ProxyError(
+                400, "invalid_request_error", f"The request body is not valid JSON: {exc}"
+            ) from None
         if not isinstance(body, dict):
             self.attributes[pa.REQUEST_BODY_RAW] = raw[:_RAW_LIMIT].decode("utf-8", "replace")
-            raise _ProxyError(400, "invalid_request_error", f"The request body must be a JSON object, got {type(body).__name__}")
+            raise _ProxyError(
+                400,
+                "invalid_request_error",
+                f"The request body must be a JSON object, got {type(body).__name__}",
+            )
         return body
 
     def _upstream_headers(self, upstream: Upstream) -> dict[str, str]:
@@ -473,13 +518,19 @@ class _Call:
         raw = await self._read_body()
         body = self._parse(raw)
         self.model = body.get("model")
-        self.attributes.update(request_attributes(self.surface, body, "anthropic" if self.surface == MESSAGES else "openai"))
+        self.attributes.update(
+            request_attributes(self.surface, body, "anthropic" if self.surface == MESSAGES else "openai")
+        )
         if not isinstance(self.model, str) or not self.model:
-            raise _ProxyError(400, "invalid_request_error", f"The request needs a 'model' string, got {self.model!r}")
+            raise _ProxyError(
+                400, "invalid_request_error", f"The request needs a 'model' string, got {self.model!r}"
+            )
         order = app.route(self.model, self.rollout_id)
         if not order:
             raise _ProxyError(
-                404, "model_not_found", f"Model {self.model!r} is not served here; configured models: {', '.join(app.models)}"
+                404,
+                "model_not_found",
+                f"Model {self.model!r} is not served here; configured models: {', '.join(app.models)}",
             )
         strip = False
         if app.capture_tokens and self.surface in (CHAT, COMPLETIONS) and not body.get("return_token_ids"):
@@ -500,7 +551,9 @@ class _Call:
         finally:
             response.release()
 
-    async def _send_upstream(self, order: list[Upstream], data: bytes) -> tuple[aiohttp.ClientResponse, Upstream]:
+    async def _send_upstream(
+        self, order: list[Upstream], data: bytes
+    ) -> tuple[aiohttp.ClientResponse, Upstream]:
         app = self.app
         session = app.session
         assert session is not None, "the proxy is not started"
@@ -530,7 +583,12 @@ class _Call:
                 response.release()
             retries += 1
             app.stats.retries += 1
-            logger.info("Retrying a %s call on upstream %s in %.2fs", self.surface, order[retries % len(order)].name, delay)
+            logger.info(
+                "Retrying a %s call on upstream %s in %.2fs",
+                self.surface,
+                order[retries % len(order)].name,
+                delay,
+            )
             await anyio.sleep(delay)
 
     def _client_headers(self, response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
@@ -566,7 +624,13 @@ class _Call:
         fold = StreamFold(self.surface)
         send = self.send
         pending = b""
-        await send({"type": "http.response.start", "status": response.status, "headers": self._client_headers(response)})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": self._client_headers(response),
+            }
+        )
         disconnected = False
         async with anyio.create_task_group() as tg:
 
@@ -621,7 +685,10 @@ class _Call:
                 attributes[semconv.ROLLOUT_ID] = self.rollout_id
                 attributes[semconv.ATTEMPT_ID] = self.attempt_id
             except Exception:
-                logger.exception("Could not get a sequence id for rollout %s; recording the call as unattributed", self.rollout_id)
+                logger.exception(
+                    "Could not get a sequence id for rollout %s; recording the call as unattributed",
+                    self.rollout_id,
+                )
         if rollout_id != pa.UNATTRIBUTED_ID:
             app.check_drift((rollout_id, attempt_id), attributes)
         trace_id, parent_id = _traceparent(self.headers)

@@ -15,7 +15,6 @@ from typing import Any
 
 from agentlightning_core import semconv
 from agentlightning_core.tracer.genai import to_semconv_message, to_semconv_messages
-
 from agentlightning_proxy import attributes as pa
 
 __all__ = [
@@ -109,7 +108,11 @@ def _anthropic_message(message: dict[str, Any]) -> dict[str, Any]:
             )
         elif kind == "tool_result":
             parts.append(
-                {"type": "tool_call_response", "id": block.get("tool_use_id"), "response": _text(block.get("content"))}
+                {
+                    "type": "tool_call_response",
+                    "id": block.get("tool_use_id"),
+                    "response": _text(block.get("content")),
+                }
             )
         else:
             parts.append(dict(block) if isinstance(block, dict) else {"type": "unknown", "value": block})
@@ -139,7 +142,11 @@ def _responses_chat(instructions: Any, items: Any) -> list[dict[str, Any]]:
             continue
         kind = item.get("type")
         if kind == "function_call":
-            call = {"id": item.get("call_id"), "type": "function", "function": {"name": item.get("name"), "arguments": item.get("arguments")}}
+            call = {
+                "id": item.get("call_id"),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+            }
             last = out[-1] if out else None
             if last is not None and last["role"] == "assistant" and last.get("tool_calls"):
                 last["tool_calls"].append(call)  # the calls of one turn form one assistant message
@@ -164,7 +171,10 @@ def _responses_chat(instructions: Any, items: Any) -> list[dict[str, Any]]:
 
 def _prompt_messages(prompt: Any) -> list[dict[str, Any]]:
     prompts = prompt if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt) else [prompt]
-    return [{"role": "user", "parts": [{"type": "text", "content": p if isinstance(p, str) else _json(p)}]} for p in prompts]
+    return [
+        {"role": "user", "parts": [{"type": "text", "content": p if isinstance(p, str) else _json(p)}]}
+        for p in prompts
+    ]
 
 
 _INPUTS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]] | None]] = {
@@ -213,7 +223,9 @@ def request_attributes(surface: str, body: dict[str, Any], provider: str) -> dic
 def _usage(out: dict[str, Any], usage: Any, names: tuple[str, str]) -> None:
     if not isinstance(usage, dict):
         return
-    for name, attr in zip(names, (semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_USAGE_OUTPUT_TOKENS), strict=True):
+    for name, attr in zip(
+        names, (semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_USAGE_OUTPUT_TOKENS), strict=True
+    ):
         value = usage.get(name)
         if isinstance(value, int):
             out[attr] = value
@@ -225,7 +237,11 @@ def _chat_like_outputs(body: dict[str, Any], out: dict[str, Any], text_key: str 
     choices = [c for c in body.get("choices") or () if isinstance(c, dict)]
     for choice in choices:
         reason = choice.get("finish_reason")
-        message = choice.get("message") if text_key is None else {"role": "assistant", "content": choice.get(text_key)}
+        message = (
+            choice.get("message")
+            if text_key is None
+            else {"role": "assistant", "content": choice.get(text_key)}
+        )
         outputs.append(to_semconv_message(message or {"role": "assistant"}, finish_reason=reason))
         if isinstance(reason, str):
             reasons.append(reason)
@@ -243,9 +259,15 @@ def _chat_like_outputs(body: dict[str, Any], out: dict[str, Any], text_key: str 
     logprobs = first.get("logprobs")
     if isinstance(logprobs, dict):
         values = logprobs.get("content")
-        floats = [t.get("logprob") for t in values if isinstance(t, dict)] if isinstance(values, list) else logprobs.get("token_logprobs")
+        floats = (
+            [t.get("logprob") for t in values if isinstance(t, dict)]
+            if isinstance(values, list)
+            else logprobs.get("token_logprobs")
+        )
         if isinstance(floats, list):
-            out[pa.RESPONSE_LOGPROBS] = [float(v) if isinstance(v, (int, float)) else float("nan") for v in floats]
+            out[pa.RESPONSE_LOGPROBS] = [
+                float(v) if isinstance(v, (int, float)) else float("nan") for v in floats
+            ]
 
 
 def _responses_outputs(body: dict[str, Any], out: dict[str, Any]) -> None:
@@ -255,7 +277,11 @@ def _responses_outputs(body: dict[str, Any], out: dict[str, Any]) -> None:
     for item in body.get("output") or ():
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "message":
-            texts.extend(p.get("text") or p.get("refusal") or "" for p in item.get("content") or () if isinstance(p, dict))
+            texts.extend(
+                p.get("text") or p.get("refusal") or ""
+                for p in item.get("content") or ()
+                if isinstance(p, dict)
+            )
         elif kind == "function_call":
             function = {"name": item.get("name"), "arguments": item.get("arguments", "")}
             calls.append({"id": item.get("call_id"), "type": "function", "function": function})
@@ -373,7 +399,11 @@ class StreamFold:
         for choice in chunk.get("choices") or ():
             acc = self._choices.get(choice.get("index", 0))
             if acc is None:
-                acc = self._choices[choice.get("index", 0)] = {"text": [], "tool_calls": {}, "role": "assistant"}
+                acc = self._choices[choice.get("index", 0)] = {
+                    "text": [],
+                    "tool_calls": {},
+                    "role": "assistant",
+                }
                 body.setdefault("choices", []).append(acc)
                 acc["index"] = choice.get("index", 0)
             delta = choice.get("delta") or {}
@@ -383,7 +413,9 @@ class StreamFold:
             if piece:
                 acc["text"].append(piece)
             for call in delta.get("tool_calls") or ():
-                slot = acc["tool_calls"].setdefault(call.get("index", 0), {"id": None, "name": None, "arguments": []})
+                slot = acc["tool_calls"].setdefault(
+                    call.get("index", 0), {"id": None, "name": None, "arguments": []}
+                )
                 slot["id"] = slot["id"] or call.get("id")
                 fn = call.get("function") or {}
                 slot["name"] = slot["name"] or fn.get("name")
@@ -412,7 +444,11 @@ class StreamFold:
                 message: dict[str, Any] = {"role": acc["role"], "content": text}
                 if acc["tool_calls"]:
                     message["tool_calls"] = [
-                        {"id": s["id"], "type": "function", "function": {"name": s["name"], "arguments": "".join(s["arguments"])}}
+                        {
+                            "id": s["id"],
+                            "type": "function",
+                            "function": {"name": s["name"], "arguments": "".join(s["arguments"])},
+                        }
                         for _, s in sorted(acc["tool_calls"].items())
                     ]
                 choice["message"] = message
@@ -449,17 +485,17 @@ class StreamFold:
             self._blocks[event.get("index", len(self._blocks))] = block
             body.setdefault("content", []).append(block)
         elif kind == "content_block_delta":
-            block = self._blocks.get(event.get("index", 0))
+            current = self._blocks.get(event.get("index", 0))
             delta = event.get("delta") or {}
-            if block is None:
+            if current is None:
                 return
             if delta.get("type") == "text_delta":
-                block["text"] = block.get("text", "") + delta.get("text", "")
+                current["text"] = current.get("text", "") + delta.get("text", "")
             elif delta.get("type") == "input_json_delta":
-                block.setdefault("_json", []).append(delta.get("partial_json", ""))
+                current.setdefault("_json", []).append(delta.get("partial_json", ""))
         elif kind == "content_block_stop":
-            block = self._blocks.get(event.get("index", 0))
-            if block is not None and "_json" in block:
+            block = self._blocks.get(event.get("index", 0)) or {}
+            if "_json" in block:
                 raw = "".join(block.pop("_json"))
                 block["input"] = json.loads(raw) if raw else {}
         elif kind == "message_delta":

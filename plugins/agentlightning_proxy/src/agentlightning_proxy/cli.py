@@ -69,10 +69,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("proxy", help="the LLM proxy that records every model call into the store")
-    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+    def usage(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(handler=usage)
     group = p.add_subparsers(dest="proxy_command", metavar="SUBCOMMAND")
     s = group.add_parser("serve", help="serve the proxy a config file describes (see docs/proxy.md)")
     s.add_argument("--config", required=True, help="TOML or YAML file: upstreams, models, store, token_env")
     s.add_argument("--host", help="address to bind (default: the config's, else 127.0.0.1)")
-    s.add_argument("--port", type=int, help="port to bind; 0 picks a free one (default: the config's, else 4800)")
+    s.add_argument(
+        "--port", type=int, help="port to bind; 0 picks a free one (default: the config's, else 4800)"
+    )
     s.set_defaults(handler=_serve)

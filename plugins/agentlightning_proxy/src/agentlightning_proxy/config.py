@@ -28,14 +28,22 @@ __all__ = ["ProxyConfig", "Upstream", "load_config"]
 
 def _url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise ValueError(f"Upstream base_url must be an http(s) URL like 'http://127.0.0.1:8000/v1', got {value!r}")
+        raise ValueError(
+            f"Upstream base_url must be an http(s) URL like 'http://127.0.0.1:8000/v1', got {value!r}"
+        )
+
+
+def _no_trailing_slash(value: Any) -> Any:
+    return value.rstrip("/") if isinstance(value, str) else value
 
 
 def _models(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, Sequence) or not value or not all(isinstance(m, str) and m for m in value):
-        raise ValueError(f"Upstream models must be a non-empty list of model names ('*' serves any), got {value!r}")
+        raise ValueError(
+            f"Upstream models must be a non-empty list of model names ('*' serves any), got {value!r}"
+        )
     return tuple(value)
 
 
@@ -51,7 +59,7 @@ class Upstream:
     """
 
     name: str
-    base_url: str = attrs.field(validator=_url, converter=lambda u: u.rstrip("/") if isinstance(u, str) else u)
+    base_url: str = attrs.field(validator=_url, converter=_no_trailing_slash)
     models: tuple[str, ...] = attrs.field(default=("*",), converter=_models)
     api_key: str | None = attrs.field(default=None, repr=False)
 
@@ -83,7 +91,9 @@ def _env(name: Any, where: str, env: Mapping[str, str]) -> str | None:
         raise ValueError(f"{where} must name an environment variable, got {name!r}")
     value = env.get(name)
     if not value:
-        raise ValueError(f"{where} names the environment variable {name!r}, which is not set; export it first")
+        raise ValueError(
+            f"{where} names the environment variable {name!r}, which is not set; export it first"
+        )
     return value
 
 
@@ -122,7 +132,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ValueError(f"{file}: unknown setting(s) {sorted(unknown)}; known: {sorted(_TOP_KEYS)}")
     raw = data.get("upstreams")
     if not isinstance(raw, dict) or not raw:
-        raise ValueError(f"{file} needs an [upstreams.NAME] table with base_url and models for each model server")
+        raise ValueError(
+            f"{file} needs an [upstreams.NAME] table with base_url and models for each model server"
+        )
     upstreams = []
     for name, table in raw.items():
         where = f"{file}: upstreams.{name}"

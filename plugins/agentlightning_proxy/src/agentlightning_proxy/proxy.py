@@ -21,8 +21,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
-from agentlightning_core import LightningStore, ProxyLLM, Span
 
+from agentlightning_core import LightningStore, ProxyLLM, Span
 from agentlightning_proxy._app import ProxyApp, ProxyStats, Route
 from agentlightning_proxy.config import Upstream
 
@@ -73,7 +73,11 @@ class LLMProxy:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"LLMProxy max_retries must be an integer >= 0, got {max_retries!r}")
         if host not in _LOCAL_HOSTS and not token:
-            logger.warning("LLM proxy on %s:%s has no token: anyone who can reach it can spend your model budget", host, port)
+            logger.warning(
+                "LLM proxy on %s:%s has no token: anyone who can reach it can spend your model budget",
+                host,
+                port,
+            )
         self.host = host
         self.port = port
         self.token = token
@@ -112,8 +116,15 @@ class LLMProxy:
     def as_resource(self, model: str, sampling_parameters: dict[str, Any] | None = None) -> ProxyLLM:
         """A ``ProxyLLM`` for ``initial_resources``: the runner hands each attempt its own URL."""
         if not self.started:
-            raise RuntimeError("LLMProxy.as_resource needs a started proxy (its port); use it inside `async with proxy:`")
-        return ProxyLLM(endpoint=self.base_url, model=model, sampling_parameters=dict(sampling_parameters or {}), api_key=self.token)
+            raise RuntimeError(
+                "LLMProxy.as_resource needs a started proxy (its port); use it inside `async with proxy:`"
+            )
+        return ProxyLLM(
+            endpoint=self.base_url,
+            model=model,
+            sampling_parameters=dict(sampling_parameters or {}),
+            api_key=self.token,
+        )
 
     @property
     def stats(self) -> ProxyStats:
@@ -164,7 +175,8 @@ class LLMProxy:
         except OSError as exc:
             sock.close()
             raise OSError(
-                exc.errno, f"LLMProxy cannot listen on {self.host}:{self.port}: {exc.strerror}. Pick another port (0: any free one)."
+                exc.errno,
+                f"LLMProxy cannot listen on {self.host}:{self.port}: {exc.strerror}. Pick another port (0: any free one).",
             ) from exc
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
@@ -218,7 +230,11 @@ class LLMProxy:
             task.result()
             raise RuntimeError(f"LLMProxy on {self.url} stopped while starting")
         self._task = task
-        logger.info("LLM proxy listening on %s (upstreams: %s)", self.url, ", ".join(u.name for u in self.app.upstreams))
+        logger.info(
+            "LLM proxy listening on %s (upstreams: %s)",
+            self.url,
+            ", ".join(u.name for u in self.app.upstreams),
+        )
 
     async def aclose(self) -> None:
         """Stop accepting calls, let in-flight ones finish, close the pool. Idempotent."""
