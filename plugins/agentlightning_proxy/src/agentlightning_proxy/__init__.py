@@ -7,8 +7,8 @@ See docs/proxy.md. Public names: :class:`LLMProxy`, :class:`Upstream`, :class:`P
 
 from __future__ import annotations
 
-from agentlightning_proxy._app import ProxyStats
+from agentlightning_proxy._app import TRACED_HEADER, ProxyStats
 from agentlightning_proxy.config import ProxyConfig, Upstream, load_config
 from agentlightning_proxy.proxy import LLMProxy
 
-__all__ = ["LLMProxy", "ProxyConfig", "ProxyStats", "Upstream", "load_config"]
+__all__ = ["TRACED_HEADER", "LLMProxy", "ProxyConfig", "ProxyStats", "Upstream", "load_config"]

@@ -37,7 +37,7 @@ from agentlightning_proxy._capture import (
 )
 from agentlightning_proxy.config import Upstream
 
-__all__ = ["ProxyApp", "ProxyStats", "Route"]
+__all__ = ["TRACED_HEADER", "ProxyApp", "ProxyStats", "Route"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Route = Callable[[Scope, Receive, Send], Awaitable[None]]
 """An extra ASGI route mounted with :meth:`ProxyApp.add_route` (e.g. ``GET /metrics``)."""
+
+TRACED_HEADER = "x-agentlightning-traced"
+"""A request carrying this header is recorded by an in-process tracer already: the proxy
+forwards it without recording it again (counted in ``ProxyStats.traced_elsewhere``)."""
+_TRACED = TRACED_HEADER.encode()
 
 _ATTRIBUTED_PATH = re.compile(r"^/rollout/([^/]+)/attempt/([^/]+)(/.*)$")
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -65,6 +70,7 @@ _HOP_BY_HOP = frozenset(
         b"accept-encoding",
         b"x-rollout-id",
         b"x-attempt-id",
+        _TRACED,
     }
 )
 _CLIENT_AUTH = frozenset({b"authorization", b"x-api-key"})
@@ -95,6 +101,8 @@ class ProxyStats:
     record_failures: int = 0
     """Spans the store refused (logged)."""
     paused_refusals: int = 0
+    traced_elsewhere: int = 0
+    """Calls forwarded without a span because a tracer records them (``x-agentlightning-traced``)."""
 
 
 class _ProxyError(Exception):
@@ -384,7 +392,10 @@ class ProxyApp:
         while len(self._last_tokens) > _DRIFT_MEMORY:
             self._last_tokens.popitem(last=False)
 
-    async def record(self, span: Span) -> None:
+    async def record(self, span: Span, headers: dict[bytes, bytes]) -> None:
+        if _TRACED in headers:
+            self.stats.traced_elsewhere += 1
+            return
         if span.rollout_id == pa.UNATTRIBUTED_ID or self.store is None:
             self.stats.unattributed += 1
             self.unattributed.append(span)
@@ -707,4 +718,4 @@ class _Call:
             status=SpanStatus("ERROR", self.error or f"HTTP {self.status}") if failed else SpanStatus("OK"),
             kind="CLIENT",
         )
-        await app.record(span)
+        await app.record(span, self.headers)
