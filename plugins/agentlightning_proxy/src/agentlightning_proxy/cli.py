@@ -63,7 +63,13 @@ async def serve(config_path: str, host: str | None = None, port: int | None = No
 def _serve(args: argparse.Namespace) -> int:
     import anyio
 
-    anyio.run(serve, args.config, args.host, args.port, backend="asyncio")
+    try:
+        import uvloop  # noqa: F401  (part of the core's server extra on Linux and macOS)
+
+        options = {"use_uvloop": True}
+    except ImportError:
+        options = {}
+    anyio.run(serve, args.config, args.host, args.port, backend="asyncio", backend_options=options)
     return 0
 
 
