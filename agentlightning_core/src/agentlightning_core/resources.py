@@ -73,6 +73,15 @@ class ProxyLLM(LLM):
             base, suffix = base[:-3], "/v1"
         return f"{base}/rollout/{rollout_id}/attempt/{attempt_id}{suffix}"
 
+    def for_attempt(self, rollout_id: str, attempt_id: str) -> LLM:
+        """The plain ``LLM`` one attempt uses: its calls reach the proxy attributed to it."""
+        return LLM(
+            endpoint=self.get_base_url(rollout_id, attempt_id),
+            model=self.model,
+            sampling_parameters=dict(self.sampling_parameters),
+            api_key=self.api_key,
+        )
+
 
 PromptEngine = Literal["f-string", "jinja"]
 

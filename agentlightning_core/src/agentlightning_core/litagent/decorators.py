@@ -50,12 +50,7 @@ def _first_of(kind: type, name: str) -> Getter:
                 f"{sorted(resources)}. Add one to Trainer(initial_resources=...) or let the algorithm publish it."
             )
         if isinstance(found, ProxyLLM):
-            return LLM(
-                endpoint=found.get_base_url(rollout.rollout_id, rollout.attempt_id),
-                model=found.model,
-                sampling_parameters=dict(found.sampling_parameters),
-                api_key=found.api_key,
-            )
+            return found.for_attempt(rollout.rollout_id, rollout.attempt_id)
         return found
 
     return get

@@ -26,7 +26,7 @@ import attrs
 
 from agentlightning_core._deprecation import warn_deprecated
 from agentlightning_core.hooks import HookCaller
-from agentlightning_core.resources import NamedResources
+from agentlightning_core.resources import NamedResources, ProxyLLM
 from agentlightning_core.runner.base import Runner, StepResult
 from agentlightning_core.spans import Span
 from agentlightning_core.types import AttemptedRollout, AttemptStatus, RolloutMode
@@ -260,6 +260,11 @@ class LitAgentRunner(Runner[T_task]):
         self, agent: LitAgent[T_task], attempted: AttemptedRollout, resources: NamedResources
     ) -> Any:
         method, is_async = agent.implementation(attempted.mode)
+        # each attempt gets its own LLM for every ProxyLLM: calls through the proxy are attributed to it
+        resources = {
+            name: r.for_attempt(attempted.rollout_id, attempted.attempt_id) if isinstance(r, ProxyLLM) else r
+            for name, r in resources.items()
+        }
         if is_async:
             return await method(attempted.input, resources, attempted)
         if self._limiter is None:

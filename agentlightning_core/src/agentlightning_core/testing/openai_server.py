@@ -23,6 +23,8 @@ from typing import Any, Self
 
 import attrs
 
+from agentlightning_core.testing import _surfaces
+
 __all__ = ["OpenAIServer", "Reply", "ToolCall"]
 
 
@@ -206,10 +208,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_GET(self) -> None:
+        route = _surfaces.GET_ROUTES.get(self.path.rstrip("/"))
+        if route is None:
+            self._send_json(404, {"error": {"message": f"Unknown path {self.path}", "type": "not_found"}})
+        else:
+            route(self)
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         path = self.path.rstrip("/")
+        surface = _surfaces.POST_ROUTES.get(path)
+        if surface is not None:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                self._send_json(
+                    400, {"error": {"message": "Request body is not JSON", "type": "invalid_request"}}
+                )
+                return
+            surface(self, body)
+            return
         if path not in _PATHS:
             self._send_json(404, {"error": {"message": f"Unknown path {self.path}", "type": "not_found"}})
             return
