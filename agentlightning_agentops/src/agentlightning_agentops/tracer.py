@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from agentlightning_agentops._compat import check_agentops_version
 from agentlightning_agentops._instrumentors import Instrumented, InstrumentorSpec, instrument
+from agentlightning_agentops._tool_calls import ToolCallPatch
 from agentlightning_core import OtelTracer, semconv
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ class AgentOpsTracer(OtelTracer):
         self.agentops_version: str | None = None
         self._agentops_instruments = Instrumented()
         self._bound_core = False
+        self._tool_calls = ToolCallPatch(self.provider)
         self._bind_lock = threading.Lock()
         self._bound = False
         self.provider.add_span_processor(_AgentNames())
@@ -152,6 +154,8 @@ class AgentOpsTracer(OtelTracer):
                 if self.decorators:
                     self._bind_core()
                 self._agentops_instruments = instrument(self.instrument, self.provider)
+                if "openai" in self._agentops_instruments.active:
+                    self._tool_calls.apply()
                 if self.export_to_agentops:
                     self._add_agentops_export()
                 super().init()
@@ -169,6 +173,7 @@ class AgentOpsTracer(OtelTracer):
     def _release(self) -> None:
         global _owner
         self._agentops_instruments.uninstrument()
+        self._tool_calls.restore()
         if self._bound_core:
             self._unbind_core()
         with _owner_lock:
