@@ -50,9 +50,9 @@ def test_a_tool_calling_conversation_becomes_triplets_and_messages(tracer: Agent
     with (
         OpenAIServer(replies) as server,
         openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client,
+        tracer.trace_context("agent"),
     ):
-        with tracer.trace_context("agent"):
-            assert run(client) == "Sunny in Paris."
+        assert run(client) == "Sunny in Paris."
     spans = tracer.get_last_trace()
     llm = [s for s in spans if s.name == "openai.chat.completion"]
     assert len(llm) == 2
@@ -100,13 +100,13 @@ def test_streamed_calls_are_recorded(tracer: AgentOpsTracer) -> None:
     with (
         OpenAIServer(["Hello there."]) as server,
         openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client,
+        tracer.trace_context("agent"),
     ):
-        with tracer.trace_context("agent"):
-            stream = client.chat.completions.create(
-                model="m3", messages=[{"role": "user", "content": "Hi"}], stream=True
-            )
-            text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
-            emit_reward(1.0)
+        stream = client.chat.completions.create(
+            model="m3", messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        emit_reward(1.0)
     assert text == "Hello there."
     (conversation,) = TraceToMessages().adapt(tracer.get_last_trace())
     assert conversation["messages"] == [
