@@ -226,7 +226,7 @@ class AgentOpsTracer(OtelTracer):
     def _add_agentops_export(self) -> None:
         from agentops.client.api import ApiClient
         from agentops.client.http.http_client import HttpClient
-        from agentops.sdk.exporters import AuthenticatedOTLPExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         api_key = self._api_key
@@ -249,6 +249,10 @@ class AgentOpsTracer(OtelTracer):
                 f"AgentOps at {self.api_endpoint} did not accept the API key (or could not be reached); "
                 "check api_key=, or drop export_to_agentops=True to keep spans on this machine"
             )
-        exporter = AuthenticatedOTLPExporter(endpoint=self.exporter_endpoint, jwt=str(response["token"]))
+        # OpenTelemetry's own OTLP exporter: AgentOps' AuthenticatedOTLPExporter relies on
+        # internals of older opentelemetry-exporter-otlp releases and fails on every export here.
+        exporter = OTLPSpanExporter(
+            endpoint=self.exporter_endpoint, headers={"Authorization": f"Bearer {response['token']}"}
+        )
         self.provider.add_span_processor(BatchSpanProcessor(exporter))
         logger.info("AgentOpsTracer also exports spans to AgentOps at %s", self.exporter_endpoint)
