@@ -222,3 +222,11 @@ def test_auto_attaches_the_instrumentors_of_installed_libraries(tracer: AgentOps
 def test_bad_options_fail_at_construction(options: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         AgentOpsTracer(**options)
+
+
+def test_agl_plugins_shows_the_agentops_version() -> None:
+    from agentlightning_core.cli.plugins import plugins_report
+
+    (entry,) = [e for e in plugins_report(False) if e["distribution"] == "agentlightning-agentops"]
+    assert entry["components"] == {"tracers": ["agentops"]}
+    assert entry["requires"]["agentops"] == "0.4.21"
