@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
-
-from agentlightning_core.plugins import import_object
 
 if TYPE_CHECKING:
     from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -50,6 +49,15 @@ def catalogue() -> dict[str, dict[str, str]]:
     return {name: dict(config) for name, config in {**PROVIDERS, **AGENTIC_LIBRARIES}.items()}
 
 
+def _import(path: str) -> Any:
+    """``"package.module:Class"`` -> the class."""
+    module, _, attribute = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except AttributeError:
+        raise ImportError(f"module {module!r} has no attribute {attribute!r}") from None
+
+
 def _requirement(config: dict[str, str]) -> str:
     package = config.get("package_name") or config["module_name"].rsplit(".", 1)[-1]
     return f"{package}>={config['min_version']}"
@@ -75,7 +83,7 @@ def _load(name: str, spec: InstrumentorSpec, known: dict[str, dict[str, str]]) -
             )
         instance: Any = loader.get_instance()
     else:
-        target = import_object(spec) if isinstance(spec, str) else spec
+        target = _import(spec) if isinstance(spec, str) else spec
         instance = target() if isinstance(target, type) else target
     if not isinstance(instance, BaseInstrumentor):
         raise InstrumentorLoadError(
