@@ -2,6 +2,7 @@
 
     python benchmarks/tracing_bench.py [--spans 20000] [--repeats 7] [--calls 200] [--json]
     python benchmarks/tracing_bench.py --integration langchain [--calls 200]
+    python benchmarks/tracing_bench.py --tracer agentops   # the agentops tracer next to otel
 
 1. overhead per span: ``with tracer.create_span(...)`` around a tiny piece of work inside a
    trace context, minus the same work untraced. Untraced and traced runs alternate; each
@@ -18,6 +19,10 @@
 ``--integration langchain`` measures instead what agentlightning-langchain's handler adds: per
 ``ChatOpenAI`` call on the scripted server and per step of a chain of ``RunnableLambda`` steps,
 inside a trace context, with the handler minus without it (median of 5 alternating runs).
+``--tracer agentops`` measures 1. and 2. for the ``otel`` tracer and the ``agentops`` tracer
+(agentlightning-agentops) side by side, adds the overhead of an AgentOps ``@operation``
+entity span (the decorator's own path) and the import + ``init`` time the plugin adds to a
+fresh process (median of 5 processes), and skips 3. (the adapters do not depend on the tracer).
 
 The load average and the garbage collector's state (thresholds, collections per 1,000
 spans in the traced runs) are printed with the figures, since both move them.
@@ -31,6 +36,8 @@ import gc
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,16 +76,23 @@ def run_untraced(n: int) -> tuple[float, float]:
     return w1 - w0, c1 - c0
 
 
-def run_sync(tracer: OtelTracer, n: int) -> tuple[float, float, float]:
-    """One traced run: (hot-path wall, whole-trace wall, whole-trace CPU) in seconds."""
+def run_sync(tracer: OtelTracer, n: int, step: Callable[[], int] | None = None) -> tuple[float, float, float]:
+    """One traced run: (hot-path wall, whole-trace wall, whole-trace CPU) in seconds.
+
+    ``step`` is a function recording its own span (an AgentOps-decorated ``work``); without
+    it each step is ``work()`` inside ``tracer.create_span``."""
     store = InMemoryLightningStore()
     rollout_id, attempt_id = new_attempt(store)
     ctx = tracer.trace_context("bench", store=store, rollout_id=rollout_id, attempt_id=attempt_id)
     (w0, c0) = clocks()
     with ctx:
-        for _ in range(n):
-            with tracer.create_span("step"):
-                work()
+        if step is None:
+            for _ in range(n):
+                with tracer.create_span("step"):
+                    work()
+        else:
+            for _ in range(n):
+                step()
         hot = time.perf_counter()
     (w1, c1) = clocks()
     assert len(tracer.get_last_trace()) == n + 1, "every span must reach the store"
@@ -132,8 +146,9 @@ def bench_spans(
     repeats: int,
     untraced_run: Callable[[int], tuple[float, float]],
     traced_run: Callable[[OtelTracer, int], tuple[float, float, float]],
+    tracer_factory: Callable[[], OtelTracer] | None = None,
 ) -> dict[str, Any]:
-    tracer = OtelTracer(instrument_openai=False)
+    tracer = tracer_factory() if tracer_factory is not None else OtelTracer(instrument_openai=False)
     untraced_run(n // 10)  # warm up
     traced_run(tracer, n // 10)
     untraced: list[tuple[float, float]] = []
@@ -176,10 +191,10 @@ def bench_spans(
     return figures
 
 
-def bench_llm_calls(n: int) -> float:
+def bench_llm_calls(n: int, tracer: OtelTracer | None = None, label: str = "openai sync") -> float:
     import openai
 
-    tracer = OtelTracer()
+    tracer = tracer if tracer is not None else OtelTracer()
     tracer.init()
     messages = [{"role": "user", "content": "hello there"}]
     with (
@@ -201,9 +216,7 @@ def bench_llm_calls(n: int) -> float:
                 traced.append(time.perf_counter() - t0)
     per_call = statistics.median(untraced) / n * 1e6
     over = (statistics.median(traced) - statistics.median(untraced)) / n * 1e6
-    print(
-        f"LLM call overhead (openai sync): {over:8.1f} us/call   (untraced call: {per_call:.0f} us over HTTP)"
-    )
+    print(f"LLM call overhead ({label}): {over:8.1f} us/call   (untraced call: {per_call:.0f} us over HTTP)")
     tracer.teardown()
     return over
 
@@ -303,6 +316,65 @@ def bench_adapters(calls: int) -> dict[str, float]:
     return figures
 
 
+def agentops_tracer(**options: Any) -> OtelTracer:
+    from agentlightning_agentops import AgentOpsTracer
+
+    return AgentOpsTracer(**options)
+
+
+def bench_agentops(args: argparse.Namespace) -> dict[str, Any]:
+    """The agentops tracer next to otel: spans (create_span and AgentOps entity spans), LLM calls, import."""
+    import agentops
+
+    entity_step = agentops.operation(work)  # records a ``work.task`` span per call
+    figures: dict[str, Any] = {}
+    for name, factory in (
+        ("otel", lambda: OtelTracer(instrument_openai=False)),
+        ("agentops", lambda: agentops_tracer(instrument=[])),
+    ):
+        figures[f"{name}_sync"] = bench_spans(
+            f"{name}: sync `with`, create_span", args.spans, args.repeats, run_untraced, run_sync, factory
+        )
+    figures["agentops_entity_sync"] = bench_spans(
+        "agentops: sync `with`, @agentops.operation",
+        args.spans,
+        args.repeats,
+        run_untraced,
+        lambda tracer, n: run_sync(tracer, n, entity_step),
+        lambda: agentops_tracer(instrument=[]),
+    )
+    figures["otel_llm_call_overhead_us"] = bench_llm_calls(args.calls, OtelTracer(), "otel, core capture")
+    figures["agentops_llm_call_overhead_us"] = bench_llm_calls(
+        args.calls, agentops_tracer(instrument=["openai"]), "agentops, AgentOps' openai instrumentor"
+    )
+    figures["import_init_ms"] = bench_import()
+    return figures
+
+
+_IMPORT_INIT = {
+    "otel": "from agentlightning_core import OtelTracer; OtelTracer().init()",
+    "agentops": "from agentlightning_agentops import AgentOpsTracer; AgentOpsTracer().init()",
+}
+
+
+def bench_import(runs: int = 5) -> dict[str, float]:
+    """Import + init of each tracer in a fresh process (median ms), and what agentops adds."""
+    out: dict[str, float] = {}
+    for name, code in _IMPORT_INIT.items():
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times) * 1e3
+    out["added_by_agentops"] = out["agentops"] - out["otel"]
+    print(
+        f"import + init in a fresh process: otel {out['otel']:.0f} ms, agentops {out['agentops']:.0f} ms "
+        f"(the plugin adds {out['added_by_agentops']:.0f} ms; median of {runs})"
+    )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=20000)
@@ -312,6 +384,12 @@ def main() -> None:
     parser.add_argument(
         "--integration", choices=["langchain"], help="measure an agent-framework integration instead"
     )
+    parser.add_argument(
+        "--tracer",
+        choices=["otel", "agentops"],
+        default="otel",
+        help="agentops: the agentops tracer next to otel",
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     print(
@@ -319,6 +397,14 @@ def main() -> None:
         f"{'enabled' if gc.isenabled() else 'DISABLED'}, thresholds {gc.get_threshold()}"
     )
     figures: dict[str, Any]
+    if args.tracer == "agentops":
+        figures = bench_agentops(args)
+        load = os.getloadavg()
+        figures["load_average"] = [round(x, 2) for x in load]
+        print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        if args.json:
+            print(json.dumps(figures))
+        return
     if args.integration == "langchain":
         figures = dict(bench_langchain(args.calls))
     else:

@@ -87,9 +87,18 @@ def json_attributes(prompt: list[dict[str, Any]], answer: dict[str, Any]) -> dic
     }
 
 
+def agentops_attributes(prompt: list[dict[str, Any]], answer: dict[str, Any]) -> dict[str, Any]:
+    """AgentOps' openai instrumentor: OpenLLMetry's messages, the tools under ``gen_ai.request.functions``."""
+    return {
+        key.replace("llm.request.functions", "gen_ai.request.functions"): value
+        for key, value in openllmetry_attributes(prompt, answer).items()
+    }
+
+
 FORMS = {
     "tracer-json": ("chat m", json_attributes),
     "openllmetry": ("openai.chat", openllmetry_attributes),
+    "agentops": ("openai.chat.completion", agentops_attributes),
 }
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 AGL = str(Path(sys.executable).with_name("agl"))
@@ -30,6 +31,9 @@ def test_plugins_all_is_sorted_json_with_builtins() -> None:
     core = next(e for e in report if e["distribution"] == "agentlightning-core")
     assert "memory" in core["components"]["stores"]
     assert core["version"]
+    # the installed versions of its dependencies (extras left out)
+    assert core["requires"]["pluggy"] == metadata.version("pluggy")
+    assert "openai" not in core["requires"]
 
 
 def test_plugins_without_all_hides_builtins() -> None:

@@ -219,3 +219,24 @@ def test_a_non_finite_or_non_numeric_reward_value_reads_as_no_reward(value: obje
     recorded = span(1, semconv.REWARD_SPAN, attributes={semconv.REWARD_VALUE: value})
     assert get_reward_value(recorded) is None
     assert find_final_reward([recorded]) is None
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        ({"agentops.task.output": json.dumps({"type": "reward", "value": 0.5})}, 0.5),
+        ({"agentops.entity.output": json.dumps({"type": "reward", "value": 3})}, 3.0),
+        ({"agentops.task.output": json.dumps({"type": "answer", "value": 0.5})}, None),
+        ({"agentops.task.output": json.dumps({"type": "reward", "value": "high"})}, None),
+        ({"agentops.task.output": '{"type": "reward", broken'}, None),
+        ({"agentops.task.output": "0.5"}, None),
+    ],
+)
+def test_an_agentops_operation_returning_a_legacy_reward_dict_is_a_reward(
+    attributes: dict[str, object], expected: float | None
+) -> None:
+    from agentlightning_core.testing.adapter import span
+
+    recorded = span(1, "grade.task", attributes=attributes)
+    assert get_reward_value(recorded) == expected
+    assert find_final_reward([span(0, "agent"), recorded]) == expected

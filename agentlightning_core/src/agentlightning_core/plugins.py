@@ -96,11 +96,13 @@ DEFAULT_NAMES: dict[str, str] = {"adapter": "tracer_triplet"}
 FIRST_PARTY: dict[str, dict[str, str]] = {
     "store": {"sqlite": "agentlightning-sqlite"},
     "algorithm": {"apo": "agentlightning-apo", "baseline": "agentlightning-baseline"},
+    "tracer": {"agentops": "agentlightning-agentops"},
 }
 FIRST_PARTY_PATHS: dict[str, str] = {
     "agentlightning-sqlite": "plugins/agentlightning_sqlite",
     "agentlightning-baseline": "plugins/agentlightning_baseline",
     "agentlightning-apo": "agentlightning_apo",
+    "agentlightning-agentops": "agentlightning_agentops",
 }
 """Where each first-party distribution lives in the repository: none is on PyPI yet, so the
 install hint is a path install from a checkout."""

@@ -4,7 +4,8 @@ Their OpenAI instrumentation records each message under an index instead of one 
 document: ``gen_ai.prompt.N.role`` / ``.content`` / ``.tool_call_id`` /
 ``.tool_calls.M.{id,name,arguments}``, the choices under ``gen_ai.completion.N.*`` (plus
 ``.finish_reason`` and ``.refusal``) and the offered tools under
-``llm.request.functions.N.{name,description,parameters}``. A list content is a JSON string.
+``llm.request.functions.N.{name,description,parameters}`` (OpenLLMetry) or
+``gen_ai.request.functions.N.*`` (AgentOps). A list content is a JSON string.
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["COMPLETION_PREFIX", "PROMPT_PREFIX", "TOOLS_PREFIX", "flat_messages", "flat_tools"]
+__all__ = [
+    "AGENTOPS_TOOLS_PREFIX",
+    "COMPLETION_PREFIX",
+    "PROMPT_PREFIX",
+    "TOOLS_PREFIX",
+    "flat_messages",
+    "flat_tools",
+]
 
 PROMPT_PREFIX = "gen_ai.prompt"
 COMPLETION_PREFIX = "gen_ai.completion"
 TOOLS_PREFIX = "llm.request.functions"
+AGENTOPS_TOOLS_PREFIX = "gen_ai.request.functions"
 
 _KEY = re.compile(r"^(\d+)\.(.+)$")
 
@@ -81,8 +90,9 @@ def flat_messages(attributes: Mapping[str, Any], prefix: str) -> list[dict[str, 
 
 
 def flat_tools(attributes: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """The offered tools in OpenAI format from ``llm.request.functions.N.*``; None when none."""
-    grouped = _grouped(attributes, TOOLS_PREFIX)
+    """The offered tools in OpenAI format from ``llm.request.functions.N.*`` (or AgentOps'
+    ``gen_ai.request.functions.N.*``); None when none."""
+    grouped = _grouped(attributes, TOOLS_PREFIX) or _grouped(attributes, AGENTOPS_TOOLS_PREFIX)
     if not grouped:
         return None
     tools = []

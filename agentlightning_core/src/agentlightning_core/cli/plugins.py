@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+from importlib import metadata
 from typing import Any
 
 from agentlightning_core.plugins import KINDS, get_registry, kind_of, plugin_infos
@@ -11,8 +13,27 @@ from agentlightning_core.plugins import KINDS, get_registry, kind_of, plugin_inf
 __all__ = ["add_parser", "plugins_report"]
 
 
+def _requires(distribution: str) -> dict[str, str | None]:
+    """The installed version of each (non-extra) dependency of ``distribution``; None when missing."""
+    try:
+        requirements = metadata.requires(distribution) or []
+    except metadata.PackageNotFoundError:
+        return {}
+    out: dict[str, str | None] = {}
+    for requirement in requirements:
+        if "extra ==" in requirement.replace("extra==", "extra =="):
+            continue
+        name = re.split(r"[\s\[<>=!~;(]", requirement, maxsplit=1)[0]
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return dict(sorted(out.items()))
+
+
 def plugins_report(include_builtin: bool) -> list[dict[str, Any]]:
-    """One entry per distribution: name, version, plugins and components by kind (sorted)."""
+    """One entry per distribution: name, version, plugins, components by kind and the installed
+    versions of its dependencies (``requires``), all sorted."""
     by_dist: dict[str, dict[str, Any]] = {}
     for info in plugin_infos().values():
         if info.builtin and not include_builtin:
@@ -30,6 +51,7 @@ def plugins_report(include_builtin: bool) -> list[dict[str, Any]]:
     for entry in by_dist.values():
         entry["plugins"].sort()
         entry["components"] = {k: sorted(v) for k, v in sorted(entry["components"].items())}
+        entry["requires"] = _requires(entry["distribution"])
     return [by_dist[k] for k in sorted(by_dist)]
 
 

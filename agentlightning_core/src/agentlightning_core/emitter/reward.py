@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,8 @@ __all__ = [
 ]
 
 _RESERVED = frozenset({"value", "primary_key"})
+_LEGACY_REWARD_KEYS = ("agentops.task.output", "agentops.entity.output")
+"""Where the earlier generation read a reward returned by an AgentOps ``@operation``/``@task``."""
 
 
 def reward_attributes(reward: float | Mapping[str, float], primary_key: str | None = None) -> dict[str, Any]:
@@ -71,11 +74,30 @@ def get_reward_value(span: Span) -> float | None:
 
     A non-finite value (NaN, infinity: never written by :func:`emit_reward`, but a span may
     come from elsewhere) is not a usable reward, so it reads as None too.
+
+    Legacy form: a span whose AgentOps output (``agentops.task.output``) is the JSON of
+    ``{"type": "reward", "value": x}``, the earlier generation's convention, is a reward of x.
     """
-    value = span.attributes.get(semconv.REWARD_VALUE)
+    attributes = span.attributes
+    value = attributes.get(semconv.REWARD_VALUE)
+    if value is None:
+        value = _legacy_reward(attributes)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def _legacy_reward(attributes: Mapping[str, Any]) -> Any:
+    for key in _LEGACY_REWARD_KEYS:
+        raw = attributes.get(key)
+        if isinstance(raw, str) and raw.startswith("{") and '"reward"' in raw:
+            try:
+                decoded = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(decoded, dict) and decoded.get("type") == "reward":
+                return decoded.get("value")
+    return None
 
 
 def find_reward_spans(spans: Iterable[Span]) -> list[Span]:
