@@ -48,6 +48,7 @@ __all__ = [
     "REWARD_SPAN",
     "REWARD_VALUE",
     "ROLLOUT_ID",
+    "TRACED_HEADER",
     "TRACE_ROOT_SPAN",
 ]
 
@@ -112,3 +113,7 @@ ANNOTATION_PREFIX = "agentlightning.annotation."
 OPERATION_NAME = "agentlightning.operation.name"
 OPERATION_INPUT = "agentlightning.operation.input"
 OPERATION_OUTPUT = "agentlightning.operation.output"
+
+TRACED_HEADER = "x-agentlightning-traced"
+"""HTTP header the tracer's ``openai`` capture adds to the calls it records, so an LLM proxy on
+the way forwards them without recording them a second time."""

@@ -166,3 +166,24 @@ async def test_capture_tokens_records_token_ids_hides_them_from_the_client_and_f
     assert two.attributes[semconv.LLM_RESPONSE_TOKEN_IDS] == [7] and two.attributes[pa.TOKEN_DRIFT] is False
     assert pa.TOKEN_DRIFT not in one.attributes and three.attributes[pa.TOKEN_DRIFT] is True
     assert four.attributes[pa.TOKEN_DRIFT] is True and proxy.stats.token_drift == 2
+
+
+async def test_a_call_the_tracer_records_is_not_recorded_again_by_the_proxy(
+    tracer: OtelTracer, store: InMemoryLightningStore, attempt: AttemptedRollout
+) -> None:
+    with OpenAIServer(replies()) as server:
+        async with LLMProxy(Upstream("s", server.base_url), store) as proxy:
+            base = proxy.base_url_for(attempt.rollout_id, attempt.attempt.attempt_id)
+
+            def traced() -> list[Span]:
+                with (
+                    openai.OpenAI(base_url=base, api_key="k", max_retries=0) as client,
+                    tracer.trace_context("agent"),
+                ):
+                    conversation(client, "chat")
+                return tracer.get_last_trace()
+
+            tracer_spans = await anyio.to_thread.run_sync(traced)
+    assert [s for s in tracer_spans if s.name.startswith("chat")], "the tracer recorded the call"
+    assert proxy.stats.traced_elsewhere >= 1 and proxy.stats.recorded == 0
+    assert list(await store.query_spans(attempt.rollout_id)) == []

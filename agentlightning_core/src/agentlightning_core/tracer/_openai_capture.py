@@ -618,6 +618,7 @@ def _wrap_sync(original: Callable[..., Any], api: _Api) -> Callable[..., Any]:
         if otel is None:
             return original(self, *args, **kwargs)
         span = _start(otel, api, kwargs)
+        kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), semconv.TRACED_HEADER: "1"}
         try:
             with otel_trace.use_span(span, end_on_exit=False, record_exception=False):
                 result = original(self, *args, **kwargs)
@@ -637,6 +638,7 @@ def _wrap_async(original: Callable[..., Any], api: _Api) -> Callable[..., Any]:
         if otel is None:
             return await original(self, *args, **kwargs)
         span = _start(otel, api, kwargs)
+        kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), semconv.TRACED_HEADER: "1"}
         try:
             with otel_trace.use_span(span, end_on_exit=False, record_exception=False):
                 result = await original(self, *args, **kwargs)

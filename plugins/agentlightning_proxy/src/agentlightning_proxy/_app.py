@@ -48,7 +48,7 @@ Send = Callable[[Message], Awaitable[None]]
 Route = Callable[[Scope, Receive, Send], Awaitable[None]]
 """An extra ASGI route mounted with :meth:`ProxyApp.add_route` (e.g. ``GET /metrics``)."""
 
-TRACED_HEADER = "x-agentlightning-traced"
+TRACED_HEADER = semconv.TRACED_HEADER
 """A request carrying this header is recorded by an in-process tracer already: the proxy
 forwards it without recording it again (counted in ``ProxyStats.traced_elsewhere``)."""
 _TRACED = TRACED_HEADER.encode()
