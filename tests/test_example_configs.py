@@ -66,4 +66,7 @@ def test_room_selector_config_resolves(tmp_path: Path) -> None:
     llm = out["settings"]["trainer"]["initial_resources"]["llm"]
     assert llm["endpoint"] == "http://127.0.0.1:9/v1" and llm["api_key"] == "***"
     unset = agl("train", config, "--dry-run", env={"OPENAI_BASE_URL": ""} | {"RUN_DIR": str(tmp_path)})
-    assert unset.returncode == 0  # set but empty counts as set; the LLM check then names the endpoint
+    # set but empty counts as set; the LLM check then names the key, the file and its line
+    assert unset.returncode != 0
+    assert "trainer.initial_resources.llm" in unset.stderr and "LLM.endpoint" in unset.stderr
+    assert "room_selector.toml:" in unset.stderr

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 if TYPE_CHECKING:
-    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined,unused-ignore]
     from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["Instrumented", "InstrumentorLoadError", "InstrumentorSpec", "catalogue", "instrument"]
@@ -65,7 +65,7 @@ def _requirement(config: dict[str, str]) -> str:
 
 def _load(name: str, spec: InstrumentorSpec, known: dict[str, dict[str, str]]) -> BaseInstrumentor:
     from agentops.instrumentation import InstrumentorLoader
-    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined,unused-ignore]
 
     if isinstance(spec, str) and ":" not in spec:
         config = known.get(spec)
