@@ -8,7 +8,7 @@ reward and no spans at all to show the readers take it from the attempt.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import anyio
@@ -85,12 +85,26 @@ async def store() -> AsyncIterator[CountingStore]:
         yield s
 
 
+_made: list[LitAgentRunner[Any]] = []
+
+
+@pytest.fixture(autouse=True)
+def _tear_down_runners() -> Iterator[None]:
+    """Every runner a test made releases its tracer (the ``openai`` capture is process-wide)."""
+    yield
+    while _made:
+        runner = _made.pop()
+        runner.teardown_worker(runner.worker_id or "")
+        runner.tracer.teardown()
+
+
 def make_runner(
     agent: Any, store: LightningStore, tracer: Any = "otel", **kwargs: Any
 ) -> LitAgentRunner[Any]:
     runner: LitAgentRunner[Any] = LitAgentRunner(tracer, **kwargs)
     runner.init(agent)
     runner.init_worker("w-1", store)
+    _made.append(runner)
     return runner
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import anyio
@@ -33,11 +33,25 @@ async def store() -> AsyncIterator[InMemoryLightningStore]:
         yield s
 
 
+_made: list[LitAgentRunner[Any]] = []
+
+
+@pytest.fixture(autouse=True)
+def _tear_down_runners() -> Iterator[None]:
+    """Every runner a test made releases its tracer (the ``openai`` capture is process-wide)."""
+    yield
+    while _made:
+        runner = _made.pop()
+        runner.teardown_worker(runner.worker_id or "")
+        runner.tracer.teardown()
+
+
 def make_runner(agent: LitAgent[Any], store: InMemoryLightningStore, **kwargs: Any) -> LitAgentRunner[Any]:
     hooks = kwargs.pop("hooks", ())
     runner: LitAgentRunner[Any] = LitAgentRunner("otel", **kwargs)
     runner.init(agent, hooks=hooks)
     runner.init_worker("w-1", store)
+    _made.append(runner)
     return runner
 
 

@@ -269,12 +269,15 @@ async def test_progress_mean_reward_comes_from_the_store() -> None:
         runner: LitAgentRunner[Any] = LitAgentRunner("otel")
         runner.init(double)
         runner.init_worker("elsewhere", store)
-        for task in (1, 2):
-            await runner.step(task)
-        await display.draw(store)
-        assert display.mean_reward == 3.0
-        await runner.step(5)  # only the new rollout is read on the next draw
-        await display.draw(store)
+        try:
+            for task in (1, 2):
+                await runner.step(task)
+            await display.draw(store)
+            assert display.mean_reward == 3.0
+            await runner.step(5)  # only the new rollout is read on the next draw
+            await display.draw(store)
+        finally:
+            runner.tracer.teardown()
     display.close()
     assert display.reward_count == 3 and display.mean_reward == pytest.approx(16 / 3)
     assert "rollouts: 2 done, 0 failed, 0 running, 0 queued | mean reward 3.0000" in stream.getvalue()

@@ -40,10 +40,14 @@ async def test_worker_processes_each_get_distinct_rollouts(make_store: Make, dsn
             assert await process.wait() == 0
             outputs.extend(data.decode().split())
 
-        with anyio.fail_after(120):
-            async with anyio.create_task_group() as tg:
-                for process in workers:
-                    tg.start_soon(collect, process)
+        try:
+            with anyio.fail_after(120):
+                async with anyio.create_task_group() as tg:
+                    for process in workers:
+                        tg.start_soon(collect, process)
+        finally:
+            for process in workers:
+                await process.aclose()  # its pipes, or their transports complain when collected later
         counts = Counter(outputs)
         assert set(counts) == {r.rollout_id for r in queued}
         assert set(counts.values()) == {1}  # none was dequeued twice

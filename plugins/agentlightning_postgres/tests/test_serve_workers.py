@@ -76,6 +76,7 @@ async def test_worker_processes_share_the_port_and_the_database(dsn: str) -> Non
         process.send_signal(signal.SIGTERM)
         with anyio.fail_after(60):
             code = await process.wait()
+        await process.aclose()
     assert code == 0
     assert _children(process.pid) == []
 
@@ -87,6 +88,7 @@ async def test_a_bad_dsn_stops_every_worker_and_names_the_dsn_without_its_passwo
     with anyio.fail_after(120):
         code = await process.wait()
         err = b"".join([chunk async for chunk in process.stderr]).decode()
+    await process.aclose()
     assert code == 1
     assert "Cannot connect to the PostgreSQL store" in err and "port=1" in err
     assert PASSWORD not in err
@@ -98,4 +100,5 @@ async def test_workers_refuse_the_memory_store() -> None:
     with anyio.fail_after(60):
         code = await process.wait()
         err = b"".join([chunk async for chunk in process.stderr]).decode()
+    await process.aclose()
     assert code != 0 and "--workers 2 needs a store that keeps its data outside the process" in err
