@@ -64,18 +64,26 @@ def scrape(url: str, token: str | None = None) -> str:
 
 
 class ScrapingAlgorithm(FastAlgorithm):
-    """Runs every task once, then scrapes ``url()`` while the run (and its store) is still live."""
+    """Runs every task once, then scrapes ``url()`` while the run (and its store) is still live.
 
-    def __init__(self, url: Any, token: str | None = None) -> None:
+    With ``workers``, it first waits until that many runners have registered: one fast runner
+    can finish every task before a slower process has started.
+    """
+
+    def __init__(self, url: Any, token: str | None = None, workers: int = 0) -> None:
         super().__init__()
         self.url = url
         self.token = token
+        self.workers = workers
         self.scraped = ""
 
     async def run(
         self, train_dataset: Sequence[Any] | None = None, val_dataset: Sequence[Any] | None = None
     ) -> None:
         await super().run(train_dataset, val_dataset)
+        with anyio.fail_after(60):
+            while (await self.get_store().query_workers()).total < self.workers:
+                await anyio.sleep(0.05)
         self.scraped = await anyio.to_thread.run_sync(scrape, self.url(), self.token)
 
 
@@ -89,7 +97,7 @@ def test_store_server_metrics_during_a_client_server_run(monkeypatch: pytest.Mon
     """Runner processes reach the store over HTTP; the algorithm scrapes the same server's /metrics."""
     monkeypatch.setenv("AGL_SERVER_TOKEN", "metrics-token")
     strategy = ClientServerExecutionStrategy()
-    algorithm = ScrapingAlgorithm(lambda: f"{strategy.server_url}/metrics", token="metrics-token")
+    algorithm = ScrapingAlgorithm(lambda: f"{strategy.server_url}/metrics", token="metrics-token", workers=2)
     trainer = Trainer(
         algorithm=algorithm,
         strategy=strategy,
