@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,14 @@ def test_rejects_candidates_whose_placeholders_differ(make_world: Any, tmp_path:
     )
     assert apo.get_best_prompt().template == SEED_PROMPT
     assert not any("MAGIC" in system for system, _ in agent_requests(server))  # none was ever run
+
+
+def test_progress_line_counts_rounds_forward(
+    make_world: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Evaluating an earlier round's parent in round 2 still shows round 2 (it showed the parent's)."""
+    _, _, llm = make_world(PROPOSALS)
+    fit(llm, tmp_path, progress=True)
+    shown = [int(n) for n in re.findall(r"APO round (\d+)/2 \| best ", capsys.readouterr().err)]
+    assert shown[0] == 0 and shown[-1] == 2
+    assert shown == sorted(shown), shown

@@ -229,7 +229,7 @@ class APO(Algorithm):
         self._messages = self._conversation_adapter()
         self._llm = OptimizerLLM(self._make_client())
         self._rng = random.Random(self.seed)
-        self._started = time.monotonic()
+        self._started, self._round = time.monotonic(), 0
         self.candidates, self.rounds, self.stats, self.best = [], [], RunStats(), None
         self._show = sys.stderr.isatty() if self.progress is None else self.progress
         self._known = await self._previous_rollouts(store)
@@ -259,6 +259,7 @@ class APO(Algorithm):
         self._record_round(0, beam)
         for round_no in range(1, self.beam_rounds + 1):
             self._check_stop()
+            self._round = round_no
             val_batch = sorted(self._rng.sample(all_val, min(self.val_batch_size, len(all_val))))
             parents = self._parents(beam)
             accepted: list[Candidate] = []
@@ -326,7 +327,7 @@ class APO(Algorithm):
             if cand.gate_score <= parent_score:
                 cand.status = "rejected_gate"
                 self.stats.rejected_gate += 1
-                self._show_progress(round_no)
+                self._show_progress()
                 return None
         cand.status = "evaluated"
         return cand
@@ -438,7 +439,7 @@ class APO(Algorithm):
             rewards.setdefault(i, []).append(reward)
             if want_examples:
                 examples.append(Example(task=dataset[i], reward=reward, conversation=conversation))
-        self._show_progress(cand.round)
+        self._show_progress()
         if cut:
             raise _Stop(f"max_rollouts={self.max_rollouts} reached")
         return rewards, examples
@@ -585,7 +586,7 @@ class APO(Algorithm):
                 "seconds": round(time.monotonic() - self._started, 2),
             }
         )
-        self._show_progress(round_no)
+        self._show_progress()
 
     def _checkpoint(self) -> None:
         if self.history_path is not None:
@@ -612,7 +613,7 @@ class APO(Algorithm):
             self.stats.empty_critiques,
         )
 
-    def _show_progress(self, round_no: int) -> None:
+    def _show_progress(self) -> None:
         if not self._show:
             return
         best = "n/a" if self.best is None or self.best.val_score is None else f"{self.best.val_score:.3f}"
@@ -620,7 +621,7 @@ class APO(Algorithm):
         budget += f" | tokens {self._llm.tokens}" + (f"/{self.max_llm_tokens}" if self.max_llm_tokens else "")
         elapsed = time.monotonic() - self._started
         budget += f" | {elapsed:.0f}s" + (f"/{self.max_wall_seconds:.0f}s" if self.max_wall_seconds else "")
-        sys.stderr.write(f"\rAPO round {round_no}/{self.beam_rounds} | best {best} | {budget}   ")
+        sys.stderr.write(f"\rAPO round {self._round}/{self.beam_rounds} | best {best} | {budget}   ")
         sys.stderr.flush()
 
     # --- checks and wiring ---------------------------------------------------------------
