@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
-from apo_world import GOOD_PROMPT, SEED_PROMPT, agent_requests, tasks, yes_agent
+from apo_world import GOOD_PROMPT, SEED_PROMPT, agent_requests, is_optimizer_call, tasks, yes_agent
 
 from agentlightning_apo import APO
 from agentlightning_core import InMemoryLightningStore, PromptTemplate, Trainer
@@ -74,6 +74,10 @@ def test_finds_and_keeps_the_edit_that_raises_the_reward(
     requests = agent_requests(server)
     assert len(requests) == len(set(requests))
     assert world.optimizer_calls == apo.stats.llm_calls
+    # the good prompt scores 1 on all its minibatches: it never costs an optimizer call as a parent
+    meta_prompts = [b["messages"][0]["content"] for b in server.requests if is_optimizer_call(b)]
+    assert meta_prompts and not any(GOOD_PROMPT in p for p in meta_prompts)
+    assert apo.stats.perfect_minibatches >= 1
 
 
 def test_rejects_candidates_whose_placeholders_differ(make_world: Any, tmp_path: Path) -> None:

@@ -298,6 +298,12 @@ class APO(Algorithm):
         parent_rewards, examples = await self._run_batch(
             store, parent, "train", minibatch, want_examples=True
         )
+        if parent_rewards and min(min(r) for r in parent_rewards.values()) >= 1.0:
+            self.stats.perfect_minibatches += 1
+            logger.info(
+                "APO: %s scored 1 on every task of its minibatch: nothing to learn, no call", parent.id
+            )
+            return None
         self.stats.proposals += 1
         cand = Candidate(id=cid, prompt="", round=round_no, parent=parent.id)
         published = await self._published_prompt(store, cid)

@@ -72,6 +72,7 @@ class RunStats:
     rejected_gate: int = 0
     duplicates: int = 0
     empty_critiques: int = 0
+    perfect_minibatches: int = 0
     rate_limit_retries: int = 0
     stopped_by: str | None = None
 
