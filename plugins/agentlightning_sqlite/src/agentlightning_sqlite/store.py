@@ -21,7 +21,6 @@ import os
 import sqlite3
 import threading
 import time
-import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -44,6 +43,7 @@ from agentlightning_core.store.base import (
     Unset,
     WorkerSortKey,
 )
+from agentlightning_core.store.sql import check_rollout_query, check_span_query, check_worker_query
 from agentlightning_core.types import (
     Attempt,
     AttemptedRollout,
@@ -75,8 +75,6 @@ __all__ = ["SqliteLightningStore"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_SPAN_SORT_KEYS = typing.get_args(SpanSortKey)
-_WORKER_SORT_KEYS = typing.get_args(WorkerSortKey)
 
 
 class SqliteLightningStore(LightningStore):
@@ -278,10 +276,9 @@ class SqliteLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Rollout]:
-        policy.check_paging(limit, offset)
-        policy.rollout_predicate(status_in, rollout_id_in, rollout_id_contains, filter_logic)  # validates
-        policy.check_sort(sort_by, sort_order, ("start_time", "end_time", "rollout_id", "status"))
-        statuses = None if status_in is None else sorted({str(parse_rollout_status(s)) for s in status_in})
+        statuses = check_rollout_query(
+            status_in, rollout_id_in, rollout_id_contains, filter_logic, sort_by, sort_order, limit, offset
+        )
         return await self._read(
             lambda conn: rollouts.query(
                 conn,
@@ -469,15 +466,23 @@ class SqliteLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Span]:
-        policy.check_paging(limit, offset)
-        policy.check_sort(sort_by, sort_order, _SPAN_SORT_KEYS)
-        policy.check_filter_logic(filter_logic)
-        fields = {
-            "name": (name, name_contains),
-            "trace_id": (trace_id, trace_id_contains),
-            "span_id": (span_id, span_id_contains),
-            "parent_id": (parent_id, parent_id_contains),
-        }
+        fields = check_span_query(
+            filter_logic,
+            sort_by,
+            sort_order,
+            limit,
+            offset,
+            (
+                name,
+                name_contains,
+                trace_id,
+                trace_id_contains,
+                span_id,
+                span_id_contains,
+                parent_id,
+                parent_id_contains,
+            ),
+        )
         return await self._read(
             lambda conn: spans_sql.query(
                 conn,
@@ -542,10 +547,7 @@ class SqliteLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
-        policy.check_paging(limit, offset)
-        policy.check_sort(sort_by, sort_order, _WORKER_SORT_KEYS)
-        policy.check_filter_logic(filter_logic)
-        statuses = None if status_in is None else sorted({str(parse_worker_status(s)) for s in status_in})
+        statuses = check_worker_query(status_in, filter_logic, sort_by, sort_order, limit, offset)
         return await self._read(
             lambda conn: workers.query(
                 conn, statuses, worker_id_contains, filter_logic, sort_by, sort_order, limit, offset

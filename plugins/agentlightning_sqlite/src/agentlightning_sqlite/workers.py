@@ -10,10 +10,17 @@ from typing import Any
 from agentlightning_core import WorkerNotFoundError
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
+from agentlightning_core.store.sql import (
+    WORKER_COLUMNS,
+    contains,
+    dumps,
+    limit_clause,
+    order_by,
+    where,
+    worker_from_row,
+)
 from agentlightning_core.types import Attempt, Worker, WorkerStatus
-from agentlightning_sqlite import codec
-from agentlightning_sqlite.codec import WORKER_COLUMNS
-from agentlightning_sqlite.sql import Conn, limit_clause, order_by, qmarks, where
+from agentlightning_sqlite.sql import SQLITE, Conn, qmarks
 
 __all__ = ["dequeued_nothing", "get", "hand_over", "query", "released", "took", "update"]
 
@@ -74,24 +81,25 @@ def query(
         clauses.append(f"status IN ({qmarks(len(statuses))})" if statuses else "0")
         params += statuses
     if worker_id_contains is not None:
-        clauses.append("instr(worker_id, ?) > 0")
+        clauses.append(contains(SQLITE, "worker_id"))
         params.append(worker_id_contains)
     condition = where(clauses, filter_logic)
     condition = f" WHERE {condition}" if condition else ""
     direction = "DESC" if sort_order == "desc" else "ASC"
-    order = f"ORDER BY wid {direction}" if sort_by is None else order_by(sort_by, sort_order, "wid")
+    order = f"ORDER BY wid {direction}" if sort_by is None else order_by(SQLITE, sort_by, sort_order, "wid")
     total = conn.execute(f"SELECT count(*) FROM workers{condition}", params).fetchone()[0]
     rows = conn.execute(
-        f"SELECT {WORKER_COLUMNS} FROM workers{condition} {order}{limit_clause(limit, offset)}", params
+        f"SELECT {WORKER_COLUMNS} FROM workers{condition} {order}{limit_clause(SQLITE, limit, offset)}",
+        params,
     ).fetchall()
-    return PaginatedResult([codec.worker_from_row(r) for r in rows], total, limit, offset)
+    return PaginatedResult([worker_from_row(r) for r in rows], total, limit, offset)
 
 
 def get(conn: Conn, worker_id: str, path: Path) -> Worker:
     row = conn.execute(f"SELECT {WORKER_COLUMNS} FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
     if row is None:
         raise WorkerNotFoundError(f"Worker {worker_id!r} not found in the store {str(path)!r}")
-    return codec.worker_from_row(row)
+    return worker_from_row(row)
 
 
 def update(
@@ -116,9 +124,9 @@ def update(
             params.append(now)
     if set_stats:
         sets.append("heartbeat_stats = ?")
-        params.append(codec.dumps(heartbeat_stats) if heartbeat_stats is not None else None)
+        params.append(dumps(heartbeat_stats) if heartbeat_stats is not None else None)
     row = conn.execute(
         f"UPDATE workers SET {', '.join(sets)} WHERE worker_id = ? RETURNING {WORKER_COLUMNS}",
         (*params, worker_id),
     ).fetchone()
-    return codec.worker_from_row(row)
+    return worker_from_row(row)
