@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import typing
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -40,6 +39,7 @@ from agentlightning_core.store.base import (
     Unset,
     WorkerSortKey,
 )
+from agentlightning_core.store.sql import check_rollout_query, check_span_query, check_worker_query
 from agentlightning_core.types import (
     Attempt,
     AttemptedRollout,
@@ -70,8 +70,6 @@ __all__ = ["PostgresLightningStore"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_SPAN_SORT_KEYS = typing.get_args(SpanSortKey)
-_WORKER_SORT_KEYS = typing.get_args(WorkerSortKey)
 _RETRIES = 5
 """Tries of a transaction that PostgreSQL aborted as a deadlock or serialization failure."""
 _RECONNECT_SECONDS = 1.0
@@ -345,10 +343,9 @@ class PostgresLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Rollout]:
-        policy.check_paging(limit, offset)
-        policy.rollout_predicate(status_in, rollout_id_in, rollout_id_contains, filter_logic)  # validates
-        policy.check_sort(sort_by, sort_order, ("start_time", "end_time", "rollout_id", "status"))
-        statuses = None if status_in is None else sorted({str(parse_rollout_status(s)) for s in status_in})
+        statuses = check_rollout_query(
+            status_in, rollout_id_in, rollout_id_contains, filter_logic, sort_by, sort_order, limit, offset
+        )
         return await self._read(
             lambda conn: rollouts.query(
                 conn,
@@ -539,15 +536,23 @@ class PostgresLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Span]:
-        policy.check_paging(limit, offset)
-        policy.check_sort(sort_by, sort_order, _SPAN_SORT_KEYS)
-        policy.check_filter_logic(filter_logic)
-        fields = {
-            "name": (name, name_contains),
-            "trace_id": (trace_id, trace_id_contains),
-            "span_id": (span_id, span_id_contains),
-            "parent_id": (parent_id, parent_id_contains),
-        }
+        fields = check_span_query(
+            filter_logic,
+            sort_by,
+            sort_order,
+            limit,
+            offset,
+            (
+                name,
+                name_contains,
+                trace_id,
+                trace_id_contains,
+                span_id,
+                span_id_contains,
+                parent_id,
+                parent_id_contains,
+            ),
+        )
         return await self._read(
             lambda conn: spans_sql.query(
                 conn,
@@ -612,10 +617,7 @@ class PostgresLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
-        policy.check_paging(limit, offset)
-        policy.check_sort(sort_by, sort_order, _WORKER_SORT_KEYS)
-        policy.check_filter_logic(filter_logic)
-        statuses = None if status_in is None else sorted({str(parse_worker_status(s)) for s in status_in})
+        statuses = check_worker_query(status_in, filter_logic, sort_by, sort_order, limit, offset)
         return await self._read(
             lambda conn: workers.query(
                 conn, statuses, worker_id_contains, filter_logic, sort_by, sort_order, limit, offset

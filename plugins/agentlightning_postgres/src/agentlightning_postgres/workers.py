@@ -9,10 +9,17 @@ from typing import Any
 from agentlightning_core import WorkerNotFoundError
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
+from agentlightning_core.store.sql import (
+    WORKER_COLUMNS,
+    contains,
+    dumps,
+    limit_clause,
+    order_by,
+    where,
+    worker_from_row,
+)
 from agentlightning_core.types import Attempt, Worker, WorkerStatus
-from agentlightning_postgres import codec
-from agentlightning_postgres.codec import WORKER_COLUMNS
-from agentlightning_postgres.sql import Conn, all_rows, limit_clause, one, order_by, where
+from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one
 
 __all__ = ["dequeued_nothing", "get", "hand_over", "query", "released", "took", "update"]
 
@@ -73,25 +80,27 @@ async def query(
         clauses.append("status = ANY(%s)")
         params.append(list(statuses))
     if worker_id_contains is not None:
-        clauses.append("strpos(worker_id, %s) > 0")
+        clauses.append(contains(POSTGRES, "worker_id"))
         params.append(worker_id_contains)
     condition = where(clauses, filter_logic)
     condition = f" WHERE {condition}" if condition else ""
     direction = "DESC" if sort_order == "desc" else "ASC"
-    order = f"ORDER BY wid {direction}" if sort_by is None else order_by(sort_by, sort_order, "wid")
+    order = f"ORDER BY wid {direction}" if sort_by is None else order_by(POSTGRES, sort_by, sort_order, "wid")
     counted = await one(conn, f"SELECT count(*) FROM workers{condition}", params)
     rows = await all_rows(
-        conn, f"SELECT {WORKER_COLUMNS} FROM workers{condition} {order}{limit_clause(limit, offset)}", params
+        conn,
+        f"SELECT {WORKER_COLUMNS} FROM workers{condition} {order}{limit_clause(POSTGRES, limit, offset)}",
+        params,
     )
     total = int(counted[0]) if counted is not None else 0
-    return PaginatedResult([codec.worker_from_row(r) for r in rows], total, limit, offset)
+    return PaginatedResult([worker_from_row(r) for r in rows], total, limit, offset)
 
 
 async def get(conn: Conn, worker_id: str, where_: str) -> Worker:
     found = await one(conn, f"SELECT {WORKER_COLUMNS} FROM workers WHERE worker_id = %s", (worker_id,))
     if found is None:
         raise WorkerNotFoundError(f"Worker {worker_id!r} not found in the store {where_}")
-    return codec.worker_from_row(found)
+    return worker_from_row(found)
 
 
 async def update(
@@ -116,11 +125,11 @@ async def update(
             params.append(now)
     if set_stats:
         sets.append("heartbeat_stats = %s")
-        params.append(codec.dumps(heartbeat_stats) if heartbeat_stats is not None else None)
+        params.append(dumps(heartbeat_stats) if heartbeat_stats is not None else None)
     found = await one(
         conn,
         f"UPDATE workers SET {', '.join(sets)} WHERE worker_id = %s RETURNING {WORKER_COLUMNS}",
         (*params, worker_id),
     )
     assert found is not None
-    return codec.worker_from_row(found)
+    return worker_from_row(found)
