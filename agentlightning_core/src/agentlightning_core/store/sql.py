@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_CONFIG_JSON",
     "FINISHED",
     "JSON_FIELDS",
+    "RESOURCES_COLUMNS",
     "ROLLOUT_COLUMNS",
     "ROLLOUT_SORT_KEYS",
     "SPAN_COLUMNS",
@@ -61,7 +62,9 @@ __all__ = [
     "SPAN_SORT_KEYS",
     "WORKER_COLUMNS",
     "WORKER_SORT_KEYS",
+    "QueryStatements",
     "SqlDialect",
+    "any_of",
     "attempt_from_row",
     "changed_fields",
     "check_rollout_query",
@@ -74,13 +77,16 @@ __all__ = [
     "order_by",
     "pack_id",
     "resources_from_row",
+    "resources_statements",
     "rollout_from_row",
     "span_body_json",
     "span_from_row",
+    "span_statements",
     "unpack_id",
     "update_statement",
     "where",
     "worker_from_row",
+    "worker_statements",
 ]
 
 _DEFAULT_STATUS = SpanStatus()
@@ -289,17 +295,43 @@ class SqlDialect:
         (``"instr({column}, ?) > 0"``).
     :param nulls_last: an ORDER BY key of ``{column}`` in ``{direction}`` with NULLs last.
     :param no_limit: the LIMIT that means none (``"-1"``, ``"ALL"``), written when there is an offset.
+    :param row_id: the column of a row's physical order, the last tie-breaker (``rowid``, ``ctid``).
+    :param array_params: a list is one parameter (``= ANY(%s)``) rather than one per item (``IN (?, ?)``).
+    :param packed_id_text: span/trace ids are stored by :func:`pack_id`, and this reads
+        ``{column}`` back as the text callers gave; None: ids are stored as text.
     """
 
     param: str
     contains: str
     nulls_last: str
     no_limit: str
+    row_id: str
+    array_params: bool = False
+    packed_id_text: str | None = None
+
+
+@attrs.frozen
+class QueryStatements:
+    """The statements of one page of a ``query_*`` method: ``count`` counts every match,
+    ``select`` reads the page; both take ``params``."""
+
+    count: str
+    select: str
+    params: list[Any]
 
 
 def contains(dialect: SqlDialect, column: str) -> str:
     """The condition that ``column`` contains the text of the next parameter."""
     return dialect.contains.format(column=column)
+
+
+def any_of(dialect: SqlDialect, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """The condition that ``column`` is one of ``values``, and its parameters."""
+    if dialect.array_params:
+        return f"{column} = ANY({dialect.param})", [list(values)]
+    if not values:
+        return "1 = 0", []
+    return f"{column} IN ({', '.join([dialect.param] * len(values))})", list(values)
 
 
 def where(clauses: list[str], filter_logic: FilterLogic) -> str:
@@ -337,6 +369,123 @@ def update_statement(dialect: SqlDialect, table: str, key_column: str, columns: 
     """``UPDATE table SET column = ?, ... WHERE key_column = ?`` (parameters: the values, then the key)."""
     sets = ", ".join(f"{name} = {dialect.param}" for name in columns)
     return f"UPDATE {table} SET {sets} WHERE {key_column} = {dialect.param}"
+
+
+def worker_statements(
+    dialect: SqlDialect,
+    statuses: Sequence[str] | None,
+    worker_id_contains: str | None,
+    filter_logic: FilterLogic,
+    sort_by: str | None,
+    sort_order: SortOrder,
+    limit: int,
+    offset: int,
+) -> QueryStatements:
+    """``query_workers`` on checked arguments (:func:`check_worker_query`); workers are few, so scanned."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if statuses is not None:
+        clause, values = any_of(dialect, "status", statuses)
+        clauses.append(clause)
+        params += values
+    if worker_id_contains is not None:
+        clauses.append(contains(dialect, "worker_id"))
+        params.append(worker_id_contains)
+    condition = where(clauses, filter_logic)
+    condition = f" WHERE {condition}" if condition else ""
+    if sort_by is None:
+        order = f"ORDER BY wid {'DESC' if sort_order == 'desc' else 'ASC'}"
+    else:
+        order = order_by(dialect, sort_by, sort_order, "wid")
+    return QueryStatements(
+        f"SELECT count(*) FROM workers{condition}",
+        f"SELECT {WORKER_COLUMNS} FROM workers{condition} {order}{limit_clause(dialect, limit, offset)}",
+        params,
+    )
+
+
+RESOURCES_COLUMNS = "resources_id, create_time, update_time, version, body"
+"""The columns :func:`resources_from_row` reads."""
+
+
+def resources_statements(
+    dialect: SqlDialect,
+    resources_id: str | None,
+    resources_id_contains: str | None,
+    sort_by: str,
+    sort_order: SortOrder,
+    limit: int,
+    offset: int,
+    tie: str,
+) -> QueryStatements:
+    """``query_resources`` on checked arguments; ``tie`` orders equal sort keys."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if resources_id is not None:
+        clauses.append(f"resources_id = {dialect.param}")
+        params.append(resources_id)
+    if resources_id_contains is not None:
+        clauses.append(contains(dialect, "resources_id"))
+        params.append(resources_id_contains)
+    condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    order = order_by(dialect, sort_by, sort_order, tie)
+    return QueryStatements(
+        f"SELECT count(*) FROM resources{condition}",
+        f"SELECT {RESOURCES_COLUMNS} FROM resources{condition} {order}{limit_clause(dialect, limit, offset)}",
+        params,
+    )
+
+
+def span_statements(
+    dialect: SqlDialect,
+    rid: int,
+    aid: int | None,
+    fields: dict[str, tuple[str | None, str | None]],
+    filter_logic: FilterLogic,
+    sort_by: str,
+    sort_order: SortOrder,
+    limit: int,
+    offset: int,
+) -> QueryStatements:
+    """``query_spans`` on checked arguments (:func:`check_span_query`) of the rollout with row
+    key ``rid`` (and its attempt ``aid``, if given); filters are evaluated on its rows only."""
+    p = dialect.param
+    clauses = [f"s.rid = {p}"]
+    params: list[Any] = [rid]
+    if aid is not None:
+        clauses.append(f"s.aid = {p}")
+        params.append(aid)
+    packed = dialect.packed_id_text
+    filters: list[str] = []
+    value: str | bytes | None
+    for column, (exact, part) in fields.items():
+        text, value = f"s.{column}", exact
+        if packed is not None and column != "name":
+            text, value = packed.format(column=text), pack_id(exact)
+        if value is not None:
+            filters.append(f"s.{column} = {p}")
+            params.append(value)
+        if part is not None:
+            filters.append(contains(dialect, text))
+            params.append(part)
+    if filters:
+        clauses.append(where(filters, filter_logic))
+    condition = " AND ".join(clauses)
+    row_id = f"s.{dialect.row_id}"
+    if sort_by == "sequence_id":
+        direction = "DESC" if sort_order == "desc" else "ASC"
+        order = f"ORDER BY s.sequence_id {direction}, {row_id} {direction}"
+    else:
+        key = f"s.{sort_by}"
+        if packed is not None and sort_by in ("span_id", "trace_id"):
+            key = packed.format(column=key)
+        order = order_by(dialect, key, sort_order, f"s.sequence_id, {row_id}")
+    return QueryStatements(
+        f"SELECT count(*) FROM spans s WHERE {condition}",
+        f"SELECT {SPAN_COLUMNS} FROM spans s JOIN rollouts r ON r.rid = s.rid JOIN attempts a ON a.aid = s.aid"
+        f" WHERE {condition} {order}{limit_clause(dialect, limit, offset)}",
+        params,
+    )
 
 
 ROLLOUT_SORT_KEYS = typing.get_args(RolloutSortKey)

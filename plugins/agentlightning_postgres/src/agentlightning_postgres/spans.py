@@ -11,15 +11,11 @@ from agentlightning_core import AttemptNotFoundError, Span
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
 from agentlightning_core.store.sql import (
-    SPAN_COLUMNS,
     attempt_from_row,
-    contains,
     dumps,
-    limit_clause,
     loads,
-    order_by,
     span_from_row,
-    where,
+    span_statements,
 )
 from agentlightning_core.types import Attempt
 from agentlightning_postgres import attempts, codec, rollouts
@@ -190,10 +186,8 @@ async def query(
 ) -> PaginatedResult[Span]:
     """Spans for the (checked) arguments of ``query_spans``; ``fields`` maps a column to its
     (exact value, substring) filters, evaluated only on this rollout's rows (``spans_rollout``)."""
-    clauses = ["s.rid = %s"]
-    params: list[Any] = []
     if attempt_id is None:
-        params.append((await rollouts.row(conn, rollout_id, where_))[0])
+        rid, aid = (await rollouts.row(conn, rollout_id, where_))[0], None
     else:
         try:
             arow = await attempts.row(conn, rollout_id, attempt_id, where_)
@@ -201,35 +195,13 @@ async def query(
             if attempt_id != "latest":
                 raise
             return PaginatedResult([], 0, limit, offset)
-        params.append(arow[10])
-        clauses.append("s.aid = %s")
-        params.append(arow[9])
-    filters: list[str] = []
-    for column, (exact, part) in fields.items():
-        if exact is not None:
-            filters.append(f"s.{column} = %s")
-            params.append(exact)
-        if part is not None:
-            filters.append(contains(POSTGRES, f"s.{column}"))
-            params.append(part)
-    if filters:
-        clauses.append(where(filters, filter_logic))
-    condition = " AND ".join(clauses)
-    if sort_by == "sequence_id":
-        direction = "DESC" if sort_order == "desc" else "ASC"
-        order = f"ORDER BY s.sequence_id {direction}, s.ctid {direction}"
-    else:
-        order = order_by(POSTGRES, f"s.{sort_by}", sort_order, "s.sequence_id, s.ctid")
-    rows = await all_rows(
-        conn,
-        f"SELECT {SPAN_COLUMNS} FROM spans s JOIN rollouts r ON r.rid = s.rid JOIN attempts a ON a.aid = s.aid"
-        f" WHERE {condition} {order}{limit_clause(POSTGRES, limit, offset)}",
-        params,
-    )
+        rid, aid = arow[10], arow[9]
+    q = span_statements(POSTGRES, rid, aid, fields, filter_logic, sort_by, sort_order, limit, offset)
+    rows = await all_rows(conn, q.select, q.params)
     if limit == -1 and offset == 0:
         total = len(rows)
     else:
-        counted = await one(conn, f"SELECT count(*) FROM spans s WHERE {condition}", params)
+        counted = await one(conn, q.count, q.params)
         total = int(counted[0]) if counted is not None else 0
     wanted = {r[9] for r in rows if r[9] is not None}
     bodies = await refs.resolve(conn, wanted) if wanted else refs.bodies

@@ -21,6 +21,8 @@ POSTGRES = SqlDialect(
     contains="strpos({column}, %s) > 0",
     nulls_last="{column} {direction} NULLS LAST",
     no_limit="ALL",
+    row_id="ctid",
+    array_params=True,
 )
 
 

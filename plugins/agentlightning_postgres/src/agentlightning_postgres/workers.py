@@ -11,12 +11,9 @@ from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
 from agentlightning_core.store.sql import (
     WORKER_COLUMNS,
-    contains,
     dumps,
-    limit_clause,
-    order_by,
-    where,
     worker_from_row,
+    worker_statements,
 )
 from agentlightning_core.types import Attempt, Worker, WorkerStatus
 from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one
@@ -74,24 +71,11 @@ async def query(
     offset: int,
 ) -> PaginatedResult[Worker]:
     """Workers matching the (checked) arguments of ``query_workers``; few, so scanned."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if statuses is not None:
-        clauses.append("status = ANY(%s)")
-        params.append(list(statuses))
-    if worker_id_contains is not None:
-        clauses.append(contains(POSTGRES, "worker_id"))
-        params.append(worker_id_contains)
-    condition = where(clauses, filter_logic)
-    condition = f" WHERE {condition}" if condition else ""
-    direction = "DESC" if sort_order == "desc" else "ASC"
-    order = f"ORDER BY wid {direction}" if sort_by is None else order_by(POSTGRES, sort_by, sort_order, "wid")
-    counted = await one(conn, f"SELECT count(*) FROM workers{condition}", params)
-    rows = await all_rows(
-        conn,
-        f"SELECT {WORKER_COLUMNS} FROM workers{condition} {order}{limit_clause(POSTGRES, limit, offset)}",
-        params,
+    q = worker_statements(
+        POSTGRES, statuses, worker_id_contains, filter_logic, sort_by, sort_order, limit, offset
     )
+    counted = await one(conn, q.count, q.params)
+    rows = await all_rows(conn, q.select, q.params)
     total = int(counted[0]) if counted is not None else 0
     return PaginatedResult([worker_from_row(r) for r in rows], total, limit, offset)
 

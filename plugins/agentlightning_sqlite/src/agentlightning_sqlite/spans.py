@@ -12,20 +12,16 @@ from agentlightning_core import AttemptNotFoundError, Span
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
 from agentlightning_core.store.sql import (
-    SPAN_COLUMNS,
     attempt_from_row,
-    contains,
     dumps,
-    limit_clause,
     loads,
-    order_by,
     pack_id,
     span_from_row,
-    where,
+    span_statements,
 )
 from agentlightning_core.types import Attempt
 from agentlightning_sqlite import attempts, codec, rollouts
-from agentlightning_sqlite.sql import SQLITE, Conn, chunks, id_text, qmarks
+from agentlightning_sqlite.sql import SQLITE, Conn, chunks, qmarks
 
 __all__ = ["ResourceRefs", "add", "allocate_sequence_ids", "query"]
 
@@ -180,10 +176,8 @@ def query(
 ) -> PaginatedResult[Span]:
     """Spans for the (checked) arguments of ``query_spans``; ``fields`` maps a column to its
     (exact value, substring) filters, evaluated only on this rollout's rows (``spans_rollout``)."""
-    clauses = ["s.rid = ?"]
-    params: list[Any] = []
     if attempt_id is None:
-        params.append(rollouts.row(conn, rollout_id, path)[0])
+        rid, aid = rollouts.row(conn, rollout_id, path)[0], None
     else:
         try:
             arow = attempts.row(conn, rollout_id, attempt_id, path)
@@ -191,36 +185,10 @@ def query(
             if attempt_id != "latest":
                 raise
             return PaginatedResult([], 0, limit, offset)
-        params.append(arow[10])
-        clauses.append("s.aid = ?")
-        params.append(arow[9])
-    filters: list[str] = []
-    for column, (exact, part) in fields.items():
-        if exact is not None:
-            filters.append(f"s.{column} = ?")
-            params.append(exact if column == "name" else pack_id(exact))
-        if part is not None:
-            text = f"s.{column}" if column == "name" else id_text(f"s.{column}")
-            filters.append(contains(SQLITE, text))
-            params.append(part)
-    if filters:
-        clauses.append(where(filters, filter_logic))
-    condition = " AND ".join(clauses)
-    if sort_by == "sequence_id":
-        direction = "DESC" if sort_order == "desc" else "ASC"
-        order = f"ORDER BY s.sequence_id {direction}, s.rowid {direction}"
-    else:
-        key = id_text(f"s.{sort_by}") if sort_by in ("span_id", "trace_id") else f"s.{sort_by}"
-        order = order_by(SQLITE, key, sort_order, "s.sequence_id, s.rowid")
-    rows = conn.execute(
-        f"SELECT {SPAN_COLUMNS} FROM spans s JOIN rollouts r ON r.rid = s.rid JOIN attempts a ON a.aid = s.aid"
-        f" WHERE {condition} {order}{limit_clause(SQLITE, limit, offset)}",
-        params,
-    ).fetchall()
-    if limit == -1 and offset == 0:
-        total = len(rows)
-    else:
-        total = conn.execute(f"SELECT count(*) FROM spans s WHERE {condition}", params).fetchone()[0]
+        rid, aid = arow[10], arow[9]
+    q = span_statements(SQLITE, rid, aid, fields, filter_logic, sort_by, sort_order, limit, offset)
+    rows = conn.execute(q.select, q.params).fetchall()
+    total = len(rows) if limit == -1 and offset == 0 else conn.execute(q.count, q.params).fetchone()[0]
     wanted = {r[9] for r in rows if r[9] is not None}
     bodies = refs.resolve(conn, wanted) if wanted else refs.bodies
     return PaginatedResult([span_from_row(r, bodies, codec.decode_body) for r in rows], total, limit, offset)

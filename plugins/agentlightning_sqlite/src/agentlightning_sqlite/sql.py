@@ -21,7 +21,6 @@ __all__ = [
     "TERMINAL_ROLLOUT",
     "Conn",
     "chunks",
-    "id_text",
     "qmarks",
     "set_fields",
 ]
@@ -34,6 +33,9 @@ SQLITE = SqlDialect(
     contains="instr({column}, ?) > 0",
     nulls_last="({column} IS NULL), {column} {direction}",
     no_limit="-1",
+    row_id="rowid",
+    # hex ids are stored packed (pack_id): read back as the text callers gave
+    packed_id_text="(CASE WHEN typeof({column}) = 'blob' THEN lower(hex({column})) ELSE {column} END)",
 )
 QUEUED = tuple(str(s) for s in policy.QUEUED_ROLLOUT_STATUSES)
 TERMINAL_ROLLOUT = tuple(str(s) for s in TERMINAL_ROLLOUT_STATUSES)
@@ -46,11 +48,6 @@ def chunks(items: Sequence[T]) -> list[Sequence[T]]:
 
 def qmarks(n: int) -> str:
     return ",".join("?" * n)
-
-
-def id_text(column: str) -> str:
-    """An id column as the text callers gave (hex ids are stored packed: see ``agentlightning_core.store.sql.pack_id``)."""
-    return f"(CASE WHEN typeof({column}) = 'blob' THEN lower(hex({column})) ELSE {column} END)"
 
 
 def set_fields(conn: Conn, table: str, key_column: str, key: int, record: Any, **fields: Any) -> None:

@@ -12,15 +12,12 @@ from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
 from agentlightning_core.store.sql import (
     WORKER_COLUMNS,
-    contains,
     dumps,
-    limit_clause,
-    order_by,
-    where,
     worker_from_row,
+    worker_statements,
 )
 from agentlightning_core.types import Attempt, Worker, WorkerStatus
-from agentlightning_sqlite.sql import SQLITE, Conn, qmarks
+from agentlightning_sqlite.sql import SQLITE, Conn
 
 __all__ = ["dequeued_nothing", "get", "hand_over", "query", "released", "took", "update"]
 
@@ -75,23 +72,11 @@ def query(
     offset: int,
 ) -> PaginatedResult[Worker]:
     """Workers matching the (checked) arguments of ``query_workers``; few, so scanned."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if statuses is not None:
-        clauses.append(f"status IN ({qmarks(len(statuses))})" if statuses else "0")
-        params += statuses
-    if worker_id_contains is not None:
-        clauses.append(contains(SQLITE, "worker_id"))
-        params.append(worker_id_contains)
-    condition = where(clauses, filter_logic)
-    condition = f" WHERE {condition}" if condition else ""
-    direction = "DESC" if sort_order == "desc" else "ASC"
-    order = f"ORDER BY wid {direction}" if sort_by is None else order_by(SQLITE, sort_by, sort_order, "wid")
-    total = conn.execute(f"SELECT count(*) FROM workers{condition}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT {WORKER_COLUMNS} FROM workers{condition} {order}{limit_clause(SQLITE, limit, offset)}",
-        params,
-    ).fetchall()
+    q = worker_statements(
+        SQLITE, statuses, worker_id_contains, filter_logic, sort_by, sort_order, limit, offset
+    )
+    total = conn.execute(q.count, q.params).fetchone()[0]
+    rows = conn.execute(q.select, q.params).fetchall()
     return PaginatedResult([worker_from_row(r) for r in rows], total, limit, offset)
 
 
