@@ -9,6 +9,9 @@ Rows are tuples in the order of the ``*_COLUMNS`` strings (tables ``rollouts r``
 row keeps what queries filter and sort on in columns and the rest in a ``body``: compact
 JSON of the non-default parts (``a`` attributes, ``e`` events, ``l`` links, ``s`` status,
 ``k`` kind), which the backend may compress (:func:`span_body_json`, :func:`span_from_row`).
+
+The ``query_*`` methods check their arguments here (``check_*``, :func:`worker_query`, ...)
+and get the statements of one page (:class:`QueryStatements`), which the backend runs.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "FINISHED",
     "JSON_FIELDS",
     "RESOURCES_COLUMNS",
+    "RESOURCES_SORT_KEYS",
     "ROLLOUT_COLUMNS",
     "ROLLOUT_SORT_KEYS",
     "SPAN_COLUMNS",
@@ -63,13 +67,13 @@ __all__ = [
     "WORKER_COLUMNS",
     "WORKER_SORT_KEYS",
     "QueryStatements",
+    "SpanQuery",
     "SqlDialect",
     "any_of",
     "attempt_from_row",
     "changed_fields",
     "check_rollout_query",
     "check_span_query",
-    "check_worker_query",
     "contains",
     "dumps",
     "limit_clause",
@@ -77,7 +81,7 @@ __all__ = [
     "order_by",
     "pack_id",
     "resources_from_row",
-    "resources_statements",
+    "resources_query",
     "rollout_from_row",
     "span_body_json",
     "span_from_row",
@@ -86,7 +90,7 @@ __all__ = [
     "update_statement",
     "where",
     "worker_from_row",
-    "worker_statements",
+    "worker_query",
 ]
 
 _DEFAULT_STATUS = SpanStatus()
@@ -312,12 +316,27 @@ class SqlDialect:
 
 @attrs.frozen
 class QueryStatements:
-    """The statements of one page of a ``query_*`` method: ``count`` counts every match,
-    ``select`` reads the page; both take ``params``."""
+    """One page of a ``query_*`` method: ``count`` counts every match, ``select`` reads the
+    page (``limit``/``offset``, for its ``PaginatedResult``); both take ``params``."""
 
     count: str
     select: str
     params: list[Any]
+    limit: int
+    offset: int
+
+
+@attrs.frozen
+class SpanQuery:
+    """The checked arguments of ``query_spans`` (:func:`check_span_query`); ``fields`` maps
+    each column of :data:`SPAN_FILTER_COLUMNS` to its (exact value, substring) filters."""
+
+    fields: dict[str, tuple[str | None, str | None]]
+    filter_logic: FilterLogic
+    sort_by: str
+    sort_order: SortOrder
+    limit: int
+    offset: int
 
 
 def contains(dialect: SqlDialect, column: str) -> str:
@@ -371,9 +390,9 @@ def update_statement(dialect: SqlDialect, table: str, key_column: str, columns: 
     return f"UPDATE {table} SET {sets} WHERE {key_column} = {dialect.param}"
 
 
-def worker_statements(
+def worker_query(
     dialect: SqlDialect,
-    statuses: Sequence[str] | None,
+    status_in: Sequence[WorkerStatus | str] | None,
     worker_id_contains: str | None,
     filter_logic: FilterLogic,
     sort_by: str | None,
@@ -381,11 +400,14 @@ def worker_statements(
     limit: int,
     offset: int,
 ) -> QueryStatements:
-    """``query_workers`` on checked arguments (:func:`check_worker_query`); workers are few, so scanned."""
+    """``query_workers``, its arguments checked; workers are few, so scanned."""
+    policy.check_paging(limit, offset)
+    policy.check_sort(sort_by, sort_order, WORKER_SORT_KEYS)
+    policy.check_filter_logic(filter_logic)
     clauses: list[str] = []
     params: list[Any] = []
-    if statuses is not None:
-        clause, values = any_of(dialect, "status", statuses)
+    if status_in is not None:
+        clause, values = any_of(dialect, "status", sorted({str(parse_worker_status(s)) for s in status_in}))
         clauses.append(clause)
         params += values
     if worker_id_contains is not None:
@@ -401,6 +423,8 @@ def worker_statements(
         f"SELECT count(*) FROM workers{condition}",
         f"SELECT {WORKER_COLUMNS} FROM workers{condition} {order}{limit_clause(dialect, limit, offset)}",
         params,
+        limit,
+        offset,
     )
 
 
@@ -408,7 +432,7 @@ RESOURCES_COLUMNS = "resources_id, create_time, update_time, version, body"
 """The columns :func:`resources_from_row` reads."""
 
 
-def resources_statements(
+def resources_query(
     dialect: SqlDialect,
     resources_id: str | None,
     resources_id_contains: str | None,
@@ -418,7 +442,9 @@ def resources_statements(
     offset: int,
     tie: str,
 ) -> QueryStatements:
-    """``query_resources`` on checked arguments; ``tie`` orders equal sort keys."""
+    """``query_resources``, its arguments checked; ``tie`` orders equal sort keys."""
+    policy.check_paging(limit, offset)
+    policy.check_sort(sort_by, sort_order, RESOURCES_SORT_KEYS)
     clauses: list[str] = []
     params: list[Any] = []
     if resources_id is not None:
@@ -433,22 +459,21 @@ def resources_statements(
         f"SELECT count(*) FROM resources{condition}",
         f"SELECT {RESOURCES_COLUMNS} FROM resources{condition} {order}{limit_clause(dialect, limit, offset)}",
         params,
+        limit,
+        offset,
     )
 
 
-def span_statements(
-    dialect: SqlDialect,
-    rid: int,
-    aid: int | None,
-    fields: dict[str, tuple[str | None, str | None]],
-    filter_logic: FilterLogic,
-    sort_by: str,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
-) -> QueryStatements:
-    """``query_spans`` on checked arguments (:func:`check_span_query`) of the rollout with row
-    key ``rid`` (and its attempt ``aid``, if given); filters are evaluated on its rows only."""
+def span_statements(dialect: SqlDialect, rid: int, aid: int | None, query: SpanQuery) -> QueryStatements:
+    """``query_spans`` of the rollout with row key ``rid`` (and its attempt ``aid``, if given);
+    the filters are evaluated on its rows only."""
+    fields, filter_logic, sort_by, sort_order = (
+        query.fields,
+        query.filter_logic,
+        query.sort_by,
+        query.sort_order,
+    )
+    limit, offset = query.limit, query.offset
     p = dialect.param
     clauses = [f"s.rid = {p}"]
     params: list[Any] = [rid]
@@ -485,12 +510,15 @@ def span_statements(
         f"SELECT {SPAN_COLUMNS} FROM spans s JOIN rollouts r ON r.rid = s.rid JOIN attempts a ON a.aid = s.aid"
         f" WHERE {condition} {order}{limit_clause(dialect, limit, offset)}",
         params,
+        limit,
+        offset,
     )
 
 
 ROLLOUT_SORT_KEYS = typing.get_args(RolloutSortKey)
 SPAN_SORT_KEYS = typing.get_args(SpanSortKey)
 WORKER_SORT_KEYS = typing.get_args(WorkerSortKey)
+RESOURCES_SORT_KEYS = ("create_time", "update_time", "resources_id")
 SPAN_FILTER_COLUMNS = ("name", "trace_id", "span_id", "parent_id")
 """The span columns ``query_spans`` filters on (each by exact value and by substring)."""
 
@@ -512,21 +540,6 @@ def check_rollout_query(
     return None if status_in is None else sorted({str(parse_rollout_status(s)) for s in status_in})
 
 
-def check_worker_query(
-    status_in: Sequence[WorkerStatus | str] | None,
-    filter_logic: FilterLogic,
-    sort_by: str | None,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
-) -> list[str] | None:
-    """Check the arguments of ``query_workers``; returns ``status_in`` as sorted distinct values."""
-    policy.check_paging(limit, offset)
-    policy.check_sort(sort_by, sort_order, WORKER_SORT_KEYS)
-    policy.check_filter_logic(filter_logic)
-    return None if status_in is None else sorted({str(parse_worker_status(s)) for s in status_in})
-
-
 def check_span_query(
     filter_logic: FilterLogic,
     sort_by: str,
@@ -534,13 +547,13 @@ def check_span_query(
     limit: int,
     offset: int,
     filters: tuple[str | None, ...],
-) -> dict[str, tuple[str | None, str | None]]:
+) -> SpanQuery:
     """Check the arguments of ``query_spans``; ``filters`` are its field filters in their order
-    (``name``, ``name_contains``, ``trace_id``, ... ``parent_id_contains``). Returns each column
-    of :data:`SPAN_FILTER_COLUMNS` with its (exact value, substring)."""
+    (``name``, ``name_contains``, ``trace_id``, ... ``parent_id_contains``)."""
     policy.check_paging(limit, offset)
     policy.check_sort(sort_by, sort_order, SPAN_SORT_KEYS)
     policy.check_filter_logic(filter_logic)
     if len(filters) != 2 * len(SPAN_FILTER_COLUMNS):
         raise TypeError(f"check_span_query takes {2 * len(SPAN_FILTER_COLUMNS)} filters, got {len(filters)}")
-    return {c: (filters[2 * i], filters[2 * i + 1]) for i, c in enumerate(SPAN_FILTER_COLUMNS)}
+    fields = {c: (filters[2 * i], filters[2 * i + 1]) for i, c in enumerate(SPAN_FILTER_COLUMNS)}
+    return SpanQuery(fields, filter_logic, sort_by, sort_order, limit, offset)

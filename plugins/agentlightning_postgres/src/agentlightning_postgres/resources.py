@@ -6,16 +6,14 @@ import time
 
 from agentlightning_core import NamedResources, ResourcesNotFoundError, ResourcesUpdate
 from agentlightning_core.store import policy
-from agentlightning_core.store.base import PaginatedResult, SortOrder
 from agentlightning_core.store.sql import (
     RESOURCES_COLUMNS,
     dumps,
     resources_from_row,
-    resources_statements,
 )
-from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one
+from agentlightning_postgres.sql import Conn, one
 
-__all__ = ["LATEST_ID", "add", "check", "get", "latest", "latest_id", "query", "update"]
+__all__ = ["LATEST_ID", "add", "check", "get", "latest", "latest_id", "update"]
 
 LATEST_ID = "SELECT resources_id FROM resources ORDER BY latest_seq DESC LIMIT 1"
 """The id of the latest snapshot (through the index ``resources_latest``)."""
@@ -68,22 +66,3 @@ async def get(conn: Conn, resources_id: str, where_: str) -> ResourcesUpdate:
 async def latest(conn: Conn) -> ResourcesUpdate | None:
     found = await one(conn, f"SELECT {RESOURCES_COLUMNS} FROM resources ORDER BY latest_seq DESC LIMIT 1")
     return resources_from_row(found) if found is not None else None
-
-
-async def query(
-    conn: Conn,
-    resources_id: str | None,
-    resources_id_contains: str | None,
-    sort_by: str,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
-) -> PaginatedResult[ResourcesUpdate]:
-    """Snapshots matching the (checked) arguments of ``query_resources``."""
-    q = resources_statements(
-        POSTGRES, resources_id, resources_id_contains, sort_by, sort_order, limit, offset, "latest_seq"
-    )
-    counted = await one(conn, q.count, q.params)
-    rows = await all_rows(conn, q.select, q.params)
-    total = int(counted[0]) if counted is not None else 0
-    return PaginatedResult([resources_from_row(r) for r in rows], total, limit, offset)

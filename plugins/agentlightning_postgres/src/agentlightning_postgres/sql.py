@@ -6,13 +6,17 @@ What does not depend on PostgreSQL (rows <-> objects, WHERE/ORDER BY/LIMIT claus
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from collections.abc import Callable
+from typing import Any, TypeAlias, TypeVar
 
 import psycopg
 
-from agentlightning_core.store.sql import SqlDialect, changed_fields, update_statement
+from agentlightning_core.store.base import PaginatedResult
+from agentlightning_core.store.sql import QueryStatements, SqlDialect, changed_fields, update_statement
 
-__all__ = ["POSTGRES", "Conn", "all_rows", "one", "set_fields"]
+__all__ = ["POSTGRES", "Conn", "all_rows", "one", "page", "set_fields"]
+
+T = TypeVar("T")
 
 Conn: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -42,3 +46,11 @@ async def set_fields(conn: Conn, table: str, key_column: str, key: int, record: 
     changed = changed_fields(record, fields)
     if changed:
         await conn.execute(update_statement(POSTGRES, table, key_column, changed), (*changed.values(), key))
+
+
+async def page(conn: Conn, q: QueryStatements, from_row: Callable[[Any], T]) -> PaginatedResult[T]:
+    """Run a ``query_*`` page: count the matches, read the page's rows as objects."""
+    counted = await one(conn, q.count, q.params)
+    rows = await all_rows(conn, q.select, q.params)
+    total = int(counted[0]) if counted is not None else 0
+    return PaginatedResult([from_row(r) for r in rows], total, q.limit, q.offset)

@@ -39,7 +39,14 @@ from agentlightning_core.store.base import (
     Unset,
     WorkerSortKey,
 )
-from agentlightning_core.store.sql import check_rollout_query, check_span_query, check_worker_query
+from agentlightning_core.store.sql import (
+    check_rollout_query,
+    check_span_query,
+    resources_from_row,
+    resources_query,
+    worker_from_row,
+    worker_query,
+)
 from agentlightning_core.types import (
     Attempt,
     AttemptedRollout,
@@ -60,7 +67,7 @@ from agentlightning_postgres import resources as resources_sql
 from agentlightning_postgres import schema as pg_schema
 from agentlightning_postgres import spans as spans_sql
 from agentlightning_postgres.errors import PostgresStoreError
-from agentlightning_postgres.sql import Conn
+from agentlightning_postgres.sql import POSTGRES, Conn, page
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -536,7 +543,7 @@ class PostgresLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Span]:
-        fields = check_span_query(
+        query = check_span_query(
             filter_logic,
             sort_by,
             sort_order,
@@ -555,17 +562,7 @@ class PostgresLightningStore(LightningStore):
         )
         return await self._read(
             lambda conn: spans_sql.query(
-                conn,
-                self._span_resources,
-                self.where,
-                rollout_id,
-                attempt_id,
-                fields,
-                filter_logic,
-                sort_by,
-                sort_order,
-                limit,
-                offset,
+                conn, self._span_resources, self.where, rollout_id, attempt_id, query
             )
         )
 
@@ -596,13 +593,10 @@ class PostgresLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[ResourcesUpdate]:
-        policy.check_paging(limit, offset)
-        policy.check_sort(sort_by, sort_order, ("create_time", "update_time", "resources_id"))
-        return await self._read(
-            lambda conn: resources_sql.query(
-                conn, resources_id, resources_id_contains, sort_by, sort_order, limit, offset
-            )
+        q = resources_query(
+            POSTGRES, resources_id, resources_id_contains, sort_by, sort_order, limit, offset, "latest_seq"
         )
+        return await self._read(lambda conn: page(conn, q, resources_from_row))
 
     # --- workers -----------------------------------------------------------------------
 
@@ -617,12 +611,10 @@ class PostgresLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
-        statuses = check_worker_query(status_in, filter_logic, sort_by, sort_order, limit, offset)
-        return await self._read(
-            lambda conn: workers.query(
-                conn, statuses, worker_id_contains, filter_logic, sort_by, sort_order, limit, offset
-            )
+        q = worker_query(
+            POSTGRES, status_in, worker_id_contains, filter_logic, sort_by, sort_order, limit, offset
         )
+        return await self._read(lambda conn: page(conn, q, worker_from_row))
 
     async def get_worker_by_id(self, worker_id: str) -> Worker:
         return await self._read(lambda conn: workers.get(conn, worker_id, self.where))

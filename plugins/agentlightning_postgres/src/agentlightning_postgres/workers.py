@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from agentlightning_core import WorkerNotFoundError
 from agentlightning_core.store import policy
-from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
 from agentlightning_core.store.sql import (
     WORKER_COLUMNS,
     dumps,
     worker_from_row,
-    worker_statements,
 )
 from agentlightning_core.types import Attempt, Worker, WorkerStatus
-from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one
+from agentlightning_postgres.sql import Conn, one
 
-__all__ = ["dequeued_nothing", "get", "hand_over", "query", "released", "took", "update"]
+__all__ = ["dequeued_nothing", "get", "hand_over", "released", "took", "update"]
 
 
 async def took(conn: Conn, now: float, worker_id: str, rollout_id: str, attempt_id: str) -> None:
@@ -58,26 +55,6 @@ async def dequeued_nothing(conn: Conn, now: float, worker_id: str) -> None:
         " ON CONFLICT (worker_id) DO UPDATE SET last_dequeue_time = excluded.last_dequeue_time",
         (worker_id, now),
     )
-
-
-async def query(
-    conn: Conn,
-    statuses: Sequence[str] | None,
-    worker_id_contains: str | None,
-    filter_logic: FilterLogic,
-    sort_by: str | None,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
-) -> PaginatedResult[Worker]:
-    """Workers matching the (checked) arguments of ``query_workers``; few, so scanned."""
-    q = worker_statements(
-        POSTGRES, statuses, worker_id_contains, filter_logic, sort_by, sort_order, limit, offset
-    )
-    counted = await one(conn, q.count, q.params)
-    rows = await all_rows(conn, q.select, q.params)
-    total = int(counted[0]) if counted is not None else 0
-    return PaginatedResult([worker_from_row(r) for r in rows], total, limit, offset)
 
 
 async def get(conn: Conn, worker_id: str, where_: str) -> Worker:

@@ -7,16 +7,14 @@ from pathlib import Path
 
 from agentlightning_core import NamedResources, ResourcesNotFoundError, ResourcesUpdate
 from agentlightning_core.store import policy
-from agentlightning_core.store.base import PaginatedResult, SortOrder
 from agentlightning_core.store.sql import (
     RESOURCES_COLUMNS,
     dumps,
     resources_from_row,
-    resources_statements,
 )
-from agentlightning_sqlite.sql import SQLITE, Conn
+from agentlightning_sqlite.sql import Conn
 
-__all__ = ["LATEST_ID", "add", "check", "get", "latest", "latest_id", "query", "update"]
+__all__ = ["LATEST_ID", "add", "check", "get", "latest", "latest_id", "update"]
 
 LATEST_ID = "SELECT resources_id FROM resources ORDER BY latest_seq DESC LIMIT 1"
 """The id of the latest snapshot (through the index ``resources_latest``)."""
@@ -78,21 +76,3 @@ def latest(conn: Conn) -> ResourcesUpdate | None:
         f"SELECT {RESOURCES_COLUMNS} FROM resources ORDER BY latest_seq DESC LIMIT 1"
     ).fetchone()
     return resources_from_row(row) if row is not None else None
-
-
-def query(
-    conn: Conn,
-    resources_id: str | None,
-    resources_id_contains: str | None,
-    sort_by: str,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
-) -> PaginatedResult[ResourcesUpdate]:
-    """Snapshots matching the (checked) arguments of ``query_resources``."""
-    q = resources_statements(
-        SQLITE, resources_id, resources_id_contains, sort_by, sort_order, limit, offset, "rowid"
-    )
-    total = conn.execute(q.count, q.params).fetchone()[0]
-    rows = conn.execute(q.select, q.params).fetchall()
-    return PaginatedResult([resources_from_row(r) for r in rows], total, limit, offset)

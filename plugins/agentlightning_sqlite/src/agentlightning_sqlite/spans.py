@@ -10,8 +10,9 @@ from typing import Any
 
 from agentlightning_core import AttemptNotFoundError, Span
 from agentlightning_core.store import policy
-from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
+from agentlightning_core.store.base import PaginatedResult
 from agentlightning_core.store.sql import (
+    SpanQuery,
     attempt_from_row,
     dumps,
     loads,
@@ -167,15 +168,10 @@ def query(
     path: Path,
     rollout_id: str,
     attempt_id: str | None,
-    fields: dict[str, tuple[str | None, str | None]],
-    filter_logic: FilterLogic,
-    sort_by: str,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
+    spec: SpanQuery,
 ) -> PaginatedResult[Span]:
-    """Spans for the (checked) arguments of ``query_spans``; ``fields`` maps a column to its
-    (exact value, substring) filters, evaluated only on this rollout's rows (``spans_rollout``)."""
+    """Spans for the checked arguments of ``query_spans``, filtered among this rollout's rows
+    only (``spans_rollout``)."""
     if attempt_id is None:
         rid, aid = rollouts.row(conn, rollout_id, path)[0], None
     else:
@@ -184,11 +180,13 @@ def query(
         except AttemptNotFoundError:
             if attempt_id != "latest":
                 raise
-            return PaginatedResult([], 0, limit, offset)
+            return PaginatedResult([], 0, spec.limit, spec.offset)
         rid, aid = arow[10], arow[9]
-    q = span_statements(SQLITE, rid, aid, fields, filter_logic, sort_by, sort_order, limit, offset)
+    q = span_statements(SQLITE, rid, aid, spec)
     rows = conn.execute(q.select, q.params).fetchall()
-    total = len(rows) if limit == -1 and offset == 0 else conn.execute(q.count, q.params).fetchone()[0]
+    total = len(rows) if q.limit == -1 and q.offset == 0 else conn.execute(q.count, q.params).fetchone()[0]
     wanted = {r[9] for r in rows if r[9] is not None}
     bodies = refs.resolve(conn, wanted) if wanted else refs.bodies
-    return PaginatedResult([span_from_row(r, bodies, codec.decode_body) for r in rows], total, limit, offset)
+    return PaginatedResult(
+        [span_from_row(r, bodies, codec.decode_body) for r in rows], total, q.limit, q.offset
+    )

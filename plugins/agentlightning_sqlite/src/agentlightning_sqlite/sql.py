@@ -7,11 +7,12 @@ What does not depend on SQLite (rows <-> objects, WHERE/ORDER BY/LIMIT clauses) 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from agentlightning_core.store import policy
-from agentlightning_core.store.sql import SqlDialect, changed_fields, update_statement
+from agentlightning_core.store.base import PaginatedResult
+from agentlightning_core.store.sql import QueryStatements, SqlDialect, changed_fields, update_statement
 from agentlightning_core.types import TERMINAL_ROLLOUT_STATUSES
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "TERMINAL_ROLLOUT",
     "Conn",
     "chunks",
+    "page",
     "qmarks",
     "set_fields",
 ]
@@ -55,3 +57,10 @@ def set_fields(conn: Conn, table: str, key_column: str, key: int, record: Any, *
     changed = changed_fields(record, fields)
     if changed:
         conn.execute(update_statement(SQLITE, table, key_column, changed), (*changed.values(), key))
+
+
+def page(conn: Conn, q: QueryStatements, from_row: Callable[[Any], T]) -> PaginatedResult[T]:
+    """Run a ``query_*`` page: count the matches, read the page's rows as objects."""
+    total = conn.execute(q.count, q.params).fetchone()[0]
+    rows = conn.execute(q.select, q.params).fetchall()
+    return PaginatedResult([from_row(r) for r in rows], total, q.limit, q.offset)

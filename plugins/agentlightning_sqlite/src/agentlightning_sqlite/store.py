@@ -43,7 +43,14 @@ from agentlightning_core.store.base import (
     Unset,
     WorkerSortKey,
 )
-from agentlightning_core.store.sql import check_rollout_query, check_span_query, check_worker_query
+from agentlightning_core.store.sql import (
+    check_rollout_query,
+    check_span_query,
+    resources_from_row,
+    resources_query,
+    worker_from_row,
+    worker_query,
+)
 from agentlightning_core.types import (
     Attempt,
     AttemptedRollout,
@@ -64,7 +71,7 @@ from agentlightning_sqlite import resources as resources_sql
 from agentlightning_sqlite import spans as spans_sql
 from agentlightning_sqlite.errors import SqliteStoreError
 from agentlightning_sqlite.schema import Durability, connect_checkpointer, open_connection
-from agentlightning_sqlite.sql import Conn
+from agentlightning_sqlite.sql import SQLITE, Conn, page
 from agentlightning_sqlite.worker import ConnectionWorker
 
 if TYPE_CHECKING:
@@ -466,7 +473,7 @@ class SqliteLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Span]:
-        fields = check_span_query(
+        query = check_span_query(
             filter_logic,
             sort_by,
             sort_order,
@@ -484,19 +491,7 @@ class SqliteLightningStore(LightningStore):
             ),
         )
         return await self._read(
-            lambda conn: spans_sql.query(
-                conn,
-                self._span_resources,
-                self.path,
-                rollout_id,
-                attempt_id,
-                fields,
-                filter_logic,
-                sort_by,
-                sort_order,
-                limit,
-                offset,
-            )
+            lambda conn: spans_sql.query(conn, self._span_resources, self.path, rollout_id, attempt_id, query)
         )
 
     # --- resources ---------------------------------------------------------------------
@@ -526,13 +521,10 @@ class SqliteLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[ResourcesUpdate]:
-        policy.check_paging(limit, offset)
-        policy.check_sort(sort_by, sort_order, ("create_time", "update_time", "resources_id"))
-        return await self._read(
-            lambda conn: resources_sql.query(
-                conn, resources_id, resources_id_contains, sort_by, sort_order, limit, offset
-            )
+        q = resources_query(
+            SQLITE, resources_id, resources_id_contains, sort_by, sort_order, limit, offset, "rowid"
         )
+        return await self._read(lambda conn: page(conn, q, resources_from_row))
 
     # --- workers -----------------------------------------------------------------------
 
@@ -547,12 +539,10 @@ class SqliteLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
-        statuses = check_worker_query(status_in, filter_logic, sort_by, sort_order, limit, offset)
-        return await self._read(
-            lambda conn: workers.query(
-                conn, statuses, worker_id_contains, filter_logic, sort_by, sort_order, limit, offset
-            )
+        q = worker_query(
+            SQLITE, status_in, worker_id_contains, filter_logic, sort_by, sort_order, limit, offset
         )
+        return await self._read(lambda conn: page(conn, q, worker_from_row))
 
     async def get_worker_by_id(self, worker_id: str) -> Worker:
         return await self._read(lambda conn: workers.get(conn, worker_id, self.path))
