@@ -35,6 +35,7 @@ from agentlightning_proxy._capture import (
     response_attributes,
     span_name,
 )
+from agentlightning_proxy._metrics import NO_UPSTREAM, ProxyMetrics
 from agentlightning_proxy.config import Upstream
 
 __all__ = ["TRACED_HEADER", "ProxyApp", "ProxyStats", "Route"]
@@ -199,6 +200,7 @@ class ProxyApp:
         timeout_seconds: float,
         max_body_bytes: int,
         keep_unattributed: int,
+        metrics: bool,
     ) -> None:
         if not upstreams:
             raise ValueError(
@@ -225,6 +227,10 @@ class ProxyApp:
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_tokens: collections.OrderedDict[tuple[str, str], list[int]] = collections.OrderedDict()
+        self.metrics = ProxyMetrics(self) if metrics else None
+        if self.metrics is not None:
+            for method in ("GET", "HEAD"):
+                self.add_route(method, "/metrics", self.metrics.endpoint)
 
     # --- lifecycle and control -----------------------------------------------------------
 
@@ -251,6 +257,11 @@ class ProxyApp:
         if key in self._routes:
             raise ValueError(f"The proxy already has a route {method.upper()} {path}")
         self._routes[key] = route
+
+    @property
+    def inflight(self) -> int:
+        """Calls being forwarded now."""
+        return self._inflight
 
     @property
     def models(self) -> list[str]:
@@ -438,6 +449,7 @@ class _Call:
         self.model: Any = None
         self.error: str | None = None
         self.status = 0
+        self.upstream_seconds: float | None = None
         self.sequence: asyncio.Task[int] | None = None
 
     async def run(self) -> None:
@@ -572,6 +584,7 @@ class _Call:
         while True:
             upstream = order[retries % len(order)]
             url = upstream.base_url + self.path[3:]  # base_url ends in /v1; path starts with /v1
+            sent = time.perf_counter()
             try:
                 response = await session.post(url, data=data, headers=self._upstream_headers(upstream))
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
@@ -588,12 +601,15 @@ class _Call:
                 delay = app.backoff(retries, None)
             else:
                 if response.status not in _RETRY_STATUSES or retries >= app.max_retries:
+                    self.upstream_seconds = time.perf_counter() - sent
                     self.attributes[pa.RETRIES] = retries
                     return response, upstream
                 delay = app.backoff(retries, response.headers.get("retry-after"))
                 response.release()
             retries += 1
             app.stats.retries += 1
+            if app.metrics is not None:
+                app.metrics.retry(upstream.name)
             logger.info(
                 "Retrying a %s call on upstream %s in %.2fs",
                 self.surface,
@@ -719,3 +735,11 @@ class _Call:
             kind="CLIENT",
         )
         await app.record(span, self.headers)
+        if app.metrics is not None:
+            app.metrics.call(
+                self.surface,
+                attributes.get(pa.UPSTREAM, NO_UPSTREAM),
+                self.status,
+                time.perf_counter() - self.started,
+                self.upstream_seconds,
+            )
