@@ -238,6 +238,8 @@ class ProxyApp:
         if self.session is None:
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, force_close=False),
+                # an upstream's cookies are not the proxy's to keep and send with other clients' calls
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=self.timeout_seconds),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
@@ -658,33 +660,47 @@ class _Call:
                 "headers": self._client_headers(response),
             }
         )
-        disconnected = False
-        async with anyio.create_task_group() as tg:
+        disconnected, streaming = False, True
+        # A client that goes away cancels the upstream read. The watcher is a plain asyncio task
+        # cancelling this task's scope (an anyio task group per stream costs more than the rest).
+        with anyio.CancelScope() as scope:
+            watcher = asyncio.ensure_future(self.receive())
 
-            async def watch() -> None:
-                nonlocal disconnected
-                while (await self.receive())["type"] != "http.disconnect":
-                    pass
-                disconnected = True
-                tg.cancel_scope.cancel()
+            def watched(receiving: asyncio.Future[Message]) -> None:
+                nonlocal disconnected, watcher
+                if not streaming or receiving.cancelled() or receiving.exception() is not None:
+                    return
+                if receiving.result()["type"] == "http.disconnect":
+                    disconnected = True
+                    scope.cancel()
+                else:  # not a disconnect (a late body part): keep watching
+                    watcher = asyncio.ensure_future(self.receive())
+                    watcher.add_done_callback(watched)
 
-            tg.start_soon(watch)
+            watcher.add_done_callback(watched)
             try:
                 async for chunk in response.content.iter_any():
-                    fold.feed(chunk)
                     if strip:
+                        fold.feed(chunk)
                         pending += chunk
                         *events, pending = pending.replace(b"\r\n", b"\n").split(b"\n\n")
                         if not events:
                             continue
                         chunk = b"".join(_strip_event(e) + b"\n\n" for e in events)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    else:
+                        try:  # the client first, the fold after: it is not on the client's path
+                            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        finally:
+                            fold.feed(chunk)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.error = f"the upstream stream broke: {type(exc).__name__}: {exc}"
             except OSError as exc:  # the client went away while we were sending
                 disconnected = True
                 self.error = f"the client disconnected: {exc}"
-            tg.cancel_scope.cancel()
+            finally:
+                streaming = False
+                watcher.cancel()
         if disconnected and self.error is None:
             self.error = "the client disconnected before the stream ended"
         fold.close()

@@ -199,6 +199,7 @@ class LLMProxy:
             log_config=None,
             log_level=self.log_level,
             access_log=False,
+            proxy_headers=False,  # the proxy never reads the client's address: skip the middleware
             server_header=False,
             date_header=False,
             timeout_graceful_shutdown=5,
