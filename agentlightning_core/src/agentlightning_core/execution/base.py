@@ -46,7 +46,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_WORKER_PREFIX = "runner"
 
 DEAD_RUNNER_STATUS = AttemptStatus.UNRESPONSIVE
-"""What the attempt of a runner that died becomes; its rollout is retried per its ``RolloutConfig``."""
+"""What the attempt of a runner that died becomes, so its rollout is retried per its
+``RolloutConfig``. Not ``failed`` (the agent failed) but ``unresponsive``, as when the store's
+watchdog notices a lost worker: one ``retry_condition`` entry covers both."""
 
 
 class StopSignal(Protocol):

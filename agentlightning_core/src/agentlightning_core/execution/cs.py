@@ -88,10 +88,6 @@ _EXIT_LOAD_FAILED = 3  # a runner process could not unpickle its bundle: restart
 _POLL_SECONDS = 0.05
 _RELEASE_SECONDS = 5.0  # most time spent marking a dead runner's attempt
 _SERVER_GONE_SECONDS = 1.0  # how long runners get after SIGTERM once the store server is gone
-"""What the attempt of a runner process that died becomes. Not ``failed``: that says the
-agent failed, while here the worker was lost, which is what ``unresponsive`` means when the
-store's watchdog decides it; so one ``retry_condition`` entry covers lost workers however
-the loss was noticed."""
 
 
 class RunnerProcessError(AgentLightningError, RuntimeError):
