@@ -27,7 +27,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
@@ -38,13 +38,16 @@ from agentlightning_core.types import TERMINAL_ROLLOUT_STATUSES, RolloutStatus
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+    from prometheus_client.core import HistogramMetricFamily
 
 __all__ = [
+    "LATENCY_BUCKETS",
     "MAX_RESOURCE_VERSIONS",
     "MAX_WORKERS",
     "MetricsEndpoint",
     "MetricsServer",
     "StoreMetrics",
+    "histogram_family",
     "instrument_store",
     "instrumented_metrics",
     "instrumented_server",
@@ -58,7 +61,7 @@ MAX_RESOURCE_VERSIONS = 100
 MAX_WORKERS = 100
 """Heartbeat age series are kept for this many workers (the most recently beating)."""
 
-LATENCY_BUCKETS = (
+LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001,
     0.00025,
     0.0005,
@@ -75,6 +78,7 @@ LATENCY_BUCKETS = (
     2.5,
     10.0,
 )
+"""Bucket bounds (seconds) of the store's operation latency histograms."""
 # No negative bound: prometheus-client then drops a histogram's _sum, which mean rewards need.
 REWARD_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 10.0)
 _ACTIVE = (RolloutStatus.QUEUING, RolloutStatus.REQUEUING, RolloutStatus.PREPARING, RolloutStatus.RUNNING)
@@ -293,19 +297,16 @@ class _HotPath:
         return self.latency.setdefault(operation, [0.0] * (len(self.bounds) + 2))
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+        from prometheus_client.core import CounterMetricFamily
 
         p = self.prefix
-        latency = HistogramMetricFamily(
-            f"{p}_store_operation_seconds", "Time the store took for one operation", labels=["operation"]
+        yield histogram_family(
+            f"{p}_store_operation_seconds",
+            "Time the store took for one operation",
+            ["operation"],
+            {(operation,): values for operation, values in self.latency.items()},
+            self.bounds,
         )
-        for operation, values in sorted(self.latency.items()):
-            cumulative, buckets = 0.0, []
-            for bound, n in zip((*self.bounds, float("inf")), values[:-1], strict=True):
-                cumulative += n
-                buckets.append((_le(bound), cumulative))
-            latency.add_metric([operation], buckets, values[-1])
-        yield latency
         errors = CounterMetricFamily(
             f"{p}_store_operation_errors", "Store operations that raised", labels=["operation", "error"]
         )
@@ -323,6 +324,31 @@ class _HotPath:
         for kind, n in self.heartbeats.items():
             beats.add_metric([kind], n)
         yield beats
+
+
+def histogram_family(
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    series: Mapping[tuple[str, ...], Sequence[float]],
+    bounds: Sequence[float] = LATENCY_BUCKETS,
+) -> HistogramMetricFamily:
+    """A histogram exported from plain numbers counted on a hot path (no lock per observation).
+
+    ``series`` maps label values to ``[count per bucket ..., count above the last bound, sum]``
+    (start from ``[0.0] * (len(bounds) + 2)``); a value ``v`` is counted in the bucket
+    ``bisect_left(bounds, v)``.
+    """
+    from prometheus_client.core import HistogramMetricFamily
+
+    family = HistogramMetricFamily(name, documentation, labels=list(labels))
+    for values, counts in sorted(series.items()):
+        cumulative, buckets = 0.0, []
+        for bound, n in zip((*bounds, float("inf")), counts[:-1], strict=True):
+            cumulative += n
+            buckets.append((_le(bound), cumulative))
+        family.add_metric(list(values), buckets, counts[-1])
+    return family
 
 
 def _le(bound: float) -> str:

@@ -260,3 +260,19 @@ async def test_completions_embeddings_and_models(
     ]
     assert embed.name == "embeddings embed" and embed.attributes[pa.EMBEDDING_INPUTS] == 3
     assert embed.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 3
+
+
+async def test_stream_events_json_accepts_but_orjson_refuses_are_still_folded() -> None:
+    from agentlightning_proxy._capture import StreamFold
+
+    fold = StreamFold("chat.completions")
+    events = [
+        b'{"id": "c", "choices": [{"index": 0, "delta": {"content": "a"}}], "x": NaN}',
+        b'{"choices": [{"index": 0, "delta": {"content": "b"}, "finish_reason": "stop"}], "n": 123456789012345678901234567890}',
+        b"{not json",
+    ]
+    fold.feed(b"".join(b"data: " + e + b"\n\n" for e in events))
+    fold.close()
+    assert fold.events == 2 and fold.bad_events == 1
+    (choice,) = fold.folded()["choices"]
+    assert choice["message"]["content"] == "ab" and choice["finish_reason"] == "stop"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from agentlightning_core.spans import Span, SpanEvent, SpanLink, SpanStatus
+from agentlightning_core.store.sql import pack_id, unpack_id
 from agentlightning_sqlite import SqliteLightningStore, codec
-from agentlightning_sqlite.codec import decode_body, encode_span_body, pack_id, unpack_id
+from agentlightning_sqlite.codec import decode_body, encode_span_body
 
 
 @pytest.mark.parametrize("value", ["0123456789abcdef", "0" * 31 + "1", "0123456789ABCDEF", "s1", "xyz" * 11])

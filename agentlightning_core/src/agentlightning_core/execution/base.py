@@ -18,23 +18,37 @@ rollout and return. ``stop`` is anything with ``is_set()``/``set()``: a
 from __future__ import annotations
 
 import asyncio
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
+
+import anyio
+
+from agentlightning_core.types import AttemptStatus
 
 if TYPE_CHECKING:
     from agentlightning_core.store.base import LightningStore
 
 __all__ = [
+    "DEAD_RUNNER_STATUS",
     "DEFAULT_WORKER_PREFIX",
     "AlgorithmBundle",
     "ExecutionStrategy",
     "RunnerBundle",
     "StopSignal",
+    "release_dead_runner_attempt",
     "single_exception",
 ]
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_WORKER_PREFIX = "runner"
+
+DEAD_RUNNER_STATUS = AttemptStatus.UNRESPONSIVE
+"""What the attempt of a runner that died becomes, so its rollout is retried per its
+``RolloutConfig``. Not ``failed`` (the agent failed) but ``unresponsive``, as when the store's
+watchdog notices a lost worker: one ``retry_condition`` entry covers both."""
 
 
 class StopSignal(Protocol):
@@ -93,3 +107,42 @@ def single_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     if len(real) == 1:
         return real[0]
     return group
+
+
+async def release_dead_runner_attempt(
+    store: LightningStore, worker_id: str, *, cause: str = "which died", timeout: float = 5.0
+) -> bool:
+    """Mark the attempt that store worker ``worker_id`` (a runner that died) was running
+    :data:`DEAD_RUNNER_STATUS`, so its rollout is requeued or failed per its config, without
+    waiting for the store's watchdog. Returns whether an attempt was marked.
+
+    Errors (the store unreachable too, ``timeout`` seconds passed) are logged, not raised; an
+    attempt that already ended or was superseded is left alone. ``cause`` ends the log line's
+    "(runner <id>, ...)".
+    """
+    try:
+        with anyio.fail_after(timeout):
+            worker = await store.get_worker_by_id(worker_id)
+            rollout_id, attempt_id = worker.current_rollout_id, worker.current_attempt_id
+            if rollout_id is None or attempt_id is None:
+                return False
+            latest = await store.get_latest_attempt(rollout_id)
+            if latest is None or latest.attempt_id != attempt_id or latest.is_terminal:
+                return False  # already ended (or superseded): nothing is left hanging
+            await store.update_attempt(rollout_id, attempt_id, status=DEAD_RUNNER_STATUS)
+    except LookupError:
+        return False  # the runner died before it registered as a worker
+    except Exception as exc:  # e.g. the server is gone too: the store's watchdog is left
+        logger.warning(
+            "Could not mark the attempt of dead runner %s %s: %r", worker_id, DEAD_RUNNER_STATUS, exc
+        )
+        return False
+    logger.warning(
+        "Attempt %s of rollout %s (runner %s, %s) marked %s",
+        attempt_id,
+        rollout_id,
+        worker_id,
+        cause,
+        DEAD_RUNNER_STATUS,
+    )
+    return True

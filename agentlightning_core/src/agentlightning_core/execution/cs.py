@@ -58,6 +58,7 @@ from agentlightning_core.execution.base import (
     AlgorithmBundle,
     ExecutionStrategy,
     RunnerBundle,
+    release_dead_runner_attempt,
     single_exception,
 )
 from agentlightning_core.remote._config import (
@@ -68,7 +69,6 @@ from agentlightning_core.remote._config import (
     token_from_env,
 )
 from agentlightning_core.store.base import LightningStore
-from agentlightning_core.types import AttemptStatus
 from agentlightning_core.validation import check_positive_int, check_seconds
 
 if TYPE_CHECKING:
@@ -88,11 +88,6 @@ _EXIT_LOAD_FAILED = 3  # a runner process could not unpickle its bundle: restart
 _POLL_SECONDS = 0.05
 _RELEASE_SECONDS = 5.0  # most time spent marking a dead runner's attempt
 _SERVER_GONE_SECONDS = 1.0  # how long runners get after SIGTERM once the store server is gone
-DEAD_RUNNER_STATUS = AttemptStatus.UNRESPONSIVE
-"""What the attempt of a runner process that died becomes. Not ``failed``: that says the
-agent failed, while here the worker was lost, which is what ``unresponsive`` means when the
-store's watchdog decides it; so one ``retry_condition`` entry covers lost workers however
-the loss was noticed."""
 
 
 class RunnerProcessError(AgentLightningError, RuntimeError):
@@ -418,35 +413,10 @@ class _Fleet:
                 return
 
     async def release_attempt(self, slot: int) -> None:
-        """Mark the attempt the dead process of ``slot`` was running :data:`DEAD_RUNNER_STATUS`,
-        so its rollout is requeued or failed per its config. Errors are logged, not raised."""
-        store, worker_id = self.store, self.worker_ids[slot]
-        if store is None:
-            return
-        try:
-            with anyio.fail_after(_RELEASE_SECONDS):
-                worker = await store.get_worker_by_id(worker_id)
-                rollout_id, attempt_id = worker.current_rollout_id, worker.current_attempt_id
-                if rollout_id is None or attempt_id is None:
-                    return
-                latest = await store.get_latest_attempt(rollout_id)
-                if latest is None or latest.attempt_id != attempt_id or latest.is_terminal:
-                    return  # already ended (or superseded): nothing is left hanging
-                await store.update_attempt(rollout_id, attempt_id, status=DEAD_RUNNER_STATUS)
-        except LookupError:
-            return  # the process died before it registered as a worker
-        except Exception as exc:  # e.g. the server is gone too: the store's watchdog is left
-            logger.warning(
-                "Could not mark the attempt of dead runner %s %s: %r", worker_id, DEAD_RUNNER_STATUS, exc
-            )
-            return
-        logger.warning(
-            "Attempt %s of rollout %s (runner %s, which died) marked %s",
-            attempt_id,
-            rollout_id,
-            worker_id,
-            DEAD_RUNNER_STATUS,
-        )
+        """Mark the attempt the dead process of ``slot`` was running ``DEAD_RUNNER_STATUS``
+        (:func:`release_dead_runner_attempt`). Errors are logged, not raised."""
+        if self.store is not None:
+            await release_dead_runner_attempt(self.store, self.worker_ids[slot], timeout=_RELEASE_SECONDS)
 
     def _error_of(self, slot: int) -> str:
         """The traceback the process of ``slot`` sent before it exited ('' if none)."""

@@ -9,6 +9,14 @@ from typing import Any
 from agentlightning_core import AttemptNotFoundError
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import PaginatedResult, SortOrder, Unset
+from agentlightning_core.store.sql import (
+    ATTEMPT_COLUMNS,
+    ROLLOUT_COLUMNS,
+    attempt_from_row,
+    limit_clause,
+    order_by,
+    rollout_from_row,
+)
 from agentlightning_core.types import (
     TERMINAL_ATTEMPT_STATUSES,
     Attempt,
@@ -17,9 +25,8 @@ from agentlightning_core.types import (
     Rollout,
     RolloutStatus,
 )
-from agentlightning_postgres import codec, resources, rollouts, workers
-from agentlightning_postgres.codec import ATTEMPT_COLUMNS, ROLLOUT_COLUMNS
-from agentlightning_postgres.sql import Conn, all_rows, limit_clause, one, order_by, set_fields
+from agentlightning_postgres import resources, rollouts, workers
+from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one, set_fields
 
 __all__ = ["apply_status", "dequeue", "latest", "new", "query", "row", "row_in", "start", "update"]
 
@@ -72,13 +79,13 @@ async def dequeue(conn: Conn, limit: int, worker_id: str | None) -> list[Attempt
     now = time.time()
     if not rows and worker_id is not None:
         await workers.dequeued_nothing(conn, now, worker_id)
-    return [await new(conn, now, r[0], codec.rollout_from_row(r), r[10], worker_id) for r in rows]
+    return [await new(conn, now, r[0], rollout_from_row(r), r[10], worker_id) for r in rows]
 
 
 async def start(conn: Conn, rollout_id: str, worker_id: str | None, where_: str) -> AttemptedRollout:
     """The rollout's next attempt outside the queue (``start_attempt``)."""
     found = await rollouts.row(conn, rollout_id, where_, ", r.attempt_count", lock=True)
-    rollout = codec.rollout_from_row(found)
+    rollout = rollout_from_row(found)
     policy.check_can_start_attempt(rollout)
     return await new(conn, time.time(), found[0], rollout, found[10], worker_id)
 
@@ -125,7 +132,7 @@ async def row_in(conn: Conn, rid: int, rollout_id: str, attempt_id: str) -> tupl
 
 async def latest(conn: Conn, rollout_id: str, where_: str) -> Attempt | None:
     found = await _latest_row(conn, (await rollouts.row(conn, rollout_id, where_))[0])
-    return codec.attempt_from_row(found) if found is not None else None
+    return attempt_from_row(found) if found is not None else None
 
 
 async def query(
@@ -137,11 +144,11 @@ async def query(
     rows = await all_rows(
         conn,
         f"SELECT {ATTEMPT_COLUMNS} FROM attempts a JOIN rollouts r ON r.rid = a.rid WHERE a.rid = %s "
-        f"{order_by('a.' + sort_by, sort_order, 'a.sequence_id')}{limit_clause(limit, offset)}",
+        f"{order_by(POSTGRES, 'a.' + sort_by, sort_order, 'a.sequence_id')}{limit_clause(POSTGRES, limit, offset)}",
         (rid,),
     )
     total = int(counted[0]) if counted is not None else 0
-    return PaginatedResult([codec.attempt_from_row(r) for r in rows], total, limit, offset)
+    return PaginatedResult([attempt_from_row(r) for r in rows], total, limit, offset)
 
 
 async def apply_status(
@@ -166,7 +173,7 @@ async def apply_status(
     assert found is not None
     if found[10] != attempt.sequence_id:
         return False  # an older attempt never changes the rollout
-    rollout = codec.rollout_from_row(found)
+    rollout = rollout_from_row(found)
     new_status = policy.rollout_status_for_attempt(rollout, attempt)
     if new_status is None:
         return False
@@ -187,7 +194,7 @@ async def update(
 ) -> tuple[Attempt, bool]:
     """``update_attempt`` on checked arguments; True if the rollout became terminal."""
     found = await row(conn, rollout_id, attempt_id, where_, lock=True)
-    aid, rid, attempt = found[9], found[10], codec.attempt_from_row(found)
+    aid, rid, attempt = found[9], found[10], attempt_from_row(found)
     if not isinstance(worker_id, Unset) and worker_id != attempt.worker_id:
         await workers.hand_over(conn, attempt, worker_id)
     await set_fields(

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentlightning_core.store import policy
+from agentlightning_core.store.sql import ATTEMPT_COLUMNS, DEFAULT_CONFIG_JSON, attempt_from_row
 from agentlightning_core.types import RolloutConfig, RolloutStatus
-from agentlightning_postgres import attempts, codec
-from agentlightning_postgres.codec import ATTEMPT_COLUMNS
+from agentlightning_postgres import attempts
 from agentlightning_postgres.rollouts import FINISHED_BEFORE
 from agentlightning_postgres.sql import Conn, all_rows, one
 
@@ -40,13 +40,11 @@ async def due_attempts(conn: Conn, now: float) -> list[int]:
     due: list[int] = []
     # Rollouts with the default config (no time-outs: the common case) are skipped in
     # SQL, so a pass over thousands of active attempts parses none of their configs.
-    for row in await all_rows(
-        conn, _ACTIVE_WITH_CONFIG + " AND r.config <> %s", (codec.DEFAULT_CONFIG_JSON,)
-    ):
+    for row in await all_rows(conn, _ACTIVE_WITH_CONFIG + " AND r.config <> %s", (DEFAULT_CONFIG_JSON,)):
         config = RolloutConfig.from_json(row[13])
         if config.timeout_seconds is None and config.unresponsive_seconds is None:
             continue
-        if policy.watchdog_verdict(codec.attempt_from_row(row), config, now) is not None:
+        if policy.watchdog_verdict(attempt_from_row(row), config, now) is not None:
             due.append(row[9])
     return due
 
@@ -62,7 +60,7 @@ async def mark_due(conn: Conn, due: Sequence[int], now: float, channel: str) -> 
         (list(due),),
     )
     for row in rows:
-        attempt = codec.attempt_from_row(row)
+        attempt = attempt_from_row(row)
         verdict = policy.watchdog_verdict(attempt, RolloutConfig.from_json(row[13]), now)
         if verdict is None:
             continue  # changed since we looked (e.g. a heartbeat from another process)

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from agentlightning_core import NamedResources, ResourcesNotFoundError, ResourcesUpdate
 from agentlightning_core.store import policy
-from agentlightning_core.store.base import PaginatedResult, SortOrder
-from agentlightning_postgres import codec
-from agentlightning_postgres.sql import Conn, all_rows, limit_clause, one, order_by
+from agentlightning_core.store.sql import (
+    RESOURCES_COLUMNS,
+    dumps,
+    resources_from_row,
+)
+from agentlightning_postgres.sql import Conn, one
 
-__all__ = ["LATEST_ID", "add", "check", "get", "latest", "latest_id", "query", "update"]
+__all__ = ["LATEST_ID", "add", "check", "get", "latest", "latest_id", "update"]
 
 LATEST_ID = "SELECT resources_id FROM resources ORDER BY latest_seq DESC LIMIT 1"
 """The id of the latest snapshot (through the index ``resources_latest``)."""
-_COLUMNS = "resources_id, create_time, update_time, version, body"
 
 
 def check(resources: NamedResources) -> str:
     """Validate a caller's resources mapping; returns the stored body."""
-    return codec.dumps(ResourcesUpdate("x", 0.0, 0.0, 1, resources).resources)
+    return dumps(ResourcesUpdate("x", 0.0, 0.0, 1, resources).resources)
 
 
 async def latest_id(conn: Conn) -> str | None:
@@ -54,42 +55,14 @@ async def update(conn: Conn, resources_id: str, resources: NamedResources, body:
 
 
 async def get(conn: Conn, resources_id: str, where_: str) -> ResourcesUpdate:
-    found = await one(conn, f"SELECT {_COLUMNS} FROM resources WHERE resources_id = %s", (resources_id,))
+    found = await one(
+        conn, f"SELECT {RESOURCES_COLUMNS} FROM resources WHERE resources_id = %s", (resources_id,)
+    )
     if found is None:
         raise ResourcesNotFoundError(f"Resources {resources_id!r} not found in the store {where_}")
-    return codec.resources_from_row(found)
+    return resources_from_row(found)
 
 
 async def latest(conn: Conn) -> ResourcesUpdate | None:
-    found = await one(conn, f"SELECT {_COLUMNS} FROM resources ORDER BY latest_seq DESC LIMIT 1")
-    return codec.resources_from_row(found) if found is not None else None
-
-
-async def query(
-    conn: Conn,
-    resources_id: str | None,
-    resources_id_contains: str | None,
-    sort_by: str,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
-) -> PaginatedResult[ResourcesUpdate]:
-    """Snapshots matching the (checked) arguments of ``query_resources``."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if resources_id is not None:
-        clauses.append("resources_id = %s")
-        params.append(resources_id)
-    if resources_id_contains is not None:
-        clauses.append("strpos(resources_id, %s) > 0")
-        params.append(resources_id_contains)
-    condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    counted = await one(conn, f"SELECT count(*) FROM resources{condition}", params)
-    rows = await all_rows(
-        conn,
-        f"SELECT {_COLUMNS} FROM resources{condition} {order_by(sort_by, sort_order, 'latest_seq')}"
-        f"{limit_clause(limit, offset)}",
-        params,
-    )
-    total = int(counted[0]) if counted is not None else 0
-    return PaginatedResult([codec.resources_from_row(r) for r in rows], total, limit, offset)
+    found = await one(conn, f"SELECT {RESOURCES_COLUMNS} FROM resources ORDER BY latest_seq DESC LIMIT 1")
+    return resources_from_row(found) if found is not None else None

@@ -9,6 +9,16 @@ from typing import Any
 from agentlightning_core import RolloutNotFoundError
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
+from agentlightning_core.store.sql import (
+    FINISHED,
+    ROLLOUT_COLUMNS,
+    contains,
+    dumps,
+    limit_clause,
+    order_by,
+    rollout_from_row,
+    where,
+)
 from agentlightning_core.types import (
     TERMINAL_ROLLOUT_STATUSES,
     Rollout,
@@ -16,18 +26,8 @@ from agentlightning_core.types import (
     RolloutMode,
     RolloutStatus,
 )
-from agentlightning_postgres import codec, resources
-from agentlightning_postgres.codec import ROLLOUT_COLUMNS
-from agentlightning_postgres.sql import (
-    FINISHED,
-    Conn,
-    all_rows,
-    limit_clause,
-    one,
-    order_by,
-    set_fields,
-    where,
-)
+from agentlightning_postgres import resources
+from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one, set_fields
 
 __all__ = [
     "FINISHED_BEFORE",
@@ -93,12 +93,12 @@ async def insert(conn: Conn, rollout: Rollout, *, latest_resources: bool = False
         (
             rollout.rollout_id,
             str(rollout.status),
-            codec.dumps(rollout.input),
+            dumps(rollout.input),
             rollout.start_time,
             rollout.mode,
             rollout.resources_id,
-            codec.dumps(rollout.config),
-            "{}" if not rollout.metadata else codec.dumps(rollout.metadata),
+            dumps(rollout.config),
+            "{}" if not rollout.metadata else dumps(rollout.metadata),
             policy.FIRST_SEQUENCE_ID,
         ),
     )
@@ -127,7 +127,7 @@ async def row(
 
 
 async def get(conn: Conn, rollout_id: str, where_: str) -> Rollout:
-    return codec.rollout_from_row(await row(conn, rollout_id, where_))
+    return rollout_from_row(await row(conn, rollout_id, where_))
 
 
 async def set_status(
@@ -168,7 +168,7 @@ async def update(
 ) -> tuple[Rollout, bool]:
     """Set the given fields (``UNSET`` ones stay) and status; True if the rollout became terminal."""
     found = await row(conn, rollout_id, where_, lock=True)
-    rid, rollout = found[0], codec.rollout_from_row(found)
+    rid, rollout = found[0], rollout_from_row(found)
     await set_fields(conn, "rollouts", "rid", rid, rollout, **fields)
     terminal = False
     if status is not None:
@@ -197,19 +197,19 @@ async def query(
         clauses.append("r.rollout_id = ANY(%s)")
         params.append(list(dict.fromkeys(rollout_id_in)))
     if rollout_id_contains is not None:
-        clauses.append("strpos(r.rollout_id, %s) > 0")
+        clauses.append(contains(POSTGRES, "r.rollout_id"))
         params.append(rollout_id_contains)
     condition = f" WHERE {where(clauses, filter_logic)}" if clauses else ""
     direction = "DESC" if sort_order == "desc" else "ASC"
     if sort_by is None:
         order = f"ORDER BY r.rid {direction}"
     elif sort_by == "end_time":  # the only nullable one: NULLs last
-        order = order_by("r.end_time", sort_order, "r.rid")
+        order = order_by(POSTGRES, "r.end_time", sort_order, "r.rid")
     else:
         order = f"ORDER BY r.{sort_by} {direction}, r.rid {direction}"
     rows = await all_rows(
         conn,
-        f"SELECT {ROLLOUT_COLUMNS} FROM rollouts r{condition} {order}{limit_clause(limit, offset)}",
+        f"SELECT {ROLLOUT_COLUMNS} FROM rollouts r{condition} {order}{limit_clause(POSTGRES, limit, offset)}",
         params,
     )
     if limit == -1 and offset == 0:
@@ -217,7 +217,7 @@ async def query(
     else:
         counted = await one(conn, f"SELECT count(*) FROM rollouts r{condition}", params)
         total = int(counted[0]) if counted is not None else 0
-    return PaginatedResult([codec.rollout_from_row(r) for r in rows], total, limit, offset)
+    return PaginatedResult([rollout_from_row(r) for r in rows], total, limit, offset)
 
 
 async def finished(conn: Conn, ids: Sequence[str], where_: str) -> list[Rollout]:
@@ -226,7 +226,7 @@ async def finished(conn: Conn, ids: Sequence[str], where_: str) -> list[Rollout]
     for found in await all_rows(
         conn, f"SELECT {ROLLOUT_COLUMNS} FROM rollouts r WHERE r.rollout_id = ANY(%s)", (list(ids),)
     ):
-        rollouts[found[1]] = codec.rollout_from_row(found)
+        rollouts[found[1]] = rollout_from_row(found)
     for i in ids:
         if i not in rollouts:
             raise RolloutNotFoundError(f"Rollout {i!r} not found in the store {where_}")

@@ -9,11 +9,18 @@ from typing import Any
 
 from agentlightning_core import AttemptNotFoundError, Span
 from agentlightning_core.store import policy
-from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
+from agentlightning_core.store.base import PaginatedResult
+from agentlightning_core.store.sql import (
+    SpanQuery,
+    attempt_from_row,
+    dumps,
+    loads,
+    span_from_row,
+    span_statements,
+)
 from agentlightning_core.types import Attempt
 from agentlightning_postgres import attempts, codec, rollouts
-from agentlightning_postgres.codec import SPAN_COLUMNS
-from agentlightning_postgres.sql import Conn, all_rows, limit_clause, one, order_by, where
+from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one
 
 __all__ = ["ResourceRefs", "add", "allocate_sequence_ids", "query"]
 
@@ -21,6 +28,7 @@ _COPY = (
     "COPY spans (rid, aid, sequence_id, span_id, trace_id, parent_id, name, start_time, end_time,"
     " resource_ref, body) FROM STDIN (FORMAT BINARY)"
 )
+
 _COPY_TYPES = ["int8", "int8", "int8", "text", "text", "text", "text", "float8", "float8", "int4", "bytea"]
 
 
@@ -36,7 +44,7 @@ class ResourceRefs:
         self.refs.clear()
 
     async def ref(self, conn: Conn, resource: dict[str, Any]) -> int:
-        body = codec.dumps(resource)
+        body = dumps(resource)
         ref = self.refs.get(body)
         if ref is None:
             found = await one(
@@ -54,7 +62,7 @@ class ResourceRefs:
             for ref, body in await all_rows(
                 conn, "SELECT ref, body FROM span_resources WHERE ref = ANY(%s)", (missing,)
             ):
-                self.bodies[ref] = codec.loads(body)
+                self.bodies[ref] = loads(body)
         return self.bodies
 
 
@@ -80,7 +88,7 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
         rrow = await rollouts.row(conn, rollout_id, where_, ", r.next_span_seq", lock=True)
         rid = rrow[0]
         arow = await attempts.row_in(conn, rid, rollout_id, attempt_id)
-        aid, attempt = arow[9], codec.attempt_from_row(arow)
+        aid, attempt = arow[9], attempt_from_row(arow)
         seen = {
             r[0]
             for r in await all_rows(
@@ -170,56 +178,29 @@ async def query(
     where_: str,
     rollout_id: str,
     attempt_id: str | None,
-    fields: dict[str, tuple[str | None, str | None]],
-    filter_logic: FilterLogic,
-    sort_by: str,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
+    spec: SpanQuery,
 ) -> PaginatedResult[Span]:
-    """Spans for the (checked) arguments of ``query_spans``; ``fields`` maps a column to its
-    (exact value, substring) filters, evaluated only on this rollout's rows (``spans_rollout``)."""
-    clauses = ["s.rid = %s"]
-    params: list[Any] = []
+    """Spans for the checked arguments of ``query_spans``, filtered among this rollout's rows
+    only (``spans_rollout``)."""
     if attempt_id is None:
-        params.append((await rollouts.row(conn, rollout_id, where_))[0])
+        rid, aid = (await rollouts.row(conn, rollout_id, where_))[0], None
     else:
         try:
             arow = await attempts.row(conn, rollout_id, attempt_id, where_)
         except AttemptNotFoundError:
             if attempt_id != "latest":
                 raise
-            return PaginatedResult([], 0, limit, offset)
-        params.append(arow[10])
-        clauses.append("s.aid = %s")
-        params.append(arow[9])
-    filters: list[str] = []
-    for column, (exact, part) in fields.items():
-        if exact is not None:
-            filters.append(f"s.{column} = %s")
-            params.append(exact)
-        if part is not None:
-            filters.append(f"strpos(s.{column}, %s) > 0")
-            params.append(part)
-    if filters:
-        clauses.append(where(filters, filter_logic))
-    condition = " AND ".join(clauses)
-    if sort_by == "sequence_id":
-        direction = "DESC" if sort_order == "desc" else "ASC"
-        order = f"ORDER BY s.sequence_id {direction}, s.ctid {direction}"
-    else:
-        order = order_by(f"s.{sort_by}", sort_order, "s.sequence_id, s.ctid")
-    rows = await all_rows(
-        conn,
-        f"SELECT {SPAN_COLUMNS} FROM spans s JOIN rollouts r ON r.rid = s.rid JOIN attempts a ON a.aid = s.aid"
-        f" WHERE {condition} {order}{limit_clause(limit, offset)}",
-        params,
-    )
-    if limit == -1 and offset == 0:
+            return PaginatedResult([], 0, spec.limit, spec.offset)
+        rid, aid = arow[10], arow[9]
+    q = span_statements(POSTGRES, rid, aid, spec)
+    rows = await all_rows(conn, q.select, q.params)
+    if q.limit == -1 and q.offset == 0:
         total = len(rows)
     else:
-        counted = await one(conn, f"SELECT count(*) FROM spans s WHERE {condition}", params)
+        counted = await one(conn, q.count, q.params)
         total = int(counted[0]) if counted is not None else 0
     wanted = {r[9] for r in rows if r[9] is not None}
     bodies = await refs.resolve(conn, wanted) if wanted else refs.bodies
-    return PaginatedResult([codec.span_from_row(r, bodies) for r in rows], total, limit, offset)
+    return PaginatedResult(
+        [span_from_row(r, bodies, codec.decode_body) for r in rows], total, q.limit, q.offset
+    )

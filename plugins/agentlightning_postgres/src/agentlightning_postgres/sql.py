@@ -1,32 +1,33 @@
-"""SQL building blocks shared by the entity modules: the connection type, clauses, one-row reads."""
+"""SQL building blocks of the entity modules: the connection, PostgreSQL's dialect, one-row reads.
+
+What does not depend on PostgreSQL (rows <-> objects, WHERE/ORDER BY/LIMIT clauses) lives in
+:mod:`agentlightning_core.store.sql`, shared with the other SQL stores.
+"""
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from collections.abc import Callable
+from typing import Any, TypeAlias, TypeVar
 
 import psycopg
 
-from agentlightning_core.store import policy
-from agentlightning_core.store.base import FilterLogic, SortOrder, Unset
-from agentlightning_core.types import TERMINAL_ROLLOUT_STATUSES
-from agentlightning_postgres import codec
+from agentlightning_core.store.base import PaginatedResult
+from agentlightning_core.store.sql import QueryStatements, SqlDialect, changed_fields, update_statement
 
-__all__ = [
-    "FINISHED",
-    "Conn",
-    "all_rows",
-    "limit_clause",
-    "one",
-    "order_by",
-    "set_fields",
-    "where",
-]
+__all__ = ["POSTGRES", "Conn", "all_rows", "one", "page", "set_fields"]
+
+T = TypeVar("T")
 
 Conn: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
 
-FINISHED = "status IN ('succeeded', 'failed', 'cancelled')"
-"""The condition of the partial index ``rollouts_finished``, word for word (the planner matches it so)."""
-assert {str(s) for s in TERMINAL_ROLLOUT_STATUSES} == {"succeeded", "failed", "cancelled"}, "update FINISHED"
+POSTGRES = SqlDialect(
+    param="%s",
+    contains="strpos({column}, %s) > 0",
+    nulls_last="{column} {direction} NULLS LAST",
+    no_limit="ALL",
+    row_id="ctid",
+    array_params=True,
+)
 
 
 async def one(conn: Conn, query: str, params: Any = None) -> tuple[Any, ...] | None:
@@ -40,37 +41,16 @@ async def all_rows(conn: Conn, query: str, params: Any = None) -> list[tuple[Any
     return await cur.fetchall()
 
 
-def order_by(column: str, sort_order: SortOrder, tie: str) -> str:
-    """ORDER BY clause: NULLs last in both directions, ties in ``tie`` order (stable)."""
-    direction = "DESC" if sort_order == "desc" else "ASC"
-    return f"ORDER BY {column} {direction} NULLS LAST, {tie}"
-
-
-def limit_clause(limit: int, offset: int) -> str:
-    text = f" LIMIT {int(limit)}" if limit != -1 else ""
-    return text + (f" OFFSET {int(offset)}" if offset else "")
-
-
-def where(clauses: list[str], filter_logic: FilterLogic) -> str:
-    """The optional filters joined by ``filter_logic``, parenthesised ('' when there are none)."""
-    policy.check_filter_logic(filter_logic)
-    return f"({f' {filter_logic.upper()} '.join(clauses)})" if clauses else ""
-
-
-_JSON_FIELDS = frozenset({"input", "config", "metadata"})
-
-
 async def set_fields(conn: Conn, table: str, key_column: str, key: int, record: Any, **fields: Any) -> None:
     """Set every field that is not ``UNSET`` on ``record`` and in its row (JSON-encoded where stored so)."""
-    changed: dict[str, Any] = {}
-    for name, value in fields.items():
-        if isinstance(value, Unset):
-            continue
-        setattr(record, name, value)
-        changed[name] = codec.dumps(value) if name in _JSON_FIELDS else value
+    changed = changed_fields(record, fields)
     if changed:
-        sets = ", ".join(f"{name} = %s" for name in changed)
-        await conn.execute(
-            f"UPDATE {table} SET {sets} WHERE {key_column} = %s",
-            (*changed.values(), key),
-        )
+        await conn.execute(update_statement(POSTGRES, table, key_column, changed), (*changed.values(), key))
+
+
+async def page(conn: Conn, q: QueryStatements, from_row: Callable[[Any], T]) -> PaginatedResult[T]:
+    """Run a ``query_*`` page: count the matches, read the page's rows as objects."""
+    counted = await one(conn, q.count, q.params)
+    rows = await all_rows(conn, q.select, q.params)
+    total = int(counted[0]) if counted is not None else 0
+    return PaginatedResult([from_row(r) for r in rows], total, q.limit, q.offset)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from agentlightning_core import WorkerNotFoundError
 from agentlightning_core.store import policy
-from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
+from agentlightning_core.store.sql import (
+    WORKER_COLUMNS,
+    dumps,
+    worker_from_row,
+)
 from agentlightning_core.types import Attempt, Worker, WorkerStatus
-from agentlightning_postgres import codec
-from agentlightning_postgres.codec import WORKER_COLUMNS
-from agentlightning_postgres.sql import Conn, all_rows, limit_clause, one, order_by, where
+from agentlightning_postgres.sql import Conn, one
 
-__all__ = ["dequeued_nothing", "get", "hand_over", "query", "released", "took", "update"]
+__all__ = ["dequeued_nothing", "get", "hand_over", "released", "took", "update"]
 
 
 async def took(conn: Conn, now: float, worker_id: str, rollout_id: str, attempt_id: str) -> None:
@@ -56,42 +57,11 @@ async def dequeued_nothing(conn: Conn, now: float, worker_id: str) -> None:
     )
 
 
-async def query(
-    conn: Conn,
-    statuses: Sequence[str] | None,
-    worker_id_contains: str | None,
-    filter_logic: FilterLogic,
-    sort_by: str | None,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
-) -> PaginatedResult[Worker]:
-    """Workers matching the (checked) arguments of ``query_workers``; few, so scanned."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if statuses is not None:
-        clauses.append("status = ANY(%s)")
-        params.append(list(statuses))
-    if worker_id_contains is not None:
-        clauses.append("strpos(worker_id, %s) > 0")
-        params.append(worker_id_contains)
-    condition = where(clauses, filter_logic)
-    condition = f" WHERE {condition}" if condition else ""
-    direction = "DESC" if sort_order == "desc" else "ASC"
-    order = f"ORDER BY wid {direction}" if sort_by is None else order_by(sort_by, sort_order, "wid")
-    counted = await one(conn, f"SELECT count(*) FROM workers{condition}", params)
-    rows = await all_rows(
-        conn, f"SELECT {WORKER_COLUMNS} FROM workers{condition} {order}{limit_clause(limit, offset)}", params
-    )
-    total = int(counted[0]) if counted is not None else 0
-    return PaginatedResult([codec.worker_from_row(r) for r in rows], total, limit, offset)
-
-
 async def get(conn: Conn, worker_id: str, where_: str) -> Worker:
     found = await one(conn, f"SELECT {WORKER_COLUMNS} FROM workers WHERE worker_id = %s", (worker_id,))
     if found is None:
         raise WorkerNotFoundError(f"Worker {worker_id!r} not found in the store {where_}")
-    return codec.worker_from_row(found)
+    return worker_from_row(found)
 
 
 async def update(
@@ -116,11 +86,11 @@ async def update(
             params.append(now)
     if set_stats:
         sets.append("heartbeat_stats = %s")
-        params.append(codec.dumps(heartbeat_stats) if heartbeat_stats is not None else None)
+        params.append(dumps(heartbeat_stats) if heartbeat_stats is not None else None)
     found = await one(
         conn,
         f"UPDATE workers SET {', '.join(sets)} WHERE worker_id = %s RETURNING {WORKER_COLUMNS}",
         (*params, worker_id),
     )
     assert found is not None
-    return codec.worker_from_row(found)
+    return worker_from_row(found)

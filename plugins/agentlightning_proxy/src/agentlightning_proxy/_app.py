@@ -35,6 +35,7 @@ from agentlightning_proxy._capture import (
     response_attributes,
     span_name,
 )
+from agentlightning_proxy._metrics import NO_UPSTREAM, ProxyMetrics
 from agentlightning_proxy.config import Upstream
 
 __all__ = ["TRACED_HEADER", "ProxyApp", "ProxyStats", "Route"]
@@ -199,6 +200,7 @@ class ProxyApp:
         timeout_seconds: float,
         max_body_bytes: int,
         keep_unattributed: int,
+        metrics: bool,
     ) -> None:
         if not upstreams:
             raise ValueError(
@@ -225,6 +227,10 @@ class ProxyApp:
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_tokens: collections.OrderedDict[tuple[str, str], list[int]] = collections.OrderedDict()
+        self.metrics = ProxyMetrics(self) if metrics else None
+        if self.metrics is not None:
+            for method in ("GET", "HEAD"):
+                self.add_route(method, "/metrics", self.metrics.endpoint)
 
     # --- lifecycle and control -----------------------------------------------------------
 
@@ -232,6 +238,8 @@ class ProxyApp:
         if self.session is None:
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, force_close=False),
+                # an upstream's cookies are not the proxy's to keep and send with other clients' calls
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=self.timeout_seconds),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
@@ -251,6 +259,11 @@ class ProxyApp:
         if key in self._routes:
             raise ValueError(f"The proxy already has a route {method.upper()} {path}")
         self._routes[key] = route
+
+    @property
+    def inflight(self) -> int:
+        """Calls being forwarded now."""
+        return self._inflight
 
     @property
     def models(self) -> list[str]:
@@ -438,6 +451,7 @@ class _Call:
         self.model: Any = None
         self.error: str | None = None
         self.status = 0
+        self.upstream_seconds: float | None = None
         self.sequence: asyncio.Task[int] | None = None
 
     async def run(self) -> None:
@@ -572,6 +586,7 @@ class _Call:
         while True:
             upstream = order[retries % len(order)]
             url = upstream.base_url + self.path[3:]  # base_url ends in /v1; path starts with /v1
+            sent = time.perf_counter()
             try:
                 response = await session.post(url, data=data, headers=self._upstream_headers(upstream))
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
@@ -588,12 +603,15 @@ class _Call:
                 delay = app.backoff(retries, None)
             else:
                 if response.status not in _RETRY_STATUSES or retries >= app.max_retries:
+                    self.upstream_seconds = time.perf_counter() - sent
                     self.attributes[pa.RETRIES] = retries
                     return response, upstream
                 delay = app.backoff(retries, response.headers.get("retry-after"))
                 response.release()
             retries += 1
             app.stats.retries += 1
+            if app.metrics is not None:
+                app.metrics.retry(upstream.name)
             logger.info(
                 "Retrying a %s call on upstream %s in %.2fs",
                 self.surface,
@@ -642,33 +660,47 @@ class _Call:
                 "headers": self._client_headers(response),
             }
         )
-        disconnected = False
-        async with anyio.create_task_group() as tg:
+        disconnected, streaming = False, True
+        # A client that goes away cancels the upstream read. The watcher is a plain asyncio task
+        # cancelling this task's scope (an anyio task group per stream costs more than the rest).
+        with anyio.CancelScope() as scope:
+            watcher = asyncio.ensure_future(self.receive())
 
-            async def watch() -> None:
-                nonlocal disconnected
-                while (await self.receive())["type"] != "http.disconnect":
-                    pass
-                disconnected = True
-                tg.cancel_scope.cancel()
+            def watched(receiving: asyncio.Future[Message]) -> None:
+                nonlocal disconnected, watcher
+                if not streaming or receiving.cancelled() or receiving.exception() is not None:
+                    return
+                if receiving.result()["type"] == "http.disconnect":
+                    disconnected = True
+                    scope.cancel()
+                else:  # not a disconnect (a late body part): keep watching
+                    watcher = asyncio.ensure_future(self.receive())
+                    watcher.add_done_callback(watched)
 
-            tg.start_soon(watch)
+            watcher.add_done_callback(watched)
             try:
                 async for chunk in response.content.iter_any():
-                    fold.feed(chunk)
                     if strip:
+                        fold.feed(chunk)
                         pending += chunk
                         *events, pending = pending.replace(b"\r\n", b"\n").split(b"\n\n")
                         if not events:
                             continue
                         chunk = b"".join(_strip_event(e) + b"\n\n" for e in events)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    else:
+                        try:  # the client first, the fold after: it is not on the client's path
+                            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        finally:
+                            fold.feed(chunk)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.error = f"the upstream stream broke: {type(exc).__name__}: {exc}"
             except OSError as exc:  # the client went away while we were sending
                 disconnected = True
                 self.error = f"the client disconnected: {exc}"
-            tg.cancel_scope.cancel()
+            finally:
+                streaming = False
+                watcher.cancel()
         if disconnected and self.error is None:
             self.error = "the client disconnected before the stream ended"
         fold.close()
@@ -719,3 +751,11 @@ class _Call:
             kind="CLIENT",
         )
         await app.record(span, self.headers)
+        if app.metrics is not None:
+            app.metrics.call(
+                self.surface,
+                attributes.get(pa.UPSTREAM, NO_UPSTREAM),
+                self.status,
+                time.perf_counter() - self.started,
+                self.upstream_seconds,
+            )

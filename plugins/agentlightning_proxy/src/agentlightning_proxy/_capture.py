@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from agentlightning_core import semconv
 from agentlightning_core.tracer.genai import to_semconv_message, to_semconv_messages
 from agentlightning_proxy import attributes as pa
@@ -60,8 +62,19 @@ _SCALARS = {
 }
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+_json: Callable[[Any], str] = _ENCODER.encode
+"""An attribute's JSON text (``json.dumps(value, ensure_ascii=False, default=str)``, the encoder
+built once instead of per call)."""
+
+
+def _loads(data: bytes) -> Any:
+    """``json.loads``, by orjson when it can (the same values, several times faster); the standard
+    library for what orjson refuses but Python's JSON accepts (NaN, integers over 64 bits)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def _int_list(value: Any) -> list[int] | None:
@@ -369,7 +382,7 @@ class StreamFold:
         if data == b"[DONE]":
             return
         try:
-            event = json.loads(data)
+            event = _loads(data)
         except ValueError:
             self.bad_events += 1
             return

@@ -1,4 +1,4 @@
-"""``agl proxy serve --config FILE [--host HOST] [--port PORT]``."""
+"""``agl proxy serve --config FILE [--host HOST] [--port PORT] [--no-metrics]``."""
 
 from __future__ import annotations
 
@@ -25,8 +25,11 @@ def _store(spec: Any) -> Any:
     return resolve_component("store", spec)
 
 
-async def serve(config_path: str, host: str | None = None, port: int | None = None) -> None:
-    """Run the proxy a config file describes until SIGINT or SIGTERM."""
+async def serve(
+    config_path: str, host: str | None = None, port: int | None = None, metrics: bool = True
+) -> None:
+    """Run the proxy a config file describes until SIGINT or SIGTERM (``metrics=False``: no
+    ``/metrics``, whatever the file says)."""
     import anyio
 
     from agentlightning_proxy.config import load_config
@@ -42,6 +45,7 @@ async def serve(config_path: str, host: str | None = None, port: int | None = No
         config.token,
         capture_tokens=config.capture_tokens,
         max_retries=config.max_retries,
+        metrics=config.metrics and metrics,
     )
     if store is not None:
         await store.start()
@@ -69,7 +73,9 @@ def _serve(args: argparse.Namespace) -> int:
         options = {"use_uvloop": True}
     except ImportError:
         options = {}
-    anyio.run(serve, args.config, args.host, args.port, backend="asyncio", backend_options=options)
+    anyio.run(
+        serve, args.config, args.host, args.port, args.metrics, backend="asyncio", backend_options=options
+    )
     return 0
 
 
@@ -87,5 +93,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     s.add_argument("--host", help="address to bind (default: the config's, else 127.0.0.1)")
     s.add_argument(
         "--port", type=int, help="port to bind; 0 picks a free one (default: the config's, else 4800)"
+    )
+    s.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="do not serve Prometheus metrics at /metrics (served by default, behind the token)",
     )
     s.set_defaults(handler=_serve)

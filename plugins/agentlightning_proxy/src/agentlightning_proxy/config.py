@@ -6,6 +6,7 @@ A file for ``agl proxy serve --config FILE``::
     store = "http://127.0.0.1:4747"     # a store server's URL, or a store spec ("sqlite", {...})
     token_env = "AGL_PROXY_TOKEN"       # clients must send this token (optional)
     capture_tokens = true
+    metrics = true                      # GET /metrics (Prometheus); false turns it off
 
     [upstreams.vllm-a]
     base_url = "http://10.0.0.5:8000/v1"
@@ -78,9 +79,10 @@ class ProxyConfig:
     token: str | None = attrs.field(default=None, repr=False)
     capture_tokens: bool = False
     max_retries: int = 2
+    metrics: bool = True
 
 
-_TOP_KEYS = {"upstreams", "store", "host", "port", "token_env", "capture_tokens", "max_retries"}
+_TOP_KEYS = {"upstreams", "store", "host", "port", "token_env", "capture_tokens", "max_retries", "metrics"}
 _UPSTREAM_KEYS = {"base_url", "models", "api_key_env"}
 
 
@@ -156,6 +158,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             )
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
+    metrics = data.get("metrics", True)
+    if not isinstance(metrics, bool):
+        raise ValueError(f"{file}: metrics must be true or false, got {metrics!r}")
     port = data.get("port", 4800)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"{file}: port must be an integer in 0..65535, got {port!r}")
@@ -167,4 +172,5 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         token=_env(data.get("token_env"), f"{file}: token_env", env),
         capture_tokens=bool(data.get("capture_tokens", False)),
         max_retries=int(data.get("max_retries", 2)),
+        metrics=metrics,
     )

@@ -50,6 +50,8 @@ class LLMProxy:
     :param timeout_seconds: longest wait for a byte from the upstream.
     :param max_body_bytes: larger request bodies get 413.
     :param keep_unattributed: how many spans of unattributed calls :attr:`unattributed` keeps.
+    :param metrics: serve Prometheus metrics at ``GET /metrics`` (behind the token, like every
+        route but ``/health``; names in docs/proxy.md).
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class LLMProxy:
         timeout_seconds: float = 600.0,
         max_body_bytes: int = 32 * 1024 * 1024,
         keep_unattributed: int = 1000,
+        metrics: bool = True,
         log_level: str = "warning",
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -92,6 +95,7 @@ class LLMProxy:
             timeout_seconds=timeout_seconds,
             max_body_bytes=max_body_bytes,
             keep_unattributed=keep_unattributed,
+            metrics=metrics,
         )
         self._server: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -140,7 +144,7 @@ class LLMProxy:
         return self.app.models
 
     def add_route(self, method: str, path: str, route: Route) -> None:
-        """Mount an extra ASGI route (e.g. ``GET /metrics``); calls to it are not recorded."""
+        """Mount an extra ASGI route (e.g. ``GET /status``) behind the token; calls to it are not recorded."""
         self.app.add_route(method, path, route)
 
     # --- weight updates ---------------------------------------------------------------------
@@ -195,6 +199,7 @@ class LLMProxy:
             log_config=None,
             log_level=self.log_level,
             access_log=False,
+            proxy_headers=False,  # the proxy never reads the client's address: skip the middleware
             server_header=False,
             date_header=False,
             timeout_graceful_shutdown=5,

@@ -42,12 +42,17 @@ import anyio
 
 from agentlightning_core import (
     AgentLightningError,
-    AttemptStatus,
     ExecutionStrategy,
     LightningStore,
     LightningStoreServer,
 )
-from agentlightning_core.execution.base import AlgorithmBundle, RunnerBundle, single_exception
+from agentlightning_core.execution.base import (
+    DEAD_RUNNER_STATUS,
+    AlgorithmBundle,
+    RunnerBundle,
+    release_dead_runner_attempt,
+    single_exception,
+)
 from agentlightning_core.validation import check_positive_int, check_seconds
 
 if TYPE_CHECKING:
@@ -61,7 +66,6 @@ Placement = Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"]
 PLACEMENT_STRATEGIES: tuple[Placement, ...] = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 """Ray placement group strategies accepted by ``placement``."""
 
-DEAD_RUNNER_STATUS = AttemptStatus.UNRESPONSIVE
 """What the attempt of a runner actor that died becomes: the worker was lost, as with ``cs``."""
 
 HOST_ENV = "AGL_SERVER_HOST"
@@ -456,35 +460,12 @@ class _Fleet:
         self._spawn(slot)
 
     async def release_attempt(self, slot: int) -> None:
-        """Mark the attempt the runner of ``slot`` was running :data:`DEAD_RUNNER_STATUS`, so its
-        rollout is requeued or failed per its config. Errors are logged, not raised."""
-        store, worker_id = self.store, self.worker_ids[slot]
-        if store is None:
-            return
-        try:
-            with anyio.fail_after(_RELEASE_SECONDS):
-                worker = await store.get_worker_by_id(worker_id)
-                rollout_id, attempt_id = worker.current_rollout_id, worker.current_attempt_id
-                if rollout_id is None or attempt_id is None:
-                    return
-                latest = await store.get_latest_attempt(rollout_id)
-                if latest is None or latest.attempt_id != attempt_id or latest.is_terminal:
-                    return  # already ended (or superseded)
-                await store.update_attempt(rollout_id, attempt_id, status=DEAD_RUNNER_STATUS)
-        except LookupError:
-            return  # the actor died before it registered as a worker
-        except Exception as exc:
-            logger.warning(
-                "Could not mark the attempt of dead runner %s %s: %r", worker_id, DEAD_RUNNER_STATUS, exc
+        """Mark the attempt the runner of ``slot`` was running :data:`DEAD_RUNNER_STATUS`
+        (:func:`release_dead_runner_attempt`). Errors are logged, not raised."""
+        if self.store is not None:
+            await release_dead_runner_attempt(
+                self.store, self.worker_ids[slot], cause="whose actor died", timeout=_RELEASE_SECONDS
             )
-            return
-        logger.warning(
-            "Attempt %s of rollout %s (runner %s, whose actor died) marked %s",
-            attempt_id,
-            rollout_id,
-            worker_id,
-            DEAD_RUNNER_STATUS,
-        )
 
     async def shutdown(self, *, graceful: bool) -> None:
         """Tell every actor to stop, wait ``graceful_seconds`` (when graceful), kill the rest and

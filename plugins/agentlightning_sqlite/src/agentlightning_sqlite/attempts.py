@@ -10,6 +10,14 @@ from typing import Any
 from agentlightning_core import AttemptNotFoundError
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import PaginatedResult, SortOrder, Unset
+from agentlightning_core.store.sql import (
+    ATTEMPT_COLUMNS,
+    ROLLOUT_COLUMNS,
+    attempt_from_row,
+    limit_clause,
+    order_by,
+    rollout_from_row,
+)
 from agentlightning_core.types import (
     TERMINAL_ATTEMPT_STATUSES,
     Attempt,
@@ -18,9 +26,8 @@ from agentlightning_core.types import (
     Rollout,
     RolloutStatus,
 )
-from agentlightning_sqlite import codec, resources, rollouts, workers
-from agentlightning_sqlite.codec import ATTEMPT_COLUMNS, ROLLOUT_COLUMNS
-from agentlightning_sqlite.sql import Conn, limit_clause, order_by, set_fields
+from agentlightning_sqlite import resources, rollouts, workers
+from agentlightning_sqlite.sql import SQLITE, Conn, set_fields
 
 __all__ = ["apply_status", "dequeue", "latest", "new", "query", "row", "start", "update"]
 
@@ -75,13 +82,13 @@ def dequeue(conn: Conn, limit: int, worker_id: str | None) -> list[AttemptedRoll
     now = time.time()
     if not rows and worker_id is not None:
         workers.dequeued_nothing(conn, now, worker_id)
-    return [new(conn, now, r[0], codec.rollout_from_row(r), r[10], worker_id) for r in rows]
+    return [new(conn, now, r[0], rollout_from_row(r), r[10], worker_id) for r in rows]
 
 
 def start(conn: Conn, rollout_id: str, worker_id: str | None, path: Path) -> AttemptedRollout:
     """The rollout's next attempt outside the queue (``start_attempt``)."""
     found = rollouts.row(conn, rollout_id, path, ", r.attempt_count")
-    rollout = codec.rollout_from_row(found)
+    rollout = rollout_from_row(found)
     policy.check_can_start_attempt(rollout)
     return new(conn, time.time(), found[0], rollout, found[10], worker_id)
 
@@ -116,7 +123,7 @@ def row(conn: Conn, rollout_id: str, attempt_id: str, path: Path) -> tuple[Any, 
 
 def latest(conn: Conn, rollout_id: str, path: Path) -> Attempt | None:
     found = _latest_row(conn, rollouts.row(conn, rollout_id, path)[0])
-    return codec.attempt_from_row(found) if found is not None else None
+    return attempt_from_row(found) if found is not None else None
 
 
 def query(
@@ -127,10 +134,10 @@ def query(
     total = conn.execute("SELECT count(*) FROM attempts WHERE rid = ?", (rid,)).fetchone()[0]
     rows = conn.execute(
         f"SELECT {ATTEMPT_COLUMNS} FROM attempts a JOIN rollouts r ON r.rid = a.rid WHERE a.rid = ? "
-        f"{order_by('a.' + sort_by, sort_order, 'a.sequence_id')}{limit_clause(limit, offset)}",
+        f"{order_by(SQLITE, 'a.' + sort_by, sort_order, 'a.sequence_id')}{limit_clause(SQLITE, limit, offset)}",
         (rid,),
     ).fetchall()
-    return PaginatedResult([codec.attempt_from_row(r) for r in rows], total, limit, offset)
+    return PaginatedResult([attempt_from_row(r) for r in rows], total, limit, offset)
 
 
 def apply_status(conn: Conn, aid: int, rid: int, attempt: Attempt, status: AttemptStatus, now: float) -> bool:
@@ -153,7 +160,7 @@ def apply_status(conn: Conn, aid: int, rid: int, attempt: Attempt, status: Attem
     ).fetchone()
     if found[10] != attempt.sequence_id:
         return False  # an older attempt never changes the rollout
-    rollout = codec.rollout_from_row(found)
+    rollout = rollout_from_row(found)
     new_status = policy.rollout_status_for_attempt(rollout, attempt)
     if new_status is None:
         return False
@@ -173,7 +180,7 @@ def update(
 ) -> tuple[Attempt, bool]:
     """``update_attempt`` on checked arguments; True if the rollout became terminal."""
     found = row(conn, rollout_id, attempt_id, path)
-    aid, rid, attempt = found[9], found[10], codec.attempt_from_row(found)
+    aid, rid, attempt = found[9], found[10], attempt_from_row(found)
     if not isinstance(worker_id, Unset) and worker_id != attempt.worker_id:
         workers.hand_over(conn, attempt, worker_id)
     set_fields(

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from agentlightning_core.store import policy
+from agentlightning_core.store.sql import ATTEMPT_COLUMNS, DEFAULT_CONFIG_JSON, FINISHED, attempt_from_row
 from agentlightning_core.types import RolloutConfig, RolloutStatus
-from agentlightning_sqlite import attempts, codec
-from agentlightning_sqlite.codec import ATTEMPT_COLUMNS
-from agentlightning_sqlite.sql import FINISHED, Conn, chunks, qmarks
+from agentlightning_sqlite import attempts
+from agentlightning_sqlite.sql import Conn, chunks, qmarks
 
 __all__ = [
     "RETENTION_BATCH",
@@ -46,11 +46,11 @@ def due_attempts(conn: Conn, now: float) -> list[int]:
     due: list[int] = []
     # Rollouts with the default config (no time-outs: the common case) are skipped in
     # SQL, so a pass over thousands of active attempts parses none of their configs.
-    for row in conn.execute(_ACTIVE_WITH_CONFIG + " AND r.config <> ?", (codec.DEFAULT_CONFIG_JSON,)):
+    for row in conn.execute(_ACTIVE_WITH_CONFIG + " AND r.config <> ?", (DEFAULT_CONFIG_JSON,)):
         config = RolloutConfig.from_json(row[13])
         if config.timeout_seconds is None and config.unresponsive_seconds is None:
             continue
-        if policy.watchdog_verdict(codec.attempt_from_row(row), config, now) is not None:
+        if policy.watchdog_verdict(attempt_from_row(row), config, now) is not None:
             due.append(row[9])
     return due
 
@@ -65,7 +65,7 @@ def mark_due(conn: Conn, due: Sequence[int], now: float) -> tuple[int, bool]:
             f" WHERE a.aid IN ({qmarks(len(part))})",
             part,
         ).fetchall():
-            attempt = codec.attempt_from_row(row)
+            attempt = attempt_from_row(row)
             verdict = policy.watchdog_verdict(attempt, RolloutConfig.from_json(row[13]), now)
             if verdict is None:
                 continue  # changed since we looked (e.g. a heartbeat from another process)

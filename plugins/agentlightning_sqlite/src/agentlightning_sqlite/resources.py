@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from agentlightning_core import NamedResources, ResourcesNotFoundError, ResourcesUpdate
 from agentlightning_core.store import policy
-from agentlightning_core.store.base import PaginatedResult, SortOrder
-from agentlightning_sqlite import codec
-from agentlightning_sqlite.sql import Conn, limit_clause, order_by
+from agentlightning_core.store.sql import (
+    RESOURCES_COLUMNS,
+    dumps,
+    resources_from_row,
+)
+from agentlightning_sqlite.sql import Conn
 
-__all__ = ["LATEST_ID", "add", "check", "get", "latest", "latest_id", "query", "update"]
+__all__ = ["LATEST_ID", "add", "check", "get", "latest", "latest_id", "update"]
 
 LATEST_ID = "SELECT resources_id FROM resources ORDER BY latest_seq DESC LIMIT 1"
 """The id of the latest snapshot (through the index ``resources_latest``)."""
-_COLUMNS = "resources_id, create_time, update_time, version, body"
 
 
 def check(resources: NamedResources) -> str:
     """Validate a caller's resources mapping; returns the stored body."""
-    return codec.dumps(ResourcesUpdate("x", 0.0, 0.0, 1, resources).resources)
+    return dumps(ResourcesUpdate("x", 0.0, 0.0, 1, resources).resources)
 
 
 def _next_seq(conn: Conn) -> int:
@@ -62,39 +63,16 @@ def update(conn: Conn, resources_id: str, resources: NamedResources, body: str) 
 
 
 def get(conn: Conn, resources_id: str, path: Path) -> ResourcesUpdate:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM resources WHERE resources_id = ?", (resources_id,)).fetchone()
+    row = conn.execute(
+        f"SELECT {RESOURCES_COLUMNS} FROM resources WHERE resources_id = ?", (resources_id,)
+    ).fetchone()
     if row is None:
         raise ResourcesNotFoundError(f"Resources {resources_id!r} not found in the store {str(path)!r}")
-    return codec.resources_from_row(row)
+    return resources_from_row(row)
 
 
 def latest(conn: Conn) -> ResourcesUpdate | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM resources ORDER BY latest_seq DESC LIMIT 1").fetchone()
-    return codec.resources_from_row(row) if row is not None else None
-
-
-def query(
-    conn: Conn,
-    resources_id: str | None,
-    resources_id_contains: str | None,
-    sort_by: str,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
-) -> PaginatedResult[ResourcesUpdate]:
-    """Snapshots matching the (checked) arguments of ``query_resources``."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if resources_id is not None:
-        clauses.append("resources_id = ?")
-        params.append(resources_id)
-    if resources_id_contains is not None:
-        clauses.append("instr(resources_id, ?) > 0")
-        params.append(resources_id_contains)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    total = conn.execute(f"SELECT count(*) FROM resources{where}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM resources{where} {order_by(sort_by, sort_order, 'rowid')}{limit_clause(limit, offset)}",
-        params,
-    ).fetchall()
-    return PaginatedResult([codec.resources_from_row(r) for r in rows], total, limit, offset)
+    row = conn.execute(
+        f"SELECT {RESOURCES_COLUMNS} FROM resources ORDER BY latest_seq DESC LIMIT 1"
+    ).fetchone()
+    return resources_from_row(row) if row is not None else None

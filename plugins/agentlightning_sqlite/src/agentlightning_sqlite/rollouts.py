@@ -10,6 +10,17 @@ from typing import Any
 from agentlightning_core import RolloutNotFoundError
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
+from agentlightning_core.store.sql import (
+    DEFAULT_CONFIG_JSON,
+    FINISHED,
+    ROLLOUT_COLUMNS,
+    contains,
+    dumps,
+    limit_clause,
+    order_by,
+    rollout_from_row,
+    where,
+)
 from agentlightning_core.types import (
     TERMINAL_ROLLOUT_STATUSES,
     Rollout,
@@ -17,20 +28,8 @@ from agentlightning_core.types import (
     RolloutMode,
     RolloutStatus,
 )
-from agentlightning_sqlite import codec, resources
-from agentlightning_sqlite.codec import ROLLOUT_COLUMNS
-from agentlightning_sqlite.sql import (
-    FINISHED,
-    QUEUED,
-    TERMINAL_ROLLOUT,
-    Conn,
-    chunks,
-    limit_clause,
-    order_by,
-    qmarks,
-    set_fields,
-    where,
-)
+from agentlightning_sqlite import resources
+from agentlightning_sqlite.sql import QUEUED, SQLITE, TERMINAL_ROLLOUT, Conn, chunks, qmarks, set_fields
 
 __all__ = ["finished", "get", "insert", "query", "row", "set_status", "update"]
 
@@ -91,12 +90,12 @@ def insert(
         (
             rollout.rollout_id,
             str(rollout.status),
-            codec.dumps(rollout.input),
+            dumps(rollout.input),
             now,
             rollout.mode,
             rollout.resources_id,
-            codec.DEFAULT_CONFIG_JSON if config is None else codec.dumps(rollout.config),
-            "{}" if not rollout.metadata else codec.dumps(rollout.metadata),
+            DEFAULT_CONFIG_JSON if config is None else dumps(rollout.config),
+            "{}" if not rollout.metadata else dumps(rollout.metadata),
             policy.FIRST_SEQUENCE_ID,
         ),
     )
@@ -129,7 +128,7 @@ def row(conn: Conn, rollout_id: str, path: Path, extra: str = "") -> tuple[Any, 
 
 
 def get(conn: Conn, rollout_id: str, path: Path) -> Rollout:
-    return codec.rollout_from_row(row(conn, rollout_id, path))
+    return rollout_from_row(row(conn, rollout_id, path))
 
 
 def set_status(
@@ -164,7 +163,7 @@ def update(
 ) -> tuple[Rollout, bool]:
     """Set the given fields (``UNSET`` ones stay) and status; True if the rollout became terminal."""
     found = row(conn, rollout_id, path)
-    rid, rollout = found[0], codec.rollout_from_row(found)
+    rid, rollout = found[0], rollout_from_row(found)
     set_fields(conn, "rollouts", "rid", rid, rollout, **fields)
     terminal = False
     if status is not None:
@@ -197,26 +196,27 @@ def query(
         params += statuses
     if rollout_id_in is not None:
         clauses.append("r.rollout_id IN (SELECT value FROM json_each(?))")
-        params.append(codec.dumps(list(dict.fromkeys(rollout_id_in))))
+        params.append(dumps(list(dict.fromkeys(rollout_id_in))))
     if rollout_id_contains is not None:
-        clauses.append("instr(r.rollout_id, ?) > 0")
+        clauses.append(contains(SQLITE, "r.rollout_id"))
         params.append(rollout_id_contains)
     condition = f" WHERE {where(clauses, filter_logic)}" if clauses else ""
     direction = "DESC" if sort_order == "desc" else "ASC"
     if sort_by is None:
         order = f"ORDER BY r.rid {direction}"
     elif sort_by == "end_time":  # the only nullable one: NULLs last
-        order = order_by("r.end_time", sort_order, "r.rid")
+        order = order_by(SQLITE, "r.end_time", sort_order, "r.rid")
     else:  # NOT NULL columns: a plain ORDER BY lets SQLite walk an index
         order = f"ORDER BY r.{sort_by} {direction}, r.rid {direction}"
     rows = conn.execute(
-        f"SELECT {ROLLOUT_COLUMNS} FROM rollouts r{condition} {order}{limit_clause(limit, offset)}", params
+        f"SELECT {ROLLOUT_COLUMNS} FROM rollouts r{condition} {order}{limit_clause(SQLITE, limit, offset)}",
+        params,
     ).fetchall()
     if limit == -1 and offset == 0:
         total = len(rows)
     else:
         total = conn.execute(f"SELECT count(*) FROM rollouts r{condition}", params).fetchone()[0]
-    return PaginatedResult([codec.rollout_from_row(r) for r in rows], total, limit, offset)
+    return PaginatedResult([rollout_from_row(r) for r in rows], total, limit, offset)
 
 
 def finished(conn: Conn, ids: Sequence[str], path: Path) -> tuple[list[Rollout], int]:
@@ -227,7 +227,7 @@ def finished(conn: Conn, ids: Sequence[str], path: Path) -> tuple[list[Rollout],
         for found in conn.execute(
             f"SELECT {ROLLOUT_COLUMNS} FROM rollouts r WHERE r.rollout_id IN ({qmarks(len(part))})", part
         ):
-            rollouts[found[1]] = codec.rollout_from_row(found)
+            rollouts[found[1]] = rollout_from_row(found)
     for i in ids:
         if i not in rollouts:
             raise RolloutNotFoundError(f"Rollout {i!r} not found in the store {str(path)!r}")

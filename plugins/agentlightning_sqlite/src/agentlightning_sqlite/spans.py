@@ -10,11 +10,19 @@ from typing import Any
 
 from agentlightning_core import AttemptNotFoundError, Span
 from agentlightning_core.store import policy
-from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
+from agentlightning_core.store.base import PaginatedResult
+from agentlightning_core.store.sql import (
+    SpanQuery,
+    attempt_from_row,
+    dumps,
+    loads,
+    pack_id,
+    span_from_row,
+    span_statements,
+)
 from agentlightning_core.types import Attempt
 from agentlightning_sqlite import attempts, codec, rollouts
-from agentlightning_sqlite.codec import SPAN_COLUMNS
-from agentlightning_sqlite.sql import Conn, chunks, id_text, limit_clause, order_by, qmarks, where
+from agentlightning_sqlite.sql import SQLITE, Conn, chunks, qmarks
 
 __all__ = ["ResourceRefs", "add", "allocate_sequence_ids", "query"]
 
@@ -31,7 +39,7 @@ class ResourceRefs:
         self.refs.clear()
 
     def ref(self, conn: Conn, resource: dict[str, Any]) -> int:
-        body = codec.dumps(resource)
+        body = dumps(resource)
         ref = self.refs.get(body)
         if ref is None:
             conn.execute("INSERT OR IGNORE INTO span_resources (body) VALUES (?)", (body,))
@@ -45,7 +53,7 @@ class ResourceRefs:
             for ref, body in conn.execute(
                 f"SELECT ref, body FROM span_resources WHERE ref IN ({qmarks(len(part))})", part
             ):
-                self.bodies[ref] = codec.loads(body)
+                self.bodies[ref] = loads(body)
         return self.bodies
 
 
@@ -58,20 +66,16 @@ def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, path: Path) -> li
     stored: list[Span] = []
     rows: list[tuple[Any, ...]] = []
     rollout_totals: dict[int, list[int]] = {}
-    pack_id, encode_body, next_sequence_id = (
-        codec.pack_id,
-        codec.encode_span_body,
-        policy.next_sequence_id,
-    )
+    pack, encode_body, next_sequence_id = pack_id, codec.encode_span_body, policy.next_sequence_id
     last_trace: str | None = None
     packed_trace: str | bytes | None = None
     last_resource: dict[str, Any] | None = None
     last_ref: int | None = None
     for (rollout_id, attempt_id), group in groups.items():
         arow = attempts.row(conn, rollout_id, attempt_id, path)
-        aid, rid, attempt = arow[9], arow[10], codec.attempt_from_row(arow)
+        aid, rid, attempt = arow[9], arow[10], attempt_from_row(arow)
         seen: set[str | bytes | None] = set()
-        keys = [pack_id(s.span_id) for s in group]
+        keys = [pack(s.span_id) for s in group]
         # parents are mostly spans of the same batch: reuse their packed ids
         packed_ids: dict[str | None, str | bytes | None] = {None: None}
         packed_ids.update(zip([s.span_id for s in group], keys, strict=True))
@@ -97,7 +101,7 @@ def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, path: Path) -> li
             body = encode_body(span)
             trace_id = span.trace_id
             if trace_id != last_trace:  # spans of a batch mostly share their trace
-                last_trace, packed_trace = trace_id, pack_id(trace_id)
+                last_trace, packed_trace = trace_id, pack(trace_id)
             resource = span.resource
             if not resource:
                 ref = None
@@ -113,7 +117,7 @@ def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, path: Path) -> li
                     seq,
                     key,
                     packed_trace,
-                    packed_ids[parent] if (parent := span.parent_id) in packed_ids else pack_id(parent),
+                    packed_ids[parent] if (parent := span.parent_id) in packed_ids else pack(parent),
                     span.name,
                     span.start_time,
                     span.end_time,
@@ -164,56 +168,25 @@ def query(
     path: Path,
     rollout_id: str,
     attempt_id: str | None,
-    fields: dict[str, tuple[str | None, str | None]],
-    filter_logic: FilterLogic,
-    sort_by: str,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
+    spec: SpanQuery,
 ) -> PaginatedResult[Span]:
-    """Spans for the (checked) arguments of ``query_spans``; ``fields`` maps a column to its
-    (exact value, substring) filters, evaluated only on this rollout's rows (``spans_rollout``)."""
-    clauses = ["s.rid = ?"]
-    params: list[Any] = []
+    """Spans for the checked arguments of ``query_spans``, filtered among this rollout's rows
+    only (``spans_rollout``)."""
     if attempt_id is None:
-        params.append(rollouts.row(conn, rollout_id, path)[0])
+        rid, aid = rollouts.row(conn, rollout_id, path)[0], None
     else:
         try:
             arow = attempts.row(conn, rollout_id, attempt_id, path)
         except AttemptNotFoundError:
             if attempt_id != "latest":
                 raise
-            return PaginatedResult([], 0, limit, offset)
-        params.append(arow[10])
-        clauses.append("s.aid = ?")
-        params.append(arow[9])
-    filters: list[str] = []
-    for column, (exact, part) in fields.items():
-        if exact is not None:
-            filters.append(f"s.{column} = ?")
-            params.append(exact if column == "name" else codec.pack_id(exact))
-        if part is not None:
-            text = f"s.{column}" if column == "name" else id_text(f"s.{column}")
-            filters.append(f"instr({text}, ?) > 0")
-            params.append(part)
-    if filters:
-        clauses.append(where(filters, filter_logic))
-    condition = " AND ".join(clauses)
-    if sort_by == "sequence_id":
-        direction = "DESC" if sort_order == "desc" else "ASC"
-        order = f"ORDER BY s.sequence_id {direction}, s.rowid {direction}"
-    else:
-        key = id_text(f"s.{sort_by}") if sort_by in ("span_id", "trace_id") else f"s.{sort_by}"
-        order = order_by(key, sort_order, "s.sequence_id, s.rowid")
-    rows = conn.execute(
-        f"SELECT {SPAN_COLUMNS} FROM spans s JOIN rollouts r ON r.rid = s.rid JOIN attempts a ON a.aid = s.aid"
-        f" WHERE {condition} {order}{limit_clause(limit, offset)}",
-        params,
-    ).fetchall()
-    if limit == -1 and offset == 0:
-        total = len(rows)
-    else:
-        total = conn.execute(f"SELECT count(*) FROM spans s WHERE {condition}", params).fetchone()[0]
+            return PaginatedResult([], 0, spec.limit, spec.offset)
+        rid, aid = arow[10], arow[9]
+    q = span_statements(SQLITE, rid, aid, spec)
+    rows = conn.execute(q.select, q.params).fetchall()
+    total = len(rows) if q.limit == -1 and q.offset == 0 else conn.execute(q.count, q.params).fetchone()[0]
     wanted = {r[9] for r in rows if r[9] is not None}
     bodies = refs.resolve(conn, wanted) if wanted else refs.bodies
-    return PaginatedResult([codec.span_from_row(r, bodies) for r in rows], total, limit, offset)
+    return PaginatedResult(
+        [span_from_row(r, bodies, codec.decode_body) for r in rows], total, q.limit, q.offset
+    )

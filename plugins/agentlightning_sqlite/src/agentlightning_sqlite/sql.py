@@ -1,50 +1,47 @@
-"""SQL building blocks shared by the entity modules: the connection type, clauses, chunking."""
+"""SQL building blocks of the entity modules: the connection, SQLite's dialect, chunking.
+
+What does not depend on SQLite (rows <-> objects, WHERE/ORDER BY/LIMIT clauses) lives in
+:mod:`agentlightning_core.store.sql`, shared with the other SQL stores.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from agentlightning_core.store import policy
-from agentlightning_core.store.base import FilterLogic, SortOrder, Unset
+from agentlightning_core.store.base import PaginatedResult
+from agentlightning_core.store.sql import QueryStatements, SqlDialect, changed_fields, update_statement
 from agentlightning_core.types import TERMINAL_ROLLOUT_STATUSES
-from agentlightning_sqlite import codec
 
 __all__ = [
     "CHUNK",
-    "FINISHED",
     "QUEUED",
+    "SQLITE",
     "TERMINAL_ROLLOUT",
     "Conn",
     "chunks",
-    "id_text",
-    "limit_clause",
-    "order_by",
+    "page",
     "qmarks",
     "set_fields",
-    "where",
 ]
 
 T = TypeVar("T")
 Conn = sqlite3.Connection
 
+SQLITE = SqlDialect(
+    param="?",
+    contains="instr({column}, ?) > 0",
+    nulls_last="({column} IS NULL), {column} {direction}",
+    no_limit="-1",
+    row_id="rowid",
+    # hex ids are stored packed (pack_id): read back as the text callers gave
+    packed_id_text="(CASE WHEN typeof({column}) = 'blob' THEN lower(hex({column})) ELSE {column} END)",
+)
 QUEUED = tuple(str(s) for s in policy.QUEUED_ROLLOUT_STATUSES)
 TERMINAL_ROLLOUT = tuple(str(s) for s in TERMINAL_ROLLOUT_STATUSES)
-FINISHED = "status IN ('succeeded', 'failed', 'cancelled')"
-"""The condition of the partial index ``rollouts_finished``, word for word (SQLite matches it so)."""
-assert set(TERMINAL_ROLLOUT) == {"succeeded", "failed", "cancelled"}, "update FINISHED and the schema"
 CHUNK = 500  # ids per IN (...) list, well under SQLite's variable limit
-
-
-def order_by(column: str, sort_order: SortOrder, tie: str) -> str:
-    """ORDER BY clause: NULLs last in both directions, ties in ``tie`` order (stable)."""
-    direction = "DESC" if sort_order == "desc" else "ASC"
-    return f"ORDER BY ({column} IS NULL), {column} {direction}, {tie}"
-
-
-def limit_clause(limit: int, offset: int) -> str:
-    return f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit != -1 or offset else ""
 
 
 def chunks(items: Sequence[T]) -> list[Sequence[T]]:
@@ -55,28 +52,15 @@ def qmarks(n: int) -> str:
     return ",".join("?" * n)
 
 
-def id_text(column: str) -> str:
-    """An id column as the text callers gave (hex ids are stored packed: see ``codec.pack_id``)."""
-    return f"(CASE WHEN typeof({column}) = 'blob' THEN lower(hex({column})) ELSE {column} END)"
-
-
-def where(clauses: list[str], filter_logic: FilterLogic) -> str:
-    """The optional filters joined by ``filter_logic``, parenthesised ('' when there are none)."""
-    policy.check_filter_logic(filter_logic)
-    return f"({f' {filter_logic.upper()} '.join(clauses)})" if clauses else ""
-
-
-_JSON_FIELDS = frozenset({"input", "config", "metadata"})
-
-
 def set_fields(conn: Conn, table: str, key_column: str, key: int, record: Any, **fields: Any) -> None:
     """Set every field that is not ``UNSET`` on ``record`` and in its row (JSON-encoded where stored so)."""
-    changed: dict[str, Any] = {}
-    for name, value in fields.items():
-        if isinstance(value, Unset):
-            continue
-        setattr(record, name, value)
-        changed[name] = codec.dumps(value) if name in _JSON_FIELDS else value
+    changed = changed_fields(record, fields)
     if changed:
-        sets = ", ".join(f"{name} = ?" for name in changed)
-        conn.execute(f"UPDATE {table} SET {sets} WHERE {key_column} = ?", (*changed.values(), key))
+        conn.execute(update_statement(SQLITE, table, key_column, changed), (*changed.values(), key))
+
+
+def page(conn: Conn, q: QueryStatements, from_row: Callable[[Any], T]) -> PaginatedResult[T]:
+    """Run a ``query_*`` page: count the matches, read the page's rows as objects."""
+    total = conn.execute(q.count, q.params).fetchone()[0]
+    rows = conn.execute(q.select, q.params).fetchall()
+    return PaginatedResult([from_row(r) for r in rows], total, q.limit, q.offset)

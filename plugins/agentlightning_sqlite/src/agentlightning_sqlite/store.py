@@ -21,7 +21,6 @@ import os
 import sqlite3
 import threading
 import time
-import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -44,6 +43,14 @@ from agentlightning_core.store.base import (
     Unset,
     WorkerSortKey,
 )
+from agentlightning_core.store.sql import (
+    check_rollout_query,
+    check_span_query,
+    resources_from_row,
+    resources_query,
+    worker_from_row,
+    worker_query,
+)
 from agentlightning_core.types import (
     Attempt,
     AttemptedRollout,
@@ -64,7 +71,7 @@ from agentlightning_sqlite import resources as resources_sql
 from agentlightning_sqlite import spans as spans_sql
 from agentlightning_sqlite.errors import SqliteStoreError
 from agentlightning_sqlite.schema import Durability, connect_checkpointer, open_connection
-from agentlightning_sqlite.sql import Conn
+from agentlightning_sqlite.sql import SQLITE, Conn, page
 from agentlightning_sqlite.worker import ConnectionWorker
 
 if TYPE_CHECKING:
@@ -75,8 +82,6 @@ __all__ = ["SqliteLightningStore"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_SPAN_SORT_KEYS = typing.get_args(SpanSortKey)
-_WORKER_SORT_KEYS = typing.get_args(WorkerSortKey)
 
 
 class SqliteLightningStore(LightningStore):
@@ -278,10 +283,9 @@ class SqliteLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Rollout]:
-        policy.check_paging(limit, offset)
-        policy.rollout_predicate(status_in, rollout_id_in, rollout_id_contains, filter_logic)  # validates
-        policy.check_sort(sort_by, sort_order, ("start_time", "end_time", "rollout_id", "status"))
-        statuses = None if status_in is None else sorted({str(parse_rollout_status(s)) for s in status_in})
+        statuses = check_rollout_query(
+            status_in, rollout_id_in, rollout_id_contains, filter_logic, sort_by, sort_order, limit, offset
+        )
         return await self._read(
             lambda conn: rollouts.query(
                 conn,
@@ -469,29 +473,25 @@ class SqliteLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Span]:
-        policy.check_paging(limit, offset)
-        policy.check_sort(sort_by, sort_order, _SPAN_SORT_KEYS)
-        policy.check_filter_logic(filter_logic)
-        fields = {
-            "name": (name, name_contains),
-            "trace_id": (trace_id, trace_id_contains),
-            "span_id": (span_id, span_id_contains),
-            "parent_id": (parent_id, parent_id_contains),
-        }
+        query = check_span_query(
+            filter_logic,
+            sort_by,
+            sort_order,
+            limit,
+            offset,
+            (
+                name,
+                name_contains,
+                trace_id,
+                trace_id_contains,
+                span_id,
+                span_id_contains,
+                parent_id,
+                parent_id_contains,
+            ),
+        )
         return await self._read(
-            lambda conn: spans_sql.query(
-                conn,
-                self._span_resources,
-                self.path,
-                rollout_id,
-                attempt_id,
-                fields,
-                filter_logic,
-                sort_by,
-                sort_order,
-                limit,
-                offset,
-            )
+            lambda conn: spans_sql.query(conn, self._span_resources, self.path, rollout_id, attempt_id, query)
         )
 
     # --- resources ---------------------------------------------------------------------
@@ -521,13 +521,10 @@ class SqliteLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[ResourcesUpdate]:
-        policy.check_paging(limit, offset)
-        policy.check_sort(sort_by, sort_order, ("create_time", "update_time", "resources_id"))
-        return await self._read(
-            lambda conn: resources_sql.query(
-                conn, resources_id, resources_id_contains, sort_by, sort_order, limit, offset
-            )
+        q = resources_query(
+            SQLITE, resources_id, resources_id_contains, sort_by, sort_order, limit, offset, "rowid"
         )
+        return await self._read(lambda conn: page(conn, q, resources_from_row))
 
     # --- workers -----------------------------------------------------------------------
 
@@ -542,15 +539,10 @@ class SqliteLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
-        policy.check_paging(limit, offset)
-        policy.check_sort(sort_by, sort_order, _WORKER_SORT_KEYS)
-        policy.check_filter_logic(filter_logic)
-        statuses = None if status_in is None else sorted({str(parse_worker_status(s)) for s in status_in})
-        return await self._read(
-            lambda conn: workers.query(
-                conn, statuses, worker_id_contains, filter_logic, sort_by, sort_order, limit, offset
-            )
+        q = worker_query(
+            SQLITE, status_in, worker_id_contains, filter_logic, sort_by, sort_order, limit, offset
         )
+        return await self._read(lambda conn: page(conn, q, worker_from_row))
 
     async def get_worker_by_id(self, worker_id: str) -> Worker:
         return await self._read(lambda conn: workers.get(conn, worker_id, self.path))

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agentlightning_core import WorkerNotFoundError
 from agentlightning_core.store import policy
-from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
+from agentlightning_core.store.sql import (
+    WORKER_COLUMNS,
+    dumps,
+    worker_from_row,
+)
 from agentlightning_core.types import Attempt, Worker, WorkerStatus
-from agentlightning_sqlite import codec
-from agentlightning_sqlite.codec import WORKER_COLUMNS
-from agentlightning_sqlite.sql import Conn, limit_clause, order_by, qmarks, where
+from agentlightning_sqlite.sql import Conn
 
-__all__ = ["dequeued_nothing", "get", "hand_over", "query", "released", "took", "update"]
+__all__ = ["dequeued_nothing", "get", "hand_over", "released", "took", "update"]
 
 
 def took(conn: Conn, now: float, worker_id: str, rollout_id: str, attempt_id: str) -> None:
@@ -57,41 +58,11 @@ def dequeued_nothing(conn: Conn, now: float, worker_id: str) -> None:
     )
 
 
-def query(
-    conn: Conn,
-    statuses: Sequence[str] | None,
-    worker_id_contains: str | None,
-    filter_logic: FilterLogic,
-    sort_by: str | None,
-    sort_order: SortOrder,
-    limit: int,
-    offset: int,
-) -> PaginatedResult[Worker]:
-    """Workers matching the (checked) arguments of ``query_workers``; few, so scanned."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if statuses is not None:
-        clauses.append(f"status IN ({qmarks(len(statuses))})" if statuses else "0")
-        params += statuses
-    if worker_id_contains is not None:
-        clauses.append("instr(worker_id, ?) > 0")
-        params.append(worker_id_contains)
-    condition = where(clauses, filter_logic)
-    condition = f" WHERE {condition}" if condition else ""
-    direction = "DESC" if sort_order == "desc" else "ASC"
-    order = f"ORDER BY wid {direction}" if sort_by is None else order_by(sort_by, sort_order, "wid")
-    total = conn.execute(f"SELECT count(*) FROM workers{condition}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT {WORKER_COLUMNS} FROM workers{condition} {order}{limit_clause(limit, offset)}", params
-    ).fetchall()
-    return PaginatedResult([codec.worker_from_row(r) for r in rows], total, limit, offset)
-
-
 def get(conn: Conn, worker_id: str, path: Path) -> Worker:
     row = conn.execute(f"SELECT {WORKER_COLUMNS} FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
     if row is None:
         raise WorkerNotFoundError(f"Worker {worker_id!r} not found in the store {str(path)!r}")
-    return codec.worker_from_row(row)
+    return worker_from_row(row)
 
 
 def update(
@@ -116,9 +87,9 @@ def update(
             params.append(now)
     if set_stats:
         sets.append("heartbeat_stats = ?")
-        params.append(codec.dumps(heartbeat_stats) if heartbeat_stats is not None else None)
+        params.append(dumps(heartbeat_stats) if heartbeat_stats is not None else None)
     row = conn.execute(
         f"UPDATE workers SET {', '.join(sets)} WHERE worker_id = ? RETURNING {WORKER_COLUMNS}",
         (*params, worker_id),
     ).fetchone()
-    return codec.worker_from_row(row)
+    return worker_from_row(row)
