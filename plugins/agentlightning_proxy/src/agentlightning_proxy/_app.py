@@ -18,7 +18,6 @@ import zlib
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-import aiohttp
 import anyio
 import attrs
 import orjson
@@ -36,6 +35,12 @@ from agentlightning_proxy._capture import (
     span_name,
 )
 from agentlightning_proxy._metrics import NO_UPSTREAM, ProxyMetrics
+from agentlightning_proxy._upstream import (
+    UpstreamBroken,
+    UpstreamClient,
+    UpstreamResponse,
+    UpstreamUnreachable,
+)
 from agentlightning_proxy.config import Upstream
 
 __all__ = ["TRACED_HEADER", "ProxyApp", "ProxyStats", "Route"]
@@ -56,9 +61,10 @@ _TRACED = TRACED_HEADER.encode()
 
 _ATTRIBUTED_PATH = re.compile(r"^/rollout/([^/]+)/attempt/([^/]+)(/.*)$")
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_HOP_BY_HOP = frozenset(
+_NOT_FORWARDED = frozenset(
     {
         b"host",
+        b"content-type",
         b"content-length",
         b"connection",
         b"keep-alive",
@@ -76,7 +82,15 @@ _HOP_BY_HOP = frozenset(
 )
 _CLIENT_AUTH = frozenset({b"authorization", b"x-api-key"})
 _NOT_BACK = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "date", "server"}
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"keep-alive",
+        b"content-encoding",
+        b"date",
+        b"server",
+    }
 )
 _RAW_LIMIT = 65536
 _DRIFT_MEMORY = 10_000
@@ -218,7 +232,7 @@ class ProxyApp:
         self.max_body_bytes = max_body_bytes
         self.stats = ProxyStats()
         self.unattributed: collections.deque[Span] = collections.deque(maxlen=keep_unattributed)
-        self.session: aiohttp.ClientSession | None = None
+        self.client: UpstreamClient | None = None
         self.paused = False
         self._tokens = {b"Bearer " + token.encode(), token.encode()} if token else None
         self._routes: dict[tuple[str, str], Route] = {}
@@ -235,20 +249,13 @@ class ProxyApp:
     # --- lifecycle and control -----------------------------------------------------------
 
     async def open(self) -> None:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, force_close=False),
-                # an upstream's cookies are not the proxy's to keep and send with other clients' calls
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=self.timeout_seconds),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent",),
-            )
+        if self.client is None:
+            self.client = UpstreamClient(connect_timeout=10.0, read_timeout=self.timeout_seconds)
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        if self.client is not None:
+            self.client.close()
+            self.client = None
 
     async def pause(self) -> None:
         self.paused = True
@@ -452,6 +459,8 @@ class _Call:
         self.error: str | None = None
         self.status = 0
         self.upstream_seconds: float | None = None
+        self.body: dict[str, Any] | None = None
+        """The parsed request; its span attributes are taken while the upstream works on it."""
         self.sequence: asyncio.Task[int] | None = None
 
     async def run(self) -> None:
@@ -522,30 +531,33 @@ class _Call:
             )
         return body
 
-    def _upstream_headers(self, upstream: Upstream) -> dict[str, str]:
+    def _upstream_headers(self, upstream: Upstream) -> list[tuple[bytes, bytes]]:
         replace_auth = upstream.api_key is not None or self.app._tokens is not None
-        out = {
-            k.decode("latin-1"): v.decode("latin-1")
+        out = [
+            (k, v)
             for k, v in self.headers.items()
-            if k not in _HOP_BY_HOP and not (replace_auth and k in _CLIENT_AUTH)
-        }
-        out["accept-encoding"] = "identity"
-        out["content-type"] = "application/json"
+            if k not in _NOT_FORWARDED and not (replace_auth and k in _CLIENT_AUTH)
+        ]
+        out += ((b"accept-encoding", b"identity"), (b"content-type", b"application/json"))
         if upstream.api_key is not None:
-            if self.surface == MESSAGES:
-                out["x-api-key"] = upstream.api_key
-            else:
-                out["authorization"] = f"Bearer {upstream.api_key}"
+            key = upstream.api_key.encode("latin-1")
+            out.append(
+                (b"x-api-key", key) if self.surface == MESSAGES else (b"authorization", b"Bearer " + key)
+            )
         return out
+
+    def _capture_request(self) -> None:
+        if self.body is not None:
+            vendor = "anthropic" if self.surface == MESSAGES else "openai"
+            self.attributes.update(request_attributes(self.surface, self.body, vendor))
+            self.body = None
 
     async def _forward(self) -> None:
         app = self.app
         raw = await self._read_body()
         body = self._parse(raw)
+        self.body = body
         self.model = body.get("model")
-        self.attributes.update(
-            request_attributes(self.surface, body, "anthropic" if self.surface == MESSAGES else "openai")
-        )
         if not isinstance(self.model, str) or not self.model:
             raise _ProxyError(
                 400, "invalid_request_error", f"The request needs a 'model' string, got {self.model!r}"
@@ -559,8 +571,7 @@ class _Call:
             )
         strip = False
         if app.capture_tokens and self.surface in (CHAT, COMPLETIONS) and not body.get("return_token_ids"):
-            body["return_token_ids"] = True
-            raw = orjson.dumps(body)
+            raw = orjson.dumps({**body, "return_token_ids": True})
             strip = True
         stream = body.get("stream") is True
         response, upstream = await self._send_upstream(order, raw)
@@ -568,28 +579,28 @@ class _Call:
         self.attributes[pa.TTFB_MS] = round((time.perf_counter() - self.started) * 1000, 3)
         self.status = response.status
         try:
-            content_type = response.headers.get("content-type", "")
-            if stream and response.status == 200 and content_type.startswith("text/event-stream"):
+            content_type = response.header(b"content-type") or b""
+            if stream and response.status == 200 and content_type.startswith(b"text/event-stream"):
                 await self._stream(response, strip)
             else:
                 await self._whole(response, strip)
         finally:
             response.release()
 
-    async def _send_upstream(
-        self, order: list[Upstream], data: bytes
-    ) -> tuple[aiohttp.ClientResponse, Upstream]:
+    async def _send_upstream(self, order: list[Upstream], data: bytes) -> tuple[UpstreamResponse, Upstream]:
         app = self.app
-        session = app.session
-        assert session is not None, "the proxy is not started"
+        client = app.client
+        assert client is not None, "the proxy is not started"
         retries = 0
         while True:
             upstream = order[retries % len(order)]
             url = upstream.base_url + self.path[3:]  # base_url ends in /v1; path starts with /v1
             sent = time.perf_counter()
             try:
-                response = await session.post(url, data=data, headers=self._upstream_headers(upstream))
-            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                response = await client.post(
+                    url, data, self._upstream_headers(upstream), meanwhile=self._capture_request
+                )
+            except UpstreamUnreachable as exc:
                 if retries >= app.max_retries:
                     app.stats.upstream_errors += 1
                     self.attributes[pa.UPSTREAM] = upstream.name
@@ -598,7 +609,7 @@ class _Call:
                         502,
                         "upstream_unreachable",
                         f"Upstream {upstream.name!r} ({upstream.base_url}) could not be reached after {retries + 1} "
-                        f"attempt(s): {type(exc).__name__}: {exc}",
+                        f"attempt(s): {exc}",
                     ) from None
                 delay = app.backoff(retries, None)
             else:
@@ -606,7 +617,8 @@ class _Call:
                     self.upstream_seconds = time.perf_counter() - sent
                     self.attributes[pa.RETRIES] = retries
                     return response, upstream
-                delay = app.backoff(retries, response.headers.get("retry-after"))
+                retry_after = response.header(b"retry-after")
+                delay = app.backoff(retries, retry_after.decode("latin-1") if retry_after else None)
                 response.release()
             retries += 1
             app.stats.retries += 1
@@ -620,15 +632,17 @@ class _Call:
             )
             await anyio.sleep(delay)
 
-    def _client_headers(self, response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
-        return [
-            (k.lower().encode("latin-1"), v.encode("latin-1"))
-            for k, v in response.headers.items()
-            if k.lower() not in _NOT_BACK
-        ]
+    def _client_headers(self, response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+        return [(k, v) for k, v in response.headers if k not in _NOT_BACK]
 
-    async def _whole(self, response: aiohttp.ClientResponse, strip: bool) -> None:
-        data = await response.read()
+    async def _whole(self, response: UpstreamResponse, strip: bool) -> None:
+        try:
+            data = await response.read()
+        except UpstreamBroken as exc:
+            self.app.stats.upstream_errors += 1
+            raise _ProxyError(
+                502, "upstream_broken", f"Upstream {self.attributes[pa.UPSTREAM]!r}: {exc}"
+            ) from None
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -646,10 +660,10 @@ class _Call:
             self.attributes[pa.CAPTURE_ERROR] = "the upstream's response body is not a JSON object"
         await self._record()
         headers = [(k, v) for k, v in self._client_headers(response) if k != b"content-type"]
-        content_type = response.headers.get("content-type", "application/json").encode("latin-1")
+        content_type = response.header(b"content-type") or b"application/json"
         await _respond(self.send, response.status, data, headers, content_type=content_type)
 
-    async def _stream(self, response: aiohttp.ClientResponse, strip: bool) -> None:
+    async def _stream(self, response: UpstreamResponse, strip: bool) -> None:
         fold = StreamFold(self.surface)
         send = self.send
         pending = b""
@@ -679,7 +693,7 @@ class _Call:
 
             watcher.add_done_callback(watched)
             try:
-                async for chunk in response.content.iter_any():
+                async for chunk in response.iter_chunks():
                     if strip:
                         fold.feed(chunk)
                         pending += chunk
@@ -693,8 +707,8 @@ class _Call:
                             await send({"type": "http.response.body", "body": chunk, "more_body": True})
                         finally:
                             fold.feed(chunk)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                self.error = f"the upstream stream broke: {type(exc).__name__}: {exc}"
+            except UpstreamBroken as exc:
+                self.error = f"the upstream stream broke: {exc}"
             except OSError as exc:  # the client went away while we were sending
                 disconnected = True
                 self.error = f"the client disconnected: {exc}"
@@ -714,6 +728,7 @@ class _Call:
 
     async def _record(self) -> None:
         app = self.app
+        self._capture_request()
         end = time.time()
         attributes = self.attributes
         attributes[pa.HTTP_STATUS] = self.status

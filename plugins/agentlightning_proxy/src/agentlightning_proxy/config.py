@@ -34,6 +34,14 @@ def _url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         )
 
 
+def _header_value(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or any(c in value for c in "\r\n\0")):
+        raise ValueError(
+            f"Upstream {attribute.name} must be a string without line breaks (it is sent as an HTTP header); "
+            "check the environment variable it was read from"
+        )
+
+
 def _no_trailing_slash(value: Any) -> Any:
     return value.rstrip("/") if isinstance(value, str) else value
 
@@ -62,7 +70,7 @@ class Upstream:
     name: str
     base_url: str = attrs.field(validator=_url, converter=_no_trailing_slash)
     models: tuple[str, ...] = attrs.field(default=("*",), converter=_models)
-    api_key: str | None = attrs.field(default=None, repr=False)
+    api_key: str | None = attrs.field(default=None, repr=False, validator=_header_value)
 
     def serves(self, model: str) -> bool:
         return "*" in self.models or model in self.models
