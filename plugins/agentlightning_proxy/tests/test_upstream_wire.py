@@ -1,15 +1,18 @@
 """The proxy's upstream client against a raw HTTP/1.1 server that misbehaves on purpose:
 connections closed between calls, bodies framed by chunks or by the connection's end, bodies
-that break off, a slow client behind a large stream."""
+that break off, a slow client behind a large stream, TLS."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import openai
 import pytest
+import trustme
 
 from agentlightning_core import AttemptedRollout, InMemoryLightningStore
 from agentlightning_proxy import LLMProxy, Upstream
@@ -47,13 +50,14 @@ async def read_request(reader: asyncio.StreamReader) -> bool:
 class RawServer:
     """An HTTP/1.1 server written on sockets, so each test decides the bytes on the wire."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.connections = 0
         self.base_url = ""
 
     async def __aenter__(self) -> RawServer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.base_url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
         return self
 
@@ -196,3 +200,32 @@ async def test_a_large_stream_reaches_a_slow_client_whole(store: InMemoryLightni
     assert [r[:6] for r in received] == [f"{i:06d}" for i in range(1000)]
     (span,) = await store.query_spans(attempt.rollout_id)
     assert span.status.status_code == "OK"
+
+
+async def test_an_https_upstream_is_reached_over_verified_tls(
+    store: InMemoryLightningStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(server_context)
+
+    async def handler(connection: int, request: int, writer: asyncio.StreamWriter) -> bool:
+        writer.write(whole())
+        return True
+
+    attempt = await store.start_rollout({"task": 1})
+    async with RawServer(handler, tls=server_context) as upstream:
+        https = upstream.base_url.replace("http://", "https://")
+        # an upstream whose certificate nobody vouches for is refused, as unreachable
+        async with LLMProxy(Upstream("tls", https), store, max_retries=0) as proxy:
+            with pytest.raises(openai.InternalServerError, match="CERTIFICATE_VERIFY_FAILED"):
+                await ask(proxy, attempt)
+        # trusted through the standard OpenSSL variable, as for a company CA
+        authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        async with LLMProxy(Upstream("tls", https), store) as proxy:
+            assert [await ask(proxy, attempt) for _ in range(2)] == ["raw", "raw"]
+    assert upstream.connections == 1  # the refused handshake never got this far; then one kept alive
+    spans = await store.query_spans(attempt.rollout_id)
+    assert [s.attributes[pa.HTTP_STATUS] for s in spans] == [502, 200, 200]
