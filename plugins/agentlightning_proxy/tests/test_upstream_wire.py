@@ -229,3 +229,37 @@ async def test_an_https_upstream_is_reached_over_verified_tls(
     assert upstream.connections == 1  # the refused handshake never got this far; then one kept alive
     spans = await store.query_spans(attempt.rollout_id)
     assert [s.attributes[pa.HTTP_STATUS] for s in spans] == [502, 200, 200]
+
+
+async def test_a_silent_upstream_times_out_before_and_during_its_answer(
+    store: InMemoryLightningStore,
+) -> None:
+    release = asyncio.Event()
+
+    async def handler(connection: int, request: int, writer: asyncio.StreamWriter) -> bool:
+        if connection == 1:  # never answers: the call is retried on a new connection
+            await release.wait()
+            return False
+        if connection == 2:
+            writer.write(whole())
+            return False
+        writer.write(whole()[:-20])  # starts its answer, then stalls
+        await writer.drain()
+        await release.wait()
+        return False
+
+    attempt = await store.start_rollout({"task": 1})
+    async with (
+        RawServer(handler) as upstream,
+        LLMProxy(
+            Upstream("raw", upstream.base_url), store, timeout_seconds=0.5, backoff_seconds=0.01
+        ) as proxy,
+    ):
+        assert await ask(proxy, attempt) == "raw"
+        assert proxy.stats.retries == 1
+        with pytest.raises(openai.InternalServerError, match=r"sent nothing for 0\.5 s mid-response"):
+            await ask(proxy, attempt)
+        release.set()
+    first, second = await store.query_spans(attempt.rollout_id)
+    assert first.attributes[pa.RETRIES] == 1 and first.status.status_code == "OK"
+    assert second.attributes[pa.HTTP_STATUS] == 502 and second.status.status_code == "ERROR"

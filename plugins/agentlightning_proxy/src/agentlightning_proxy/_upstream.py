@@ -60,6 +60,7 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.head = loop.create_future()
         self.received = self.complete = False
+        self.error = None
         self.headers = []
         self.chunks.clear()  # what a released response left unread
         self.buffered = 0
@@ -288,8 +289,8 @@ class UpstreamClient:
             try:
                 return await self._exchange(key, connection, request, meanwhile)
             except UpstreamUnreachable:
-                if connection.received:
-                    raise
+                if connection.received or not connection.closed:
+                    raise  # an answer began, or none came in time: not a connection closed while idle
                 # the upstream had closed this idle connection: try the next one, then a new one
         return await self._exchange(key, await self._connect(key), request, meanwhile)
 
