@@ -153,13 +153,12 @@ async def set_status(
         queue_seq = "nextval('queue_seq')"
     else:
         queue_seq = "queue_seq" if queued else "NULL"
-    await conn.execute(
-        f"UPDATE rollouts SET status = %s, end_time = %s, queue_seq = {queue_seq} WHERE rid = %s",
-        (str(status), rollout.end_time, rid),
-    )
     terminal = status in TERMINAL_ROLLOUT_STATUSES and not was_terminal
-    if terminal:
-        await conn.execute(NOTIFY, (channel, rollout.rollout_id))
+    await conn.execute(
+        f"UPDATE rollouts SET status = %s, end_time = %s, queue_seq = {queue_seq} WHERE rid = %s"
+        + (" RETURNING pg_notify(%s, rollout_id)" if terminal else ""),
+        (str(status), rollout.end_time, rid, channel) if terminal else (str(status), rollout.end_time, rid),
+    )
     return terminal
 
 

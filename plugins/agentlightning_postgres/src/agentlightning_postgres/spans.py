@@ -1,4 +1,4 @@
-"""SQL of spans (the ``spans`` and ``span_resources`` tables): batched inserts (``COPY``) with
+"""SQL of spans (the ``spans`` and ``span_resources`` tables): batched inserts (one statement) with
 sequence ids and heartbeats, sequence id allocation, queries."""
 
 from __future__ import annotations
@@ -24,12 +24,22 @@ from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one
 
 __all__ = ["ResourceRefs", "add", "allocate_sequence_ids", "query"]
 
-_COPY = (
-    "COPY spans (rid, aid, sequence_id, span_id, trace_id, parent_id, name, start_time, end_time,"
-    " resource_ref, body) FROM STDIN (FORMAT BINARY)"
+# One statement for the whole batch (arrays of binary parameters, one per column), so it is
+# pipelined with the rest of the transaction (COPY cannot be).
+_INSERT_TYPES = ("int8", "int8", "int8", "text", "text", "text", "text", "float8", "float8", "int4", "bytea")
+_INSERT = (
+    "INSERT INTO spans (rid, aid, sequence_id, span_id, trace_id, parent_id, name, start_time, end_time,"
+    " resource_ref, body) SELECT * FROM unnest(" + ", ".join(f"%b::{t}[]" for t in _INSERT_TYPES) + ")"
 )
-
-_COPY_TYPES = ["int8", "int8", "int8", "text", "text", "text", "text", "float8", "float8", "int4", "bytea"]
+# The span ids of a group already stored for its attempt (by attempt id or the latest attempt).
+_SEEN_SELECT = (
+    "SELECT s.span_id FROM spans s JOIN attempts a ON a.aid = s.aid JOIN rollouts r ON r.rid = a.rid"
+    " WHERE r.rollout_id = %s AND "
+)
+_SEEN = {
+    False: _SEEN_SELECT + "a.attempt_id = %s AND s.span_id = ANY(%s)",
+    True: _SEEN_SELECT + "a.sequence_id = r.attempt_count AND %s = 'latest' AND s.span_id = ANY(%s)",
+}
 
 
 class ResourceRefs:
@@ -70,36 +80,47 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
     """Store new spans (duplicates skipped), numbering them; each batch is a heartbeat of its attempt.
 
     Rollout rows are locked in id order (no deadlock between batches), so the duplicate check
-    and the sequence ids hold across processes.
+    and the sequence ids hold across processes. In pipeline mode (:func:`sql.transaction`)
+    the statements that lock and look up every group go out together and the rest with
+    ``COMMIT``: two round trips per batch.
     """
     now = time.time()
     groups: dict[tuple[str, str], list[Span]] = {}
     for span in spans:
         groups.setdefault((span.rollout_id, span.attempt_id), []).append(span)
+    keys = sorted(groups)
+    sent = []
+    for rollout_id, attempt_id in keys:
+        # the duplicate check runs after the lock is held, so it sees every committed batch
+        sent.append(
+            (
+                await attempts.send_locked(conn, rollout_id, attempt_id),
+                await conn.execute(
+                    _SEEN[attempt_id == "latest"], _seen_params(groups[rollout_id, attempt_id])
+                ),
+            )
+        )
     stored: list[Span] = []
-    rows: list[tuple[Any, ...]] = []
+    columns: tuple[list[Any], ...] = tuple([] for _ in _INSERT_TYPES)
+    rids, aids, seqs, span_ids, trace_ids, parent_ids, names, starts, ends, resource_refs, bodies = columns
     rollout_totals: dict[int, list[int]] = {}
     encode_body, next_sequence_id = codec.encode_span_body, policy.next_sequence_id
     last_resource: dict[str, Any] | None = None
     last_ref: int | None = None
-    for rollout_id, attempt_id in sorted(groups):
+    for (rollout_id, attempt_id), (locked_cur, seen_cur) in zip(keys, sent, strict=True):
         group = groups[rollout_id, attempt_id]
-        totals = None
-        rrow = await rollouts.row(conn, rollout_id, where_, ", r.next_span_seq", lock=True)
-        rid = rrow[0]
-        arow = await attempts.row_in(conn, rid, rollout_id, attempt_id)
-        aid, attempt = arow[9], attempt_from_row(arow)
-        seen = {
-            r[0]
-            for r in await all_rows(
-                conn,
-                "SELECT span_id FROM spans WHERE aid = %s AND span_id = ANY(%s)",
-                (aid, [s.span_id for s in group]),
-            )
-        }
+        arow, rrow = await attempts.locked(conn, rollout_id, attempt_id, where_, locked_cur)
+        seen = {r[0] for r in await seen_cur.fetchall()}
+        aid, rid, attempt = arow[9], arow[10], attempt_from_row(arow)
         totals = rollout_totals.get(rid)
         if totals is None:
-            totals = rollout_totals[rid] = [rrow[10], 0, 0]
+            if rrow is None:  # looked up the slow way (see attempts.locked)
+                found = await one(conn, "SELECT next_span_seq FROM rollouts WHERE rid = %s", (rid,))
+                assert found is not None
+                next_seq = found[0]
+            else:
+                next_seq = rrow[11]
+            totals = rollout_totals[rid] = [next_seq, 0, 0]
         for span in group:
             if span.span_id in seen:
                 continue  # a duplicate: stored once only
@@ -116,30 +137,24 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
                 last_resource = resource
             else:
                 ref = last_ref
-            rows.append(
-                (
-                    rid,
-                    aid,
-                    seq,
-                    span.span_id,
-                    span.trace_id,
-                    span.parent_id,
-                    span.name,
-                    span.start_time,
-                    span.end_time,
-                    ref,
-                    body,
-                )
-            )
+            rids.append(rid)
+            aids.append(aid)
+            seqs.append(seq)
+            span_ids.append(span.span_id)
+            trace_ids.append(span.trace_id)
+            parent_ids.append(span.parent_id)
+            names.append(span.name)
+            starts.append(span.start_time)
+            ends.append(span.end_time)
+            resource_refs.append(ref)
+            bodies.append(body)
             totals[1] += 1
             totals[2] += len(body)
             stored.append(span)
-        await _heartbeat(conn, aid, rid, attempt, now, channel)
-    if rows:
-        async with conn.cursor().copy(_COPY) as copy:
-            copy.set_types(_COPY_TYPES)
-            for r in rows:
-                await copy.write_row(r)
+        # only the latest attempt changes its rollout, so the row read under the lock is current
+        await _heartbeat(conn, aid, rid, attempt, now, channel, rrow)
+    if stored:
+        await conn.execute(_INSERT, columns)
     for rid, t in rollout_totals.items():
         await conn.execute(
             "UPDATE rollouts SET next_span_seq = %s, span_count = span_count + %s, span_bytes = span_bytes + %s"
@@ -149,12 +164,24 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
     return stored
 
 
-async def _heartbeat(conn: Conn, aid: int, rid: int, attempt: Attempt, now: float, channel: str) -> None:
+def _seen_params(group: list[Span]) -> tuple[Any, ...]:
+    return (group[0].rollout_id, group[0].attempt_id, [s.span_id for s in group])
+
+
+async def _heartbeat(
+    conn: Conn,
+    aid: int,
+    rid: int,
+    attempt: Attempt,
+    now: float,
+    channel: str,
+    rollout_row: tuple[Any, ...] | None,
+) -> None:
     new_status = policy.attempt_status_after_heartbeat(attempt.status)
     await conn.execute("UPDATE attempts SET last_heartbeat_time = %s WHERE aid = %s", (now, aid))
     attempt.last_heartbeat_time = now
     if new_status is not attempt.status:
-        await attempts.apply_status(conn, aid, rid, attempt, new_status, now, channel)
+        await attempts.apply_status(conn, aid, rid, attempt, new_status, now, channel, rollout_row)
 
 
 async def allocate_sequence_ids(conn: Conn, pairs: Sequence[tuple[str, str]], where_: str) -> list[int]:

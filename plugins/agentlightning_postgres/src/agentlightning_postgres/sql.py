@@ -6,17 +6,20 @@ What does not depend on PostgreSQL (rows <-> objects, WHERE/ORDER BY/LIMIT claus
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
+import anyio
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from agentlightning_core.store.base import PaginatedResult
 from agentlightning_core.store.sql import QueryStatements, SqlDialect, changed_fields, update_statement
 
-__all__ = ["POSTGRES", "Conn", "all_rows", "one", "page", "set_fields"]
+__all__ = ["POSTGRES", "Conn", "all_rows", "one", "page", "set_fields", "transaction"]
 
 T = TypeVar("T")
+_ROLLBACK_SECONDS = 10.0
 
 Conn: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -28,6 +31,24 @@ POSTGRES = SqlDialect(
     row_id="ctid",
     array_params=True,
 )
+
+
+async def transaction(conn: Conn, fn: Callable[[Conn], Awaitable[T]]) -> T:
+    """Run ``fn`` in one transaction in libpq's pipeline mode: statements are sent as they are
+    executed and only reading a result waits for the server, so ``BEGIN``, ``COMMIT`` and the
+    statements whose results ``fn`` does not read cost no round trip of their own (an error of
+    one of them is raised at ``COMMIT``). On any error the transaction is rolled back."""
+    try:
+        async with conn.pipeline():
+            await conn.execute(b"BEGIN")
+            result = await fn(conn)
+            await conn.execute(b"COMMIT")
+    except BaseException:
+        if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+            with anyio.move_on_after(_ROLLBACK_SECONDS, shield=True):
+                await conn.execute(b"ROLLBACK")
+        raise
+    return result
 
 
 async def one(conn: Conn, query: str, params: Any = None) -> tuple[Any, ...] | None:
