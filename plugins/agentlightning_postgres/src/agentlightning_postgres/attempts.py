@@ -28,7 +28,7 @@ from agentlightning_core.types import (
     RolloutStatus,
 )
 from agentlightning_postgres import resources, rollouts, workers
-from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one, set_fields
+from agentlightning_postgres.sql import POSTGRES, Conn, Statement, all_rows, execute_together, one, set_fields
 
 __all__ = [
     "apply_status",
@@ -283,24 +283,29 @@ async def apply_status(
     unchanged = status is attempt.status
     attempt.status = status
     attempt.end_time = policy.end_time_for(status, attempt.end_time, now)
-    await conn.execute(
-        "UPDATE attempts SET status = %s, end_time = %s WHERE aid = %s", (str(status), attempt.end_time, aid)
-    )
-    if unchanged:
-        return False
-    if status in TERMINAL_ATTEMPT_STATUSES and attempt.worker_id is not None:
-        await workers.released(conn, now, attempt.worker_id, attempt.attempt_id)
-    found = rollout_row or await one(
-        conn, f"SELECT {ROLLOUT_COLUMNS}, r.attempt_count FROM rollouts r WHERE r.rid = %s", (rid,)
-    )
-    assert found is not None
-    if found[10] != attempt.sequence_id:
-        return False  # an older attempt never changes the rollout
-    rollout = rollout_from_row(found)
-    new_status = policy.rollout_status_for_attempt(rollout, attempt)
-    if new_status is None:
-        return False
-    return await rollouts.set_status(conn, rid, rollout, new_status, now, channel)
+    # Decide everything first, then write the attempt, its worker and its rollout at once.
+    writes: list[Statement] = [
+        (
+            "UPDATE attempts SET status = %s, end_time = %s WHERE aid = %s",
+            (str(status), attempt.end_time, aid),
+        )
+    ]
+    terminal = False
+    if not unchanged:
+        if status in TERMINAL_ATTEMPT_STATUSES and attempt.worker_id is not None:
+            writes.append(workers.released_statement(now, attempt.worker_id, attempt.attempt_id))
+        found = rollout_row or await one(
+            conn, f"SELECT {ROLLOUT_COLUMNS}, r.attempt_count FROM rollouts r WHERE r.rid = %s", (rid,)
+        )
+        assert found is not None
+        if found[10] == attempt.sequence_id:  # an older attempt never changes the rollout
+            rollout = rollout_from_row(found)
+            new_status = policy.rollout_status_for_attempt(rollout, attempt)
+            if new_status is not None:
+                statement, terminal = rollouts.status_statement(rid, rollout, new_status, now, channel)
+                writes.append(statement)
+    await execute_together(conn, writes)
+    return terminal
 
 
 async def update(

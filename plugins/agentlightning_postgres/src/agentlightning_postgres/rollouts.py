@@ -27,11 +27,10 @@ from agentlightning_core.types import (
     RolloutStatus,
 )
 from agentlightning_postgres import resources
-from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one, set_fields
+from agentlightning_postgres.sql import POSTGRES, Conn, Statement, all_rows, one, set_fields
 
 __all__ = [
     "FINISHED_BEFORE",
-    "NOTIFY",
     "finished",
     "get",
     "insert",
@@ -39,11 +38,10 @@ __all__ = [
     "query",
     "row",
     "set_status",
+    "status_statement",
     "update",
 ]
 
-NOTIFY = "SELECT pg_notify(%s, %s)"
-"""Announces (on commit) that a rollout became terminal: wakes every ``wait_for_rollouts``."""
 
 _INSERT = (
     "INSERT INTO rollouts (rollout_id, status, input, start_time, mode, resources_id, config, metadata,"
@@ -144,6 +142,21 @@ async def set_status(
 
     A rollout entering the queue goes to its back; ``requeue`` sends an already queued one there too.
     """
+    statement, terminal = status_statement(rid, rollout, status, now, channel, requeue)
+    await conn.execute(*statement)
+    return terminal
+
+
+def status_statement(
+    rid: int,
+    rollout: Rollout,
+    status: RolloutStatus,
+    now: float,
+    channel: str,
+    requeue: bool = False,
+) -> tuple[Statement, bool]:
+    """:func:`set_status`'s statement (``rollout`` is updated now) and whether it makes the
+    rollout terminal."""
     was_queued = rollout.status in policy.QUEUED_ROLLOUT_STATUSES
     was_terminal = rollout.status in TERMINAL_ROLLOUT_STATUSES
     rollout.status = status
@@ -153,13 +166,14 @@ async def set_status(
         queue_seq = "nextval('queue_seq')"
     else:
         queue_seq = "queue_seq" if queued else "NULL"
-    terminal = status in TERMINAL_ROLLOUT_STATUSES and not was_terminal
-    await conn.execute(
-        f"UPDATE rollouts SET status = %s, end_time = %s, queue_seq = {queue_seq} WHERE rid = %s"
-        + (" RETURNING pg_notify(%s, rollout_id)" if terminal else ""),
-        (str(status), rollout.end_time, rid, channel) if terminal else (str(status), rollout.end_time, rid),
-    )
-    return terminal
+    query = f"UPDATE rollouts SET status = %s, end_time = %s, queue_seq = {queue_seq} WHERE rid = %s"
+    if status in TERMINAL_ROLLOUT_STATUSES and not was_terminal:
+        # announced when the transaction commits
+        return (
+            query + " RETURNING pg_notify(%s, rollout_id)",
+            (str(status), rollout.end_time, rid, channel),
+        ), True
+    return (query, (str(status), rollout.end_time, rid)), False
 
 
 async def update(

@@ -16,12 +16,24 @@ from psycopg.pq import TransactionStatus
 from agentlightning_core.store.base import PaginatedResult
 from agentlightning_core.store.sql import QueryStatements, SqlDialect, changed_fields, update_statement
 
-__all__ = ["POSTGRES", "Conn", "all_rows", "one", "page", "set_fields", "transaction"]
+__all__ = [
+    "POSTGRES",
+    "Conn",
+    "Statement",
+    "all_rows",
+    "execute_together",
+    "one",
+    "page",
+    "set_fields",
+    "transaction",
+]
 
 T = TypeVar("T")
 _ROLLBACK_SECONDS = 10.0
 
 Conn: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
+Statement: TypeAlias = tuple[str, tuple[Any, ...]]
+"""A query and its parameters."""
 
 POSTGRES = SqlDialect(
     param="%s",
@@ -49,6 +61,19 @@ async def transaction(conn: Conn, fn: Callable[[Conn], Awaitable[T]]) -> T:
                 await conn.execute(b"ROLLBACK")
         raise
     return result
+
+
+async def execute_together(conn: Conn, statements: list[Statement]) -> None:
+    """Run writes as one statement (each but the last a data-modifying ``WITH`` query): one
+    statement for the client and the server to handle instead of several. They all see the
+    data as it was before any of them, so no two may change the same row."""
+    *first, (last, last_params) = statements
+    if not first:
+        await conn.execute(last, last_params)
+        return
+    ctes = ", ".join(f"w{i} AS ({query})" for i, (query, _) in enumerate(first))
+    params = [p for _, ps in first for p in ps]
+    await conn.execute(f"WITH {ctes} {last}", (*params, *last_params))
 
 
 async def one(conn: Conn, query: str, params: Any = None) -> tuple[Any, ...] | None:

@@ -13,9 +13,9 @@ from agentlightning_core.store.sql import (
     worker_from_row,
 )
 from agentlightning_core.types import Attempt, Worker, WorkerStatus
-from agentlightning_postgres.sql import Conn, one
+from agentlightning_postgres.sql import Conn, Statement, one
 
-__all__ = ["dequeued_nothing", "get", "hand_over", "released", "took", "update"]
+__all__ = ["dequeued_nothing", "get", "hand_over", "released", "released_statement", "took", "update"]
 
 
 async def took(conn: Conn, now: float, worker_id: str, rollout_id: str, attempt_id: str) -> None:
@@ -32,7 +32,12 @@ async def took(conn: Conn, now: float, worker_id: str, rollout_id: str, attempt_
 
 async def released(conn: Conn, now: float, worker_id: str, attempt_id: str) -> None:
     """The worker is idle, if that attempt is still the one it is busy with."""
-    await conn.execute(
+    await conn.execute(*released_statement(now, worker_id, attempt_id))
+
+
+def released_statement(now: float, worker_id: str, attempt_id: str) -> Statement:
+    """The statement of :func:`released`."""
+    return (
         "UPDATE workers SET status = 'idle', last_idle_time = %s, current_rollout_id = NULL,"
         " current_attempt_id = NULL WHERE worker_id = %s AND current_attempt_id = %s",
         (now, worker_id, attempt_id),
