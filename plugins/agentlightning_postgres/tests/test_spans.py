@@ -117,7 +117,7 @@ def test_bodies_are_lz4_with_a_dictionary_and_deflated_ones_of_earlier_versions_
 
 
 async def test_a_batch_the_server_rejects_changes_nothing(make_store: Make, dsn: str) -> None:
-    # the INSERT is pipelined with the heartbeat and COMMIT: its error rolls them all back
+    # the COPY fails inside the batch's transaction: it is rolled back, the connection stays usable
     async with make_store(schema="rejected") as store:
         got = await store.start_rollout("x")
         bad = attrs.evolve(make_span(got.rollout_id, got.attempt_id, 1), name="nul\x00byte")

@@ -1,4 +1,4 @@
-"""SQL of spans (the ``spans`` and ``span_resources`` tables): batched inserts (one statement) with
+"""SQL of spans (the ``spans`` and ``span_resources`` tables): batched inserts (``COPY``) with
 sequence ids and heartbeats, sequence id allocation, queries."""
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ from agentlightning_core.store.sql import (
 )
 from agentlightning_core.types import Attempt
 from agentlightning_postgres import attempts, codec, rollouts
-from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one
+from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one, rollback_on_error
 
 __all__ = ["ResourceRefs", "add", "allocate_sequence_ids", "query"]
 
-# One statement for the whole batch (arrays of binary parameters, one per column), so it is
-# pipelined with the rest of the transaction (COPY cannot be).
-_INSERT_TYPES = ("int8", "int8", "int8", "text", "text", "text", "text", "float8", "float8", "int4", "bytea")
-_INSERT = (
-    "INSERT INTO spans (rid, aid, sequence_id, span_id, trace_id, parent_id, name, start_time, end_time,"
-    " resource_ref, body) SELECT * FROM unnest(" + ", ".join(f"%b::{t}[]" for t in _INSERT_TYPES) + ")"
+_COPY = (
+    "COPY spans (rid, aid, sequence_id, span_id, trace_id, parent_id, name, start_time, end_time,"
+    " resource_ref, body) FROM STDIN (FORMAT BINARY)"
 )
+_COPY_TYPES = ["int8", "int8", "int8", "text", "text", "text", "text", "float8", "float8", "int4", "bytea"]
 # The span ids of a group already stored for its attempt (by attempt id or the latest attempt).
 _SEEN_SELECT = (
     "SELECT s.span_id FROM spans s JOIN attempts a ON a.aid = s.aid JOIN rollouts r ON r.rid = a.rid"
@@ -77,91 +75,106 @@ class ResourceRefs:
 
 
 async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str, channel: str) -> list[Span]:
-    """Store new spans (duplicates skipped), numbering them; each batch is a heartbeat of its attempt.
+    """Store new spans (duplicates skipped), numbering them; each batch is a heartbeat of its
+    attempt. One transaction of its own (run it on a connection in autocommit mode).
 
     Rollout rows are locked in id order (no deadlock between batches), so the duplicate check
-    and the sequence ids hold across processes. In pipeline mode (:func:`sql.transaction`)
-    the statements that lock and look up every group go out together and the rest with
-    ``COMMIT``: two round trips per batch.
+    and the sequence ids hold across processes. ``COPY`` (the server's fastest way in) cannot
+    run in pipeline mode, so the statements before it go out together in one pipeline, and
+    those after it with ``COMMIT`` in another: four round trips per batch.
     """
     now = time.time()
     groups: dict[tuple[str, str], list[Span]] = {}
     for span in spans:
         groups.setdefault((span.rollout_id, span.attempt_id), []).append(span)
     keys = sorted(groups)
-    sent = []
-    for rollout_id, attempt_id in keys:
-        # the duplicate check runs after the lock is held, so it sees every committed batch
-        sent.append(
-            (
-                await attempts.send_locked(conn, rollout_id, attempt_id),
+    async with rollback_on_error(conn):
+        async with conn.pipeline():
+            await conn.execute(b"BEGIN")
+            sent = [
+                (
+                    await attempts.send_locked(conn, rollout_id, attempt_id),
+                    # after the lock is held, so it sees every committed batch
+                    await conn.execute(
+                        _SEEN[attempt_id == "latest"], _seen_params(groups[rollout_id, attempt_id])
+                    ),
+                )
+                for rollout_id, attempt_id in keys
+            ]
+        stored: list[Span] = []
+        rows: list[tuple[Any, ...]] = []
+        rollout_totals: dict[int, list[int]] = {}
+        heartbeats: list[tuple[int, int, Attempt, tuple[Any, ...] | None]] = []
+        encode_body, next_sequence_id = codec.encode_span_body, policy.next_sequence_id
+        last_resource: dict[str, Any] | None = None
+        last_ref: int | None = None
+        for (rollout_id, attempt_id), (locked_cur, seen_cur) in zip(keys, sent, strict=True):
+            arow, rrow = await attempts.locked(conn, rollout_id, attempt_id, where_, locked_cur)
+            seen = {r[0] for r in await seen_cur.fetchall()}
+            aid, rid, attempt = arow[9], arow[10], attempt_from_row(arow)
+            # only the latest attempt changes its rollout, so the row read under the lock is current
+            heartbeats.append((aid, rid, attempt, rrow))
+            totals = rollout_totals.get(rid)
+            if totals is None:
+                totals = rollout_totals[rid] = [await _next_span_seq(conn, rid, rrow), 0, 0]
+            for span in groups[rollout_id, attempt_id]:
+                if span.span_id in seen:
+                    continue  # a duplicate: stored once only
+                seen.add(span.span_id)
+                seq, totals[0] = next_sequence_id(totals[0], span.sequence_id)
+                if seq != span.sequence_id:  # allocated: on a copy; the caller's span stays as given
+                    span = span.with_sequence_id(seq)
+                body = encode_body(span)
+                resource = span.resource
+                if not resource:
+                    ref = None
+                elif resource != last_resource:  # spans of a batch mostly share their OTel resource
+                    ref = last_ref = await refs.ref(conn, resource)
+                    last_resource = resource
+                else:
+                    ref = last_ref
+                rows.append(
+                    (
+                        rid,
+                        aid,
+                        seq,
+                        span.span_id,
+                        span.trace_id,
+                        span.parent_id,
+                        span.name,
+                        span.start_time,
+                        span.end_time,
+                        ref,
+                        body,
+                    )
+                )
+                totals[1] += 1
+                totals[2] += len(body)
+                stored.append(span)
+        if rows:
+            async with conn.cursor().copy(_COPY) as copy:
+                copy.set_types(_COPY_TYPES)
+                for r in rows:
+                    await copy.write_row(r)
+        async with conn.pipeline():
+            for aid, rid, attempt, rrow in heartbeats:
+                await _heartbeat(conn, aid, rid, attempt, now, channel, rrow)
+            for rid, t in rollout_totals.items():
                 await conn.execute(
-                    _SEEN[attempt_id == "latest"], _seen_params(groups[rollout_id, attempt_id])
-                ),
-            )
-        )
-    stored: list[Span] = []
-    columns: tuple[list[Any], ...] = tuple([] for _ in _INSERT_TYPES)
-    rids, aids, seqs, span_ids, trace_ids, parent_ids, names, starts, ends, resource_refs, bodies = columns
-    rollout_totals: dict[int, list[int]] = {}
-    encode_body, next_sequence_id = codec.encode_span_body, policy.next_sequence_id
-    last_resource: dict[str, Any] | None = None
-    last_ref: int | None = None
-    for (rollout_id, attempt_id), (locked_cur, seen_cur) in zip(keys, sent, strict=True):
-        group = groups[rollout_id, attempt_id]
-        arow, rrow = await attempts.locked(conn, rollout_id, attempt_id, where_, locked_cur)
-        seen = {r[0] for r in await seen_cur.fetchall()}
-        aid, rid, attempt = arow[9], arow[10], attempt_from_row(arow)
-        totals = rollout_totals.get(rid)
-        if totals is None:
-            if rrow is None:  # looked up the slow way (see attempts.locked)
-                found = await one(conn, "SELECT next_span_seq FROM rollouts WHERE rid = %s", (rid,))
-                assert found is not None
-                next_seq = found[0]
-            else:
-                next_seq = rrow[11]
-            totals = rollout_totals[rid] = [next_seq, 0, 0]
-        for span in group:
-            if span.span_id in seen:
-                continue  # a duplicate: stored once only
-            seen.add(span.span_id)
-            seq, totals[0] = next_sequence_id(totals[0], span.sequence_id)
-            if seq != span.sequence_id:  # allocated: on a copy; the caller's span stays as given
-                span = span.with_sequence_id(seq)
-            body = encode_body(span)
-            resource = span.resource
-            if not resource:
-                ref = None
-            elif resource != last_resource:  # spans of a batch mostly share their OTel resource
-                ref = last_ref = await refs.ref(conn, resource)
-                last_resource = resource
-            else:
-                ref = last_ref
-            rids.append(rid)
-            aids.append(aid)
-            seqs.append(seq)
-            span_ids.append(span.span_id)
-            trace_ids.append(span.trace_id)
-            parent_ids.append(span.parent_id)
-            names.append(span.name)
-            starts.append(span.start_time)
-            ends.append(span.end_time)
-            resource_refs.append(ref)
-            bodies.append(body)
-            totals[1] += 1
-            totals[2] += len(body)
-            stored.append(span)
-        # only the latest attempt changes its rollout, so the row read under the lock is current
-        await _heartbeat(conn, aid, rid, attempt, now, channel, rrow)
-    if stored:
-        await conn.execute(_INSERT, columns)
-    for rid, t in rollout_totals.items():
-        await conn.execute(
-            "UPDATE rollouts SET next_span_seq = %s, span_count = span_count + %s, span_bytes = span_bytes + %s"
-            " WHERE rid = %s",
-            (t[0], t[1], t[2], rid),
-        )
+                    "UPDATE rollouts SET next_span_seq = %s, span_count = span_count + %s,"
+                    " span_bytes = span_bytes + %s WHERE rid = %s",
+                    (t[0], t[1], t[2], rid),
+                )
+            await conn.execute(b"COMMIT")
     return stored
+
+
+async def _next_span_seq(conn: Conn, rid: int, rollout_row: tuple[Any, ...] | None) -> int:
+    if rollout_row is not None:
+        return int(rollout_row[11])
+    found = await one(conn, "SELECT next_span_seq FROM rollouts WHERE rid = %s", (rid,))
+    assert found is not None
+    return int(found[0])
 
 
 def _seen_params(group: list[Span]) -> tuple[Any, ...]:

@@ -6,7 +6,8 @@ What does not depend on PostgreSQL (rows <-> objects, WHERE/ORDER BY/LIMIT claus
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
 import anyio
@@ -50,17 +51,23 @@ async def transaction(conn: Conn, fn: Callable[[Conn], Awaitable[T]]) -> T:
     executed and only reading a result waits for the server, so ``BEGIN``, ``COMMIT`` and the
     statements whose results ``fn`` does not read cost no round trip of their own (an error of
     one of them is raised at ``COMMIT``). On any error the transaction is rolled back."""
+    async with rollback_on_error(conn), conn.pipeline():
+        await conn.execute(b"BEGIN")
+        result = await fn(conn)
+        await conn.execute(b"COMMIT")
+    return result
+
+
+@contextlib.asynccontextmanager
+async def rollback_on_error(conn: Conn) -> AsyncIterator[None]:
+    """Roll back the connection's open transaction when the block raises."""
     try:
-        async with conn.pipeline():
-            await conn.execute(b"BEGIN")
-            result = await fn(conn)
-            await conn.execute(b"COMMIT")
+        yield
     except BaseException:
         if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
             with anyio.move_on_after(_ROLLBACK_SECONDS, shield=True):
                 await conn.execute(b"ROLLBACK")
         raise
-    return result
 
 
 async def execute_together(conn: Conn, statements: list[Statement]) -> None:

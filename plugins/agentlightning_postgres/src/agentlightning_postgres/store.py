@@ -175,17 +175,17 @@ class PostgresLightningStore(LightningStore):
         async with pool.connection() as conn:
             return await fn(conn)
 
-    async def _write(self, fn: Callable[[Conn], Awaitable[T]], *, one_statement: bool = False) -> T:
+    async def _write(self, fn: Callable[[Conn], Awaitable[T]], *, own: bool = False) -> T:
         """Run ``fn`` in one transaction, tried again when PostgreSQL aborts it as a deadlock.
 
-        The transaction runs in pipeline mode (:func:`sql.transaction`); ``one_statement``: ``fn``
-        runs a single statement, which autocommit makes a transaction of its own.
+        The transaction runs in pipeline mode (:func:`sql.transaction`); ``own``: ``fn`` makes
+        its own (a single statement, which autocommit makes a transaction, or span batches).
         """
         pool = await self._opened()
         for attempt in range(_RETRIES):
             try:
                 async with pool.connection() as conn:
-                    return await (fn(conn) if one_statement else transaction(conn, fn))
+                    return await (fn(conn) if own else transaction(conn, fn))
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 self._span_resources.clear_refs()
                 if attempt == _RETRIES - 1:
@@ -299,7 +299,7 @@ class PostgresLightningStore(LightningStore):
             await rollouts.insert(conn, rollout, latest_resources=True)
             return rollout
 
-        return await self._write(op, one_statement=True)
+        return await self._write(op, own=True)
 
     async def enqueue_many_rollouts(self, requests: Sequence[EnqueueRequest]) -> list[Rollout]:
         items = list(requests)
@@ -330,14 +330,14 @@ class PostgresLightningStore(LightningStore):
         return await self._write(op) if items else []
 
     async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
-        got = await self._write(lambda conn: attempts.dequeue(conn, 1, worker_id), one_statement=True)
+        got = await self._write(lambda conn: attempts.dequeue(conn, 1, worker_id), own=True)
         return got[0] if got else None
 
     async def dequeue_many_rollouts(self, limit: int, worker_id: str | None = None) -> list[AttemptedRollout]:
         check_positive_int("limit", limit, minimum=0)
         if limit == 0:
             return []
-        return await self._write(lambda conn: attempts.dequeue(conn, limit, worker_id), one_statement=True)
+        return await self._write(lambda conn: attempts.dequeue(conn, limit, worker_id), own=True)
 
     async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
         return await self._write(lambda conn: attempts.start(conn, rollout_id, worker_id, self.where))
@@ -496,7 +496,7 @@ class PostgresLightningStore(LightningStore):
         if not isinstance(span, Span):
             raise TypeError(f"add_span expects a Span, got {type(span).__name__}")
         stored = await self._write(
-            lambda conn: spans_sql.add(conn, [span], self._span_resources, self.where, self.channel)
+            lambda conn: spans_sql.add(conn, [span], self._span_resources, self.where, self.channel), own=True
         )
         return stored[0] if stored else None
 
@@ -508,7 +508,7 @@ class PostgresLightningStore(LightningStore):
         if not items:
             return []
         return await self._write(
-            lambda conn: spans_sql.add(conn, items, self._span_resources, self.where, self.channel)
+            lambda conn: spans_sql.add(conn, items, self._span_resources, self.where, self.channel), own=True
         )
 
     async def add_otel_span(
