@@ -6,6 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+
 from agentlightning_core import RolloutNotFoundError
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
@@ -37,6 +39,7 @@ __all__ = [
     "new_rollout",
     "query",
     "row",
+    "send_insert",
     "set_status",
     "status_statement",
     "update",
@@ -82,8 +85,18 @@ def new_rollout(
 async def insert(conn: Conn, rollout: Rollout, *, latest_resources: bool = False) -> int:
     """Store a new rollout; returns its row key. ``latest_resources``: a rollout without
     ``resources_id`` records the latest resources (looked up in the same statement)."""
-    found = await one(
-        conn,
+    found = await (await send_insert(conn, rollout, latest_resources=latest_resources)).fetchone()
+    assert found is not None
+    rollout.resources_id = found[1]
+    return int(found[0])
+
+
+async def send_insert(
+    conn: Conn, rollout: Rollout, *, latest_resources: bool = False
+) -> psycopg.AsyncCursor[tuple[Any, ...]]:
+    """Send :func:`insert`'s statement; its cursor returns the row key and ``resources_id``
+    (in pipeline mode, once read or at ``COMMIT``)."""
+    return await conn.execute(
         _INSERTS[
             rollout.status in policy.QUEUED_ROLLOUT_STATUSES,
             latest_resources and rollout.resources_id is None,
@@ -100,9 +113,6 @@ async def insert(conn: Conn, rollout: Rollout, *, latest_resources: bool = False
             policy.FIRST_SEQUENCE_ID,
         ),
     )
-    assert found is not None
-    rollout.resources_id = found[1]
-    return int(found[0])
 
 
 async def row(

@@ -29,14 +29,15 @@ _COPY = (
     " resource_ref, body) FROM STDIN (FORMAT BINARY)"
 )
 _COPY_TYPES = ["int8", "int8", "int8", "text", "text", "text", "text", "float8", "float8", "int4", "bytea"]
-# The span ids of a group already stored for its attempt (by attempt id or the latest attempt).
+# The span ids of a group already stored for its attempt (by attempt id or the latest attempt);
+# the attempt's key comes first (an InitPlan), so the index scan is on (aid, span_id) both.
 _SEEN_SELECT = (
-    "SELECT s.span_id FROM spans s JOIN attempts a ON a.aid = s.aid JOIN rollouts r ON r.rid = a.rid"
+    "SELECT span_id FROM spans WHERE aid = (SELECT a.aid FROM attempts a JOIN rollouts r ON r.rid = a.rid"
     " WHERE r.rollout_id = %s AND "
 )
 _SEEN = {
-    False: _SEEN_SELECT + "a.attempt_id = %s AND s.span_id = ANY(%s)",
-    True: _SEEN_SELECT + "a.sequence_id = r.attempt_count AND %s = 'latest' AND s.span_id = ANY(%s)",
+    False: _SEEN_SELECT + "a.attempt_id = %s) AND span_id = ANY(%s)",
+    True: _SEEN_SELECT + "a.sequence_id = r.attempt_count AND %s = 'latest') AND span_id = ANY(%s)",
 }
 
 

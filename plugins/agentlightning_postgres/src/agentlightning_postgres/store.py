@@ -323,7 +323,7 @@ class PostgresLightningStore(LightningStore):
                     r.metadata,
                     RolloutStatus.QUEUING,
                 )
-                await rollouts.insert(conn, rollout)
+                await rollouts.send_insert(conn, rollout)  # pipelined: no round trip of its own
                 out.append(rollout)
             return out
 
