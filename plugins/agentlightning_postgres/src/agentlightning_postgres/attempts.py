@@ -52,11 +52,6 @@ _NEW = (
     " INSERT INTO attempts (rid, attempt_id, sequence_id, status, start_time, worker_id, metadata, resources_id)"
     " SELECT %s, %s, %s, %s, %s, %s, '{}', r.resources_id FROM r RETURNING resources_id"
 )
-# Dequeue in one statement (autocommit makes it a transaction of its own): lock the oldest
-# queued rollouts, skipping rows another transaction is dequeuing rather than waiting for them,
-# restart each (a rollout without resources takes the latest ones), insert its attempt (ids
-# come from the caller, in queue order) and, for a named worker, record it busy with the last
-# one or, when the queue was empty, that it asked.
 # An attempt and its rollout, both locked (so both are read as they are once the lock is
 # held: a change committed while this waited is seen), by attempt id or the latest attempt.
 _LOCKED_SELECT = (
@@ -68,6 +63,11 @@ _LOCKED = {
     False: _LOCKED_SELECT + "a.attempt_id = %s FOR UPDATE OF r, a",
     True: _LOCKED_SELECT + "a.sequence_id = r.attempt_count AND %s = 'latest' FOR UPDATE OF r, a",
 }
+# Dequeue in one statement (autocommit makes it a transaction of its own): lock the oldest
+# queued rollouts, skipping rows another transaction is dequeuing rather than waiting for them,
+# restart each (a rollout without resources takes the latest ones), insert its attempt (ids
+# come from the caller, in queue order) and, for a named worker, record it busy with the last
+# one or, when the queue was empty, that it asked.
 _DEQUEUE_CTES = (
     "WITH q AS (SELECT rid, queue_seq FROM rollouts WHERE queue_seq IS NOT NULL ORDER BY queue_seq"
     " LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
