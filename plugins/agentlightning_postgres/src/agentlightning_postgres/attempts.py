@@ -31,6 +31,7 @@ from agentlightning_postgres import resources, rollouts, workers
 from agentlightning_postgres.sql import POSTGRES, Conn, Statement, all_rows, execute_together, one, set_fields
 
 __all__ = [
+    "DEQUEUE_CHUNK",
     "apply_status",
     "dequeue",
     "latest",
