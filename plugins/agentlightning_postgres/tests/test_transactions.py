@@ -3,6 +3,7 @@ undo the whole call, and a call that waited for a row lock reads the rows as the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import anyio
@@ -11,6 +12,7 @@ import pytest
 
 from agentlightning_core.store.base import EnqueueRequest
 from agentlightning_core.testing.store import DEADLINE
+from agentlightning_core.types import RolloutConfig
 from agentlightning_postgres import PostgresLightningStore
 
 pytestmark = pytest.mark.anyio
@@ -70,3 +72,33 @@ async def _waiting_for_a_lock(dsn: str) -> bool:
             await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
         ).fetchone()
         return found is not None and found[0] > 0
+
+
+async def test_a_watchdog_that_waited_for_the_lock_sees_the_heartbeat_sent_meanwhile(
+    make_store: Make, dsn: str
+) -> None:
+    async with make_store(schema="watchdog_wait", watchdog_interval=None) as store:
+        got = await store.start_rollout("x", config=RolloutConfig(unresponsive_seconds=10.0))
+        later = time.time() + 100  # the pass's "now": the attempt's start is long overdue
+        async with await psycopg.AsyncConnection.connect(dsn) as other:  # a heartbeat from another process
+            await other.execute(
+                "SELECT 1 FROM watchdog_wait.rollouts WHERE rollout_id = %s FOR UPDATE", (got.rollout_id,)
+            )
+            await other.execute(
+                "UPDATE watchdog_wait.attempts SET last_heartbeat_time = %s WHERE attempt_id = %s",
+                (later, got.attempt_id),
+            )
+            async with anyio.create_task_group() as tg:
+                changed: list[int] = []
+
+                async def watchdog() -> None:
+                    changed.append(await store.watchdog_pass(now=later))
+
+                tg.start_soon(watchdog)
+                with anyio.fail_after(DEADLINE):
+                    while not await _waiting_for_a_lock(dsn):
+                        await anyio.sleep(0.01)
+                await other.commit()
+        assert changed == [0]
+        attempt = await store.get_latest_attempt(got.rollout_id)
+        assert attempt is not None and attempt.status == "preparing"
