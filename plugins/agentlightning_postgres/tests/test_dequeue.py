@@ -16,6 +16,7 @@ import pytest
 from agentlightning_core.store.base import EnqueueRequest
 from agentlightning_core.testing.store import DEADLINE
 from agentlightning_postgres import PostgresLightningStore
+from agentlightning_postgres.attempts import DEQUEUE_CHUNK
 
 pytestmark = pytest.mark.anyio
 
@@ -74,3 +75,19 @@ async def test_a_rollout_locked_by_another_transaction_is_skipped_not_waited_for
             await other.rollback()
         got = await store.dequeue_rollout()
         assert got is not None and got.rollout_id == first.rollout_id
+
+
+async def test_a_large_dequeue_takes_every_queued_rollout_in_order_in_chunks(make_store: Make) -> None:
+    count = DEQUEUE_CHUNK + 44  # more than one dequeue statement takes
+    async with make_store(schema="dequeue_chunks") as store:
+        queued = await store.enqueue_many_rollouts([EnqueueRequest(input=i) for i in range(count)])
+        got = await store.dequeue_many_rollouts(10 * count, worker_id="w1")
+        assert [g.rollout_id for g in got] == [r.rollout_id for r in queued]
+        assert len({g.attempt.attempt_id for g in got}) == count
+        assert all(g.attempt.sequence_id == 1 and g.rollout.status == "preparing" for g in got)
+        worker = await store.get_worker_by_id("w1")
+        assert worker.status == "busy" and worker.current_attempt_id == got[-1].attempt.attempt_id
+        stored = await store.query_attempts(got[-1].rollout_id)
+        assert [a.attempt_id for a in stored] == [got[-1].attempt.attempt_id]
+        assert await store.dequeue_many_rollouts(5, worker_id="w2") == []
+        assert (await store.get_worker_by_id("w2")).last_dequeue_time is not None

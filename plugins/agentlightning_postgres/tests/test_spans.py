@@ -4,6 +4,8 @@ stored once, sequence ids unique across processes."""
 from __future__ import annotations
 
 import contextlib
+import json
+import zlib
 from collections.abc import Callable
 
 import anyio
@@ -12,6 +14,7 @@ import psycopg
 import pytest
 
 from agentlightning_core.spans import Span, SpanEvent, SpanStatus
+from agentlightning_core.store.sql import span_body_json
 from agentlightning_core.testing.store import make_span
 from agentlightning_postgres import PostgresLightningStore
 from agentlightning_postgres.codec import decode_body, encode_span_body
@@ -91,3 +94,38 @@ async def test_stores_adding_to_one_attempt_at_once_get_distinct_sequence_ids(ma
                 tg.start_soon(add, k, store)
         seqs = [s.sequence_id for s in await stores[1].query_spans(got.rollout_id)]
         assert sorted(seqs) == list(range(1, 151))
+
+
+def test_bodies_are_lz4_with_a_dictionary_and_deflated_ones_of_earlier_versions_still_read() -> None:
+    span = attrs.evolve(
+        make_span("r", "a", 1),
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.input.messages": '[{"role": "user", "parts": [{"type": "text", "content": "Hi"}]}]',
+            "gen_ai.usage.input_tokens": 12,
+        },
+        kind="CLIENT",
+    )
+    body = encode_span_body(span)
+    data = span_body_json(span)
+    assert body[0] == 0x02 and len(body) < len(data) // 2
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -15)
+    written_by_0_1_0 = b"\x01" + deflate.compress(data) + deflate.flush()
+    assert decode_body(written_by_0_1_0) == decode_body(body) == json.loads(data)
+    with pytest.raises(ValueError, match="format byte 0x7"):
+        decode_body(b"\x07abc")
+
+
+async def test_a_batch_the_server_rejects_changes_nothing(make_store: Make, dsn: str) -> None:
+    # the COPY fails inside the batch's transaction: it is rolled back, the connection stays usable
+    async with make_store(schema="rejected") as store:
+        got = await store.start_rollout("x")
+        bad = attrs.evolve(make_span(got.rollout_id, got.attempt_id, 1), name="nul\x00byte")
+        with pytest.raises(psycopg.DataError):
+            await store.add_many_spans([make_span(got.rollout_id, got.attempt_id, 0), bad])
+        attempt = await store.get_latest_attempt(got.rollout_id)
+        assert attempt is not None and attempt.status == "preparing" and attempt.last_heartbeat_time is None
+        assert len(await store.query_spans(got.rollout_id)) == 0
+        stored = await store.add_many_spans([make_span(got.rollout_id, got.attempt_id, 2)])
+        assert [s.sequence_id for s in stored] == [1]
+        assert await _rows(dsn, "SELECT span_count FROM rejected.rollouts") == [(1,)]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psycopg
+
 from agentlightning_core import AttemptNotFoundError
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import PaginatedResult, SortOrder, Unset
@@ -26,9 +28,22 @@ from agentlightning_core.types import (
     RolloutStatus,
 )
 from agentlightning_postgres import resources, rollouts, workers
-from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one, set_fields
+from agentlightning_postgres.sql import POSTGRES, Conn, Statement, all_rows, execute_together, one, set_fields
 
-__all__ = ["apply_status", "dequeue", "latest", "new", "query", "row", "row_in", "start", "update"]
+__all__ = [
+    "DEQUEUE_CHUNK",
+    "apply_status",
+    "dequeue",
+    "latest",
+    "locked",
+    "new",
+    "query",
+    "row",
+    "row_in",
+    "send_locked",
+    "start",
+    "update",
+]
 
 # The rollout (re)starts and its attempt is stored in one statement; a rollout without
 # resources takes the latest ones.
@@ -38,11 +53,50 @@ _NEW = (
     " INSERT INTO attempts (rid, attempt_id, sequence_id, status, start_time, worker_id, metadata, resources_id)"
     " SELECT %s, %s, %s, %s, %s, %s, '{}', r.resources_id FROM r RETURNING resources_id"
 )
-# Queued rollouts, oldest first; rows another transaction is dequeuing are skipped, not waited for.
-_DEQUEUE = (
-    f"SELECT {ROLLOUT_COLUMNS}, r.attempt_count FROM rollouts r"
-    " WHERE r.queue_seq IS NOT NULL ORDER BY r.queue_seq LIMIT %s FOR UPDATE SKIP LOCKED"
+# An attempt and its rollout, both locked (so both are read as they are once the lock is
+# held: a change committed while this waited is seen), by attempt id or the latest attempt.
+_LOCKED_SELECT = (
+    f"SELECT {ATTEMPT_COLUMNS}, {ROLLOUT_COLUMNS}, r.attempt_count, r.next_span_seq"
+    " FROM rollouts r JOIN attempts a ON a.rid = r.rid"
+    " WHERE r.rollout_id = %s AND "
 )
+_LOCKED = {
+    False: _LOCKED_SELECT + "a.attempt_id = %s FOR UPDATE OF r, a",
+    True: _LOCKED_SELECT + "a.sequence_id = r.attempt_count AND %s = 'latest' FOR UPDATE OF r, a",
+}
+# Dequeue in one statement (autocommit makes it a transaction of its own): lock the oldest
+# queued rollouts, skipping rows another transaction is dequeuing rather than waiting for them,
+# restart each (a rollout without resources takes the latest ones), insert its attempt (ids
+# come from the caller, in queue order) and, for a named worker, record it busy with the last
+# one or, when the queue was empty, that it asked.
+_DEQUEUE_CTES = (
+    "WITH q AS (SELECT rid, queue_seq FROM rollouts WHERE queue_seq IS NOT NULL ORDER BY queue_seq"
+    " LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
+    " u AS (UPDATE rollouts r SET attempt_count = r.attempt_count + 1, status = 'preparing', end_time = NULL,"
+    f" queue_seq = NULL, resources_id = coalesce(r.resources_id, ({resources.LATEST_ID})) FROM q"
+    f" WHERE r.rid = q.rid RETURNING {ROLLOUT_COLUMNS}, r.attempt_count, q.queue_seq AS taken_seq),"
+    " n AS (SELECT u.*, (%(ids)s::text[])[row_number() OVER (ORDER BY taken_seq)] AS attempt_id FROM u),"
+    " a AS (INSERT INTO attempts (rid, attempt_id, sequence_id, status, start_time, worker_id, metadata,"
+    " resources_id) SELECT rid, attempt_id, attempt_count, %(status)s, %(now)s, %(worker)s, '{}', resources_id"
+    " FROM n)"
+)
+_DEQUEUE_WORKER = (
+    ", w AS (INSERT INTO workers (worker_id, status, last_dequeue_time, last_busy_time, current_rollout_id,"
+    " current_attempt_id) SELECT %(worker)s, 'busy', %(now)s, %(now)s, rollout_id, attempt_id FROM n"
+    " ORDER BY taken_seq DESC LIMIT 1 ON CONFLICT (worker_id) DO UPDATE SET status = 'busy',"
+    " last_dequeue_time = excluded.last_dequeue_time, last_busy_time = excluded.last_busy_time,"
+    " current_rollout_id = excluded.current_rollout_id, current_attempt_id = excluded.current_attempt_id),"
+    " e AS (INSERT INTO workers (worker_id, status, last_dequeue_time) SELECT %(worker)s, 'unknown', %(now)s"
+    " WHERE NOT EXISTS (SELECT 1 FROM u) ON CONFLICT (worker_id) DO UPDATE SET"
+    " last_dequeue_time = excluded.last_dequeue_time)"
+)
+_DEQUEUE_SELECT = " SELECT * FROM n ORDER BY taken_seq"
+DEQUEUE_CHUNK = 256
+"""Most rollouts one dequeue statement takes (it carries an attempt id for each)."""
+_DEQUEUE = {
+    False: _DEQUEUE_CTES + _DEQUEUE_SELECT,
+    True: _DEQUEUE_CTES + _DEQUEUE_WORKER + _DEQUEUE_SELECT,
+}
 
 
 async def new(
@@ -74,12 +128,45 @@ async def new(
 
 async def dequeue(conn: Conn, limit: int, worker_id: str | None) -> list[AttemptedRollout]:
     """Up to ``limit`` queued rollouts, oldest first, each with its next attempt (created in
-    the transaction that locked the rollout, so no two callers get the same one)."""
-    rows = await all_rows(conn, _DEQUEUE, (limit,))
+    the statement that locked the rollout, so no two callers get the same one). Run it in
+    autocommit mode: each statement is its own transaction, taking up to :data:`DEQUEUE_CHUNK`
+    rollouts (one for the usual single dequeue)."""
+    out: list[AttemptedRollout] = []
+    while len(out) < limit:
+        want = min(limit - len(out), DEQUEUE_CHUNK)
+        got = await _dequeue_chunk(conn, want, worker_id)
+        if not got and not out:
+            # The statement's snapshot may hold only rollouts that faster dequeuers took
+            # meanwhile (skipped) and miss ones enqueued since: look once more.
+            got = await _dequeue_chunk(conn, want, worker_id)
+        out += got
+        if len(got) < want:
+            break
+    return out
+
+
+async def _dequeue_chunk(conn: Conn, limit: int, worker_id: str | None) -> list[AttemptedRollout]:
     now = time.time()
-    if not rows and worker_id is not None:
-        await workers.dequeued_nothing(conn, now, worker_id)
-    return [await new(conn, now, r[0], rollout_from_row(r), r[10], worker_id) for r in rows]
+    params = {
+        "limit": limit,
+        "ids": [policy.new_attempt_id() for _ in range(limit)],
+        "status": str(AttemptStatus.PREPARING),
+        "now": now,
+        "worker": worker_id,
+    }
+    out = []
+    for r in await all_rows(conn, _DEQUEUE[worker_id is not None], params):
+        rollout = rollout_from_row(r)
+        attempt = Attempt(
+            rollout_id=rollout.rollout_id,
+            attempt_id=r[12],
+            sequence_id=r[10],
+            start_time=now,
+            worker_id=worker_id,
+            resources_id=rollout.resources_id,
+        )
+        out.append(AttemptedRollout(rollout=rollout, attempt=attempt))
+    return out
 
 
 async def start(conn: Conn, rollout_id: str, worker_id: str | None, where_: str) -> AttemptedRollout:
@@ -130,6 +217,33 @@ async def row_in(conn: Conn, rid: int, rollout_id: str, attempt_id: str) -> tupl
     return found
 
 
+async def send_locked(conn: Conn, rollout_id: str, attempt_id: str) -> psycopg.AsyncCursor[tuple[Any, ...]]:
+    """Send the statement of :func:`locked` (in pipeline mode, its result is read later)."""
+    return await conn.execute(_LOCKED[attempt_id == "latest"], (rollout_id, attempt_id))
+
+
+async def locked(
+    conn: Conn,
+    rollout_id: str,
+    attempt_id: str,
+    where_: str,
+    sent: psycopg.AsyncCursor[tuple[Any, ...]] | None = None,
+) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
+    """Lock the rollout and the attempt (``"latest"``: the latest one) in one statement; returns
+    the attempt's :data:`ATTEMPT_COLUMNS` and the rollout's :data:`ROLLOUT_COLUMNS` with
+    ``attempt_count`` and ``next_span_seq``, as they are under the lock.
+
+    When the statement finds nothing (a missing rollout or attempt, or a new latest attempt
+    created while this waited for the lock) the attempt is looked up as :func:`row` does, which
+    names what is missing; the rollout's row is then None. ``sent``: the cursor of
+    :func:`send_locked`, when the statement was sent already.
+    """
+    found = await (sent or await send_locked(conn, rollout_id, attempt_id)).fetchone()
+    if found is None:
+        return await row(conn, rollout_id, attempt_id, where_, lock=True), None
+    return found, found[13:]
+
+
 async def latest(conn: Conn, rollout_id: str, where_: str) -> Attempt | None:
     found = await _latest_row(conn, (await rollouts.row(conn, rollout_id, where_))[0])
     return attempt_from_row(found) if found is not None else None
@@ -152,32 +266,47 @@ async def query(
 
 
 async def apply_status(
-    conn: Conn, aid: int, rid: int, attempt: Attempt, status: AttemptStatus, now: float, channel: str
+    conn: Conn,
+    aid: int,
+    rid: int,
+    attempt: Attempt,
+    status: AttemptStatus,
+    now: float,
+    channel: str,
+    rollout_row: tuple[Any, ...] | None = None,
 ) -> bool:
     """Set an attempt's status and carry the consequence to its rollout if it is the latest
     (the caller holds the rollout's row lock). Returns True when the rollout became terminal.
+
+    ``rollout_row``: the rollout's :data:`ROLLOUT_COLUMNS` and ``attempt_count`` as read under
+    that lock (read here when None).
     """
     unchanged = status is attempt.status
     attempt.status = status
     attempt.end_time = policy.end_time_for(status, attempt.end_time, now)
-    await conn.execute(
-        "UPDATE attempts SET status = %s, end_time = %s WHERE aid = %s", (str(status), attempt.end_time, aid)
-    )
-    if unchanged:
-        return False
-    if status in TERMINAL_ATTEMPT_STATUSES and attempt.worker_id is not None:
-        await workers.released(conn, now, attempt.worker_id, attempt.attempt_id)
-    found = await one(
-        conn, f"SELECT {ROLLOUT_COLUMNS}, r.attempt_count FROM rollouts r WHERE r.rid = %s", (rid,)
-    )
-    assert found is not None
-    if found[10] != attempt.sequence_id:
-        return False  # an older attempt never changes the rollout
-    rollout = rollout_from_row(found)
-    new_status = policy.rollout_status_for_attempt(rollout, attempt)
-    if new_status is None:
-        return False
-    return await rollouts.set_status(conn, rid, rollout, new_status, now, channel)
+    # Decide everything first, then write the attempt, its worker and its rollout at once.
+    writes: list[Statement] = [
+        (
+            "UPDATE attempts SET status = %s, end_time = %s WHERE aid = %s",
+            (str(status), attempt.end_time, aid),
+        )
+    ]
+    terminal = False
+    if not unchanged:
+        if status in TERMINAL_ATTEMPT_STATUSES and attempt.worker_id is not None:
+            writes.append(workers.released_statement(now, attempt.worker_id, attempt.attempt_id))
+        found = rollout_row or await one(
+            conn, f"SELECT {ROLLOUT_COLUMNS}, r.attempt_count FROM rollouts r WHERE r.rid = %s", (rid,)
+        )
+        assert found is not None
+        if found[10] == attempt.sequence_id:  # an older attempt never changes the rollout
+            rollout = rollout_from_row(found)
+            new_status = policy.rollout_status_for_attempt(rollout, attempt)
+            if new_status is not None:
+                statement, terminal = rollouts.status_statement(rid, rollout, new_status, now, channel)
+                writes.append(statement)
+    await execute_together(conn, writes)
+    return terminal
 
 
 async def update(
@@ -193,7 +322,7 @@ async def update(
     reward: float | Unset | None,
 ) -> tuple[Attempt, bool]:
     """``update_attempt`` on checked arguments; True if the rollout became terminal."""
-    found = await row(conn, rollout_id, attempt_id, where_, lock=True)
+    found, rollout_row = await locked(conn, rollout_id, attempt_id, where_)
     aid, rid, attempt = found[9], found[10], attempt_from_row(found)
     if not isinstance(worker_id, Unset) and worker_id != attempt.worker_id:
         await workers.hand_over(conn, attempt, worker_id)
@@ -214,5 +343,5 @@ async def update(
         status = revived if revived is not attempt.status else None
     terminal = False
     if status is not None:
-        terminal = await apply_status(conn, aid, rid, attempt, status, time.time(), channel)
+        terminal = await apply_status(conn, aid, rid, attempt, status, time.time(), channel, rollout_row)
     return attempt, terminal

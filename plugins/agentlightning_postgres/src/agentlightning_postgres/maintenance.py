@@ -56,7 +56,7 @@ async def mark_due(conn: Conn, due: Sequence[int], now: float, channel: str) -> 
     rows = await all_rows(
         conn,
         f"SELECT {ATTEMPT_COLUMNS}, r.config FROM attempts a JOIN rollouts r ON r.rid = a.rid"
-        " WHERE a.aid = ANY(%s) ORDER BY r.rollout_id FOR UPDATE OF r",
+        " WHERE a.aid = ANY(%s) ORDER BY r.rollout_id FOR UPDATE OF r, a",
         (list(due),),
     )
     for row in rows:

@@ -6,6 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+
 from agentlightning_core import RolloutNotFoundError
 from agentlightning_core.store import policy
 from agentlightning_core.store.base import FilterLogic, PaginatedResult, SortOrder
@@ -27,23 +29,22 @@ from agentlightning_core.types import (
     RolloutStatus,
 )
 from agentlightning_postgres import resources
-from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one, set_fields
+from agentlightning_postgres.sql import POSTGRES, Conn, Statement, all_rows, one, set_fields
 
 __all__ = [
     "FINISHED_BEFORE",
-    "NOTIFY",
     "finished",
     "get",
     "insert",
     "new_rollout",
     "query",
     "row",
+    "send_insert",
     "set_status",
+    "status_statement",
     "update",
 ]
 
-NOTIFY = "SELECT pg_notify(%s, %s)"
-"""Announces (on commit) that a rollout became terminal: wakes every ``wait_for_rollouts``."""
 
 _INSERT = (
     "INSERT INTO rollouts (rollout_id, status, input, start_time, mode, resources_id, config, metadata,"
@@ -84,8 +85,18 @@ def new_rollout(
 async def insert(conn: Conn, rollout: Rollout, *, latest_resources: bool = False) -> int:
     """Store a new rollout; returns its row key. ``latest_resources``: a rollout without
     ``resources_id`` records the latest resources (looked up in the same statement)."""
-    found = await one(
-        conn,
+    found = await (await send_insert(conn, rollout, latest_resources=latest_resources)).fetchone()
+    assert found is not None
+    rollout.resources_id = found[1]
+    return int(found[0])
+
+
+async def send_insert(
+    conn: Conn, rollout: Rollout, *, latest_resources: bool = False
+) -> psycopg.AsyncCursor[tuple[Any, ...]]:
+    """Send :func:`insert`'s statement; its cursor returns the row key and ``resources_id``
+    (in pipeline mode, once read or at ``COMMIT``)."""
+    return await conn.execute(
         _INSERTS[
             rollout.status in policy.QUEUED_ROLLOUT_STATUSES,
             latest_resources and rollout.resources_id is None,
@@ -102,9 +113,6 @@ async def insert(conn: Conn, rollout: Rollout, *, latest_resources: bool = False
             policy.FIRST_SEQUENCE_ID,
         ),
     )
-    assert found is not None
-    rollout.resources_id = found[1]
-    return int(found[0])
 
 
 async def row(
@@ -144,6 +152,21 @@ async def set_status(
 
     A rollout entering the queue goes to its back; ``requeue`` sends an already queued one there too.
     """
+    statement, terminal = status_statement(rid, rollout, status, now, channel, requeue)
+    await conn.execute(*statement)
+    return terminal
+
+
+def status_statement(
+    rid: int,
+    rollout: Rollout,
+    status: RolloutStatus,
+    now: float,
+    channel: str,
+    requeue: bool = False,
+) -> tuple[Statement, bool]:
+    """:func:`set_status`'s statement (``rollout`` is updated now) and whether it makes the
+    rollout terminal."""
     was_queued = rollout.status in policy.QUEUED_ROLLOUT_STATUSES
     was_terminal = rollout.status in TERMINAL_ROLLOUT_STATUSES
     rollout.status = status
@@ -153,14 +176,14 @@ async def set_status(
         queue_seq = "nextval('queue_seq')"
     else:
         queue_seq = "queue_seq" if queued else "NULL"
-    await conn.execute(
-        f"UPDATE rollouts SET status = %s, end_time = %s, queue_seq = {queue_seq} WHERE rid = %s",
-        (str(status), rollout.end_time, rid),
-    )
-    terminal = status in TERMINAL_ROLLOUT_STATUSES and not was_terminal
-    if terminal:
-        await conn.execute(NOTIFY, (channel, rollout.rollout_id))
-    return terminal
+    query = f"UPDATE rollouts SET status = %s, end_time = %s, queue_seq = {queue_seq} WHERE rid = %s"
+    if status in TERMINAL_ROLLOUT_STATUSES and not was_terminal:
+        # announced when the transaction commits
+        return (
+            query + " RETURNING pg_notify(%s, rollout_id)",
+            (str(status), rollout.end_time, rid, channel),
+        ), True
+    return (query, (str(status), rollout.end_time, rid)), False
 
 
 async def update(

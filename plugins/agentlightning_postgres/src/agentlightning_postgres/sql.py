@@ -6,19 +6,35 @@ What does not depend on PostgreSQL (rows <-> objects, WHERE/ORDER BY/LIMIT claus
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
+import anyio
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from agentlightning_core.store.base import PaginatedResult
 from agentlightning_core.store.sql import QueryStatements, SqlDialect, changed_fields, update_statement
 
-__all__ = ["POSTGRES", "Conn", "all_rows", "one", "page", "set_fields"]
+__all__ = [
+    "POSTGRES",
+    "Conn",
+    "Statement",
+    "all_rows",
+    "execute_together",
+    "one",
+    "page",
+    "set_fields",
+    "transaction",
+]
 
 T = TypeVar("T")
+_ROLLBACK_SECONDS = 10.0
 
 Conn: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
+Statement: TypeAlias = tuple[str, tuple[Any, ...]]
+"""A query and its parameters."""
 
 POSTGRES = SqlDialect(
     param="%s",
@@ -28,6 +44,43 @@ POSTGRES = SqlDialect(
     row_id="ctid",
     array_params=True,
 )
+
+
+async def transaction(conn: Conn, fn: Callable[[Conn], Awaitable[T]]) -> T:
+    """Run ``fn`` in one transaction in libpq's pipeline mode: statements are sent as they are
+    executed and only reading a result waits for the server, so ``BEGIN``, ``COMMIT`` and the
+    statements whose results ``fn`` does not read cost no round trip of their own (an error of
+    one of them is raised at ``COMMIT``). On any error the transaction is rolled back."""
+    async with rollback_on_error(conn), conn.pipeline():
+        await conn.execute(b"BEGIN")
+        result = await fn(conn)
+        await conn.execute(b"COMMIT")
+    return result
+
+
+@contextlib.asynccontextmanager
+async def rollback_on_error(conn: Conn) -> AsyncIterator[None]:
+    """Roll back the connection's open transaction when the block raises."""
+    try:
+        yield
+    except BaseException:
+        if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+            with anyio.move_on_after(_ROLLBACK_SECONDS, shield=True):
+                await conn.execute(b"ROLLBACK")
+        raise
+
+
+async def execute_together(conn: Conn, statements: list[Statement]) -> None:
+    """Run writes as one statement (each but the last a data-modifying ``WITH`` query): one
+    statement for the client and the server to handle instead of several. They all see the
+    data as it was before any of them, so no two may change the same row."""
+    *first, (last, last_params) = statements
+    if not first:
+        await conn.execute(last, last_params)
+        return
+    ctes = ", ".join(f"w{i} AS ({query})" for i, (query, _) in enumerate(first))
+    params = [p for _, ps in first for p in ps]
+    await conn.execute(f"WITH {ctes} {last}", (*params, *last_params))
 
 
 async def one(conn: Conn, query: str, params: Any = None) -> tuple[Any, ...] | None:

@@ -67,7 +67,7 @@ from agentlightning_postgres import resources as resources_sql
 from agentlightning_postgres import schema as pg_schema
 from agentlightning_postgres import spans as spans_sql
 from agentlightning_postgres.errors import PostgresStoreError
-from agentlightning_postgres.sql import POSTGRES, Conn, page
+from agentlightning_postgres.sql import POSTGRES, Conn, page, transaction
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -175,13 +175,17 @@ class PostgresLightningStore(LightningStore):
         async with pool.connection() as conn:
             return await fn(conn)
 
-    async def _write(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        """Run ``fn`` in one transaction, tried again when PostgreSQL aborts it as a deadlock."""
+    async def _write(self, fn: Callable[[Conn], Awaitable[T]], *, own: bool = False) -> T:
+        """Run ``fn`` in one transaction, tried again when PostgreSQL aborts it as a deadlock.
+
+        The transaction runs in pipeline mode (:func:`sql.transaction`); ``own``: ``fn`` makes
+        its own (a single statement, which autocommit makes a transaction, or span batches).
+        """
         pool = await self._opened()
         for attempt in range(_RETRIES):
             try:
-                async with pool.connection() as conn, conn.transaction():
-                    return await fn(conn)
+                async with pool.connection() as conn:
+                    return await (fn(conn) if own else transaction(conn, fn))
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 self._span_resources.clear_refs()
                 if attempt == _RETRIES - 1:
@@ -295,7 +299,7 @@ class PostgresLightningStore(LightningStore):
             await rollouts.insert(conn, rollout, latest_resources=True)
             return rollout
 
-        return await self._write(op)
+        return await self._write(op, own=True)
 
     async def enqueue_many_rollouts(self, requests: Sequence[EnqueueRequest]) -> list[Rollout]:
         items = list(requests)
@@ -319,21 +323,21 @@ class PostgresLightningStore(LightningStore):
                     r.metadata,
                     RolloutStatus.QUEUING,
                 )
-                await rollouts.insert(conn, rollout)
+                await rollouts.send_insert(conn, rollout)  # pipelined: no round trip of its own
                 out.append(rollout)
             return out
 
         return await self._write(op) if items else []
 
     async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
-        got = await self._write(lambda conn: attempts.dequeue(conn, 1, worker_id))
+        got = await self._write(lambda conn: attempts.dequeue(conn, 1, worker_id), own=True)
         return got[0] if got else None
 
     async def dequeue_many_rollouts(self, limit: int, worker_id: str | None = None) -> list[AttemptedRollout]:
         check_positive_int("limit", limit, minimum=0)
         if limit == 0:
             return []
-        return await self._write(lambda conn: attempts.dequeue(conn, limit, worker_id))
+        return await self._write(lambda conn: attempts.dequeue(conn, limit, worker_id), own=True)
 
     async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
         return await self._write(lambda conn: attempts.start(conn, rollout_id, worker_id, self.where))
@@ -492,7 +496,7 @@ class PostgresLightningStore(LightningStore):
         if not isinstance(span, Span):
             raise TypeError(f"add_span expects a Span, got {type(span).__name__}")
         stored = await self._write(
-            lambda conn: spans_sql.add(conn, [span], self._span_resources, self.where, self.channel)
+            lambda conn: spans_sql.add(conn, [span], self._span_resources, self.where, self.channel), own=True
         )
         return stored[0] if stored else None
 
@@ -504,7 +508,7 @@ class PostgresLightningStore(LightningStore):
         if not items:
             return []
         return await self._write(
-            lambda conn: spans_sql.add(conn, items, self._span_resources, self.where, self.channel)
+            lambda conn: spans_sql.add(conn, items, self._span_resources, self.where, self.channel), own=True
         )
 
     async def add_otel_span(

@@ -13,9 +13,9 @@ from agentlightning_core.store.sql import (
     worker_from_row,
 )
 from agentlightning_core.types import Attempt, Worker, WorkerStatus
-from agentlightning_postgres.sql import Conn, one
+from agentlightning_postgres.sql import Conn, Statement, one
 
-__all__ = ["dequeued_nothing", "get", "hand_over", "released", "took", "update"]
+__all__ = ["get", "hand_over", "released", "released_statement", "took", "update"]
 
 
 async def took(conn: Conn, now: float, worker_id: str, rollout_id: str, attempt_id: str) -> None:
@@ -32,7 +32,12 @@ async def took(conn: Conn, now: float, worker_id: str, rollout_id: str, attempt_
 
 async def released(conn: Conn, now: float, worker_id: str, attempt_id: str) -> None:
     """The worker is idle, if that attempt is still the one it is busy with."""
-    await conn.execute(
+    await conn.execute(*released_statement(now, worker_id, attempt_id))
+
+
+def released_statement(now: float, worker_id: str, attempt_id: str) -> Statement:
+    """The statement of :func:`released`."""
+    return (
         "UPDATE workers SET status = 'idle', last_idle_time = %s, current_rollout_id = NULL,"
         " current_attempt_id = NULL WHERE worker_id = %s AND current_attempt_id = %s",
         (now, worker_id, attempt_id),
@@ -46,15 +51,6 @@ async def hand_over(conn: Conn, attempt: Attempt, worker_id: str | None) -> None
         await released(conn, now, attempt.worker_id, attempt.attempt_id)
     if worker_id is not None and attempt.status in policy.ACTIVE_ATTEMPT_STATUSES:
         await took(conn, now, worker_id, attempt.rollout_id, attempt.attempt_id)
-
-
-async def dequeued_nothing(conn: Conn, now: float, worker_id: str) -> None:
-    """A dequeue found the queue empty: the worker asked (and is known from now on)."""
-    await conn.execute(
-        "INSERT INTO workers (worker_id, status, last_dequeue_time) VALUES (%s, 'unknown', %s)"
-        " ON CONFLICT (worker_id) DO UPDATE SET last_dequeue_time = excluded.last_dequeue_time",
-        (worker_id, now),
-    )
 
 
 async def get(conn: Conn, worker_id: str, where_: str) -> Worker:
