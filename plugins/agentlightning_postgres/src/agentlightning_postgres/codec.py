@@ -18,7 +18,7 @@ from typing import Any
 import lz4.block
 
 from agentlightning_core import Span
-from agentlightning_core.store.sql import loads, span_body_json
+from agentlightning_core.store.sql import SPAN_BODY_DICTIONARY, loads, span_body_json
 
 __all__ = ["decode_body", "encode_span_body"]
 
@@ -30,45 +30,7 @@ _COMPRESS_ABOVE = 48  # bytes of JSON; below this compression rarely saves anyth
 _DEFLATED = 0x01
 _LZ4 = 0x02
 _LZ4_PREFIX = bytes((_LZ4,))
-# Bodies as the tracer and the emitters write them (semconv keys in the order they are set,
-# the JSON of GenAI messages inside attribute strings), values left empty, the common chat
-# call last: the bytes of the SQLite store's dictionary 2.
-_DICT = (
-    b'"e":[["exception",'
-    b'{"a":{"exception.type":"","exception.message":"","exception.stacktrace":'
-    b'"Traceback (most recent call last):\\n  File \\""},"s":["ERROR",null]}'
-    b'{"a":{"agentlightning.annotation.":""}}'
-    b'{"a":{"agentlightning.operation.name":"","agentlightning.operation.input'
-    b'":"","agentlightning.operation.output":""}}'
-    b'{"a":{"agentlightning.object.json":"","agentlightning.object.type":"dict'
-    b'"}}'
-    b'{"a":{"agentlightning.message.body":""}}'
-    b'{"a":{"agentlightning.reward.primary_key":"","agentlightning.reward.valu'
-    b'e":0.0}}'
-    b'"gen_ai.agent.name":"'
-    b'"gen_ai.tool.definitions":"[{\\"type\\": \\"function\\", \\"function\\": {\\"na'
-    b'me\\": \\"\\", \\"description\\": \\"\\", \\"parameters\\": {\\"type\\": \\"object\\"'
-    b', \\"properties\\": {}}}}]"'
-    b'[{\\"role\\": \\"tool\\", \\"parts\\": [{\\"type\\": \\"tool_call_response\\", \\"i'
-    b'd\\": \\"call_\\", \\"response\\": \\"\\"}]}]'
-    b'[{\\"role\\": \\"assistant\\", \\"parts\\": [{\\"type\\": \\"tool_call\\", \\"id\\":'
-    b' \\"call_\\", \\"name\\": \\"\\", \\"arguments\\": \\"{\\\\\\"\\"}], \\"finish_reason\\'
-    b'": \\"tool_calls\\"}]'
-    b'"agentlightning.llm.prompt_token_ids":['
-    b'],"agentlightning.llm.response_token_ids":['
-    b',"gen_ai.request.top_p":'
-    b',"gen_ai.request.max_tokens":'
-    b'{"a":{"gen_ai.operation.name":"chat","gen_ai.provider.name":"openai","ag'
-    b'entlightning.llm.stream":false,"gen_ai.request.model":"","gen_ai.request'
-    b'.temperature":0.0,"gen_ai.input.messages":"[{\\"role\\": \\"system\\", \\"par'
-    b'ts\\": [{\\"type\\": \\"text\\", \\"content\\": \\"\\"}]}, {\\"role\\": \\"user\\", \\'
-    b'"parts\\": [{\\"type\\": \\"text\\", \\"content\\": \\"\\"}]}]","gen_ai.output.me'
-    b'ssages":"[{\\"role\\": \\"assistant\\", \\"parts\\": [{\\"type\\": \\"text\\", \\"c'
-    b'ontent\\": \\"\\"}], \\"finish_reason\\": \\"stop\\"}]","gen_ai.response.id":"c'
-    b'hatcmpl-","gen_ai.response.model":"","gen_ai.response.finish_reasons":["'
-    b'stop"],"gen_ai.usage.input_tokens":0,"gen_ai.usage.output_tokens":0},"k"'
-    b':"CLIENT"}'
-)
+_DICT = SPAN_BODY_DICTIONARY  # the SQLite store's dictionary 2
 
 
 def encode_span_body(span: Span) -> bytes:

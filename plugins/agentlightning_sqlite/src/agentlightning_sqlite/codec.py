@@ -19,7 +19,7 @@ from typing import Any
 import lz4.block
 
 from agentlightning_core import Span
-from agentlightning_core.store.sql import loads, span_body_json
+from agentlightning_core.store.sql import SPAN_BODY_DICTIONARY, loads, span_body_json
 
 __all__ = ["decode_body", "encode_span_body"]
 
@@ -48,46 +48,8 @@ _DICT_1 = (
     b'"llm.request.type":"chat","gen_ai.system":"openai","gen_ai.request.model":"gpt-4o-mini"'
     b'{"a":{"gen_ai.'
 )
-# Dictionary 2: bodies as the tracer and the emitters write them (semconv keys, in the order
-# they are set, and the JSON of GenAI messages inside attribute strings), with the values
-# left empty; the common chat call last. Tests check it holds every key of a span captured
-# from the real ``openai`` client.
-_DICT_2 = (
-    b'"e":[["exception",'
-    b'{"a":{"exception.type":"","exception.message":"","exception.stacktrace":'
-    b'"Traceback (most recent call last):\\n  File \\""},"s":["ERROR",null]}'
-    b'{"a":{"agentlightning.annotation.":""}}'
-    b'{"a":{"agentlightning.operation.name":"","agentlightning.operation.input'
-    b'":"","agentlightning.operation.output":""}}'
-    b'{"a":{"agentlightning.object.json":"","agentlightning.object.type":"dict'
-    b'"}}'
-    b'{"a":{"agentlightning.message.body":""}}'
-    b'{"a":{"agentlightning.reward.primary_key":"","agentlightning.reward.valu'
-    b'e":0.0}}'
-    b'"gen_ai.agent.name":"'
-    b'"gen_ai.tool.definitions":"[{\\"type\\": \\"function\\", \\"function\\": {\\"na'
-    b'me\\": \\"\\", \\"description\\": \\"\\", \\"parameters\\": {\\"type\\": \\"object\\"'
-    b', \\"properties\\": {}}}}]"'
-    b'[{\\"role\\": \\"tool\\", \\"parts\\": [{\\"type\\": \\"tool_call_response\\", \\"i'
-    b'd\\": \\"call_\\", \\"response\\": \\"\\"}]}]'
-    b'[{\\"role\\": \\"assistant\\", \\"parts\\": [{\\"type\\": \\"tool_call\\", \\"id\\":'
-    b' \\"call_\\", \\"name\\": \\"\\", \\"arguments\\": \\"{\\\\\\"\\"}], \\"finish_reason\\'
-    b'": \\"tool_calls\\"}]'
-    b'"agentlightning.llm.prompt_token_ids":['
-    b'],"agentlightning.llm.response_token_ids":['
-    b',"gen_ai.request.top_p":'
-    b',"gen_ai.request.max_tokens":'
-    b'{"a":{"gen_ai.operation.name":"chat","gen_ai.provider.name":"openai","ag'
-    b'entlightning.llm.stream":false,"gen_ai.request.model":"","gen_ai.request'
-    b'.temperature":0.0,"gen_ai.input.messages":"[{\\"role\\": \\"system\\", \\"par'
-    b'ts\\": [{\\"type\\": \\"text\\", \\"content\\": \\"\\"}]}, {\\"role\\": \\"user\\", \\'
-    b'"parts\\": [{\\"type\\": \\"text\\", \\"content\\": \\"\\"}]}]","gen_ai.output.me'
-    b'ssages":"[{\\"role\\": \\"assistant\\", \\"parts\\": [{\\"type\\": \\"text\\", \\"c'
-    b'ontent\\": \\"\\"}], \\"finish_reason\\": \\"stop\\"}]","gen_ai.response.id":"c'
-    b'hatcmpl-","gen_ai.response.model":"","gen_ai.response.finish_reasons":["'
-    b'stop"],"gen_ai.usage.input_tokens":0,"gen_ai.usage.output_tokens":0},"k"'
-    b':"CLIENT"}'
-)
+# Dictionary 2: the SQL stores' shared span-body dictionary (see its docstring).
+_DICT_2 = SPAN_BODY_DICTIONARY
 
 
 def encode_span_body(span: Span) -> bytes:
