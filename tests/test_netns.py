@@ -6,6 +6,11 @@ benchmarking range 198.18.0.0/15 (RFC 2544): the *store host* runs the job with 
 *runner host* runs the same script with role ``runner`` against that address. Each namespace
 has its own loopback, so nothing reaches the other side through 127.0.0.1.
 
+A third test runs the Ray variant of the recipe: a Ray head node (no CPUs) on the store host,
+a worker node with the ``runner_slot`` resource on the runner host, both sharing Ray's own auth
+token, and a job of the ``ray`` strategy driven from the store host whose runner actors are
+placed on the runner host and reach the store over the veth.
+
 Needs root and iproute2 (``ip netns``, ``ip link``), as CI has. Where they are missing the test
 fails saying so: the recipe is then untested, which must not pass as a skip. The namespaces
 (and with them the veth pair) are deleted after the test, also when it fails.
@@ -13,10 +18,15 @@ fails saying so: the recipe is then untested, which must not pass as a skip. The
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +37,7 @@ STORE_IP, RUNNER_IP = "198.18.0.1", "198.18.0.2"
 PORT = 4747
 TOKEN = "netns-test-token"
 AGL = str(Path(sys.executable).with_name("agl"))
+RAY = str(Path(sys.executable).with_name("ray"))
 PROBE = f"""
 import socket
 for name, host in (("veth", "{STORE_IP}"), ("loopback", "127.0.0.1")):
@@ -64,6 +75,53 @@ if __name__ == "__main__":
     trainer.fit(double_agent, [1, 2, 3, 4, 5, 6])
     print("done", role, flush=True)
 """.replace("__PORT__", str(PORT))
+
+
+RAY_PORT = 6379
+NODE_IP = "agentlightning.annotation.node_ip"
+RAY_JOB = """
+import ray
+
+from agentlightning_core import Algorithm, EnqueueRequest, Trainer, emit_annotation, rollout
+
+
+@rollout
+async def node_agent(task: int) -> float:
+    emit_annotation({"node_ip": ray.util.get_node_ip_address()})  # the Ray node running this actor
+    return float(task) * 2
+
+
+class EnqueueAndReport(Algorithm):
+    async def run(self, train_dataset=None, val_dataset=None):
+        store = self.get_store()
+        rollouts = await store.enqueue_many_rollouts([EnqueueRequest(input=t) for t in train_dataset])
+        await store.wait_for_rollouts([r.rollout_id for r in rollouts], timeout=180)
+        for task, r in zip(train_dataset, rollouts):
+            attempt = await store.get_latest_attempt(r.rollout_id)
+            rollout = await store.get_rollout_by_id(r.rollout_id)
+            spans = (await store.query_spans(r.rollout_id, "latest")).items
+            nodes = ",".join(sorted({str(s.attributes[__KEY__]) for s in spans if __KEY__ in s.attributes}))
+            print("result", task, rollout.status.value, attempt.worker_id, attempt.reward, nodes or "-", flush=True)
+
+
+if __name__ == "__main__":
+    # docs/scale-out.md, "With Ray", with two runners
+    trainer = Trainer(
+        algorithm=EnqueueAndReport(),
+        strategy={
+            "type": "ray",
+            "address": "auto",
+            "num_cpus": 0.25,
+            "resources": {"runner_slot": 1},
+            "placement": "SPREAD",
+            "max_restarts": 3,
+        },
+        n_runners=2,
+        progress=False,
+    )
+    trainer.fit(node_agent, [1, 2, 3, 4])
+    print("store_url", trainer.strategy.store_url, flush=True)
+""".replace("__KEY__", repr(NODE_IP))
 
 
 @attrs.frozen
@@ -191,3 +249,141 @@ def test_a_runner_with_a_wrong_token_is_refused_over_the_network(hosts: Hosts, t
         serve.communicate(timeout=30)
     assert result.returncode != 0
     assert "401" in result.stderr or "token" in result.stderr.lower(), result.stderr
+
+
+def _read_until(process: subprocess.Popen[bytes], marker: str, timeout: float) -> str:
+    """What ``process`` printed until it printed ``marker``, exited, or ``timeout`` passed."""
+    assert process.stdout is not None
+    fd, seen, deadline = process.stdout.fileno(), b"", time.monotonic() + timeout
+    while marker.encode() not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 65536) if ready else b""
+        if not chunk:  # timed out, or the process closed its output (exited)
+            break
+        seen += chunk
+    return seen.decode(errors="replace")
+
+
+@contextlib.contextmanager
+def _ray_node(namespace: str, env: dict[str, str], *options: str) -> Iterator[str]:
+    """A Ray node started with ``ray start --block`` in ``namespace``; yields what it printed.
+
+    Namespaces share the machine's process table, so ``ray stop`` there would stop every Ray
+    process of the machine (other clusters too): the node is stopped through its own ``ray
+    start`` process instead, which stops the node's processes on SIGTERM."""
+    node = subprocess.Popen(
+        _in(namespace, RAY, "start", "--block", *options),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        started = _read_until(node, "Ray runtime started.", timeout=180)
+        assert "Ray runtime started." in started, f"`ray start {' '.join(options)}` did not start:\n{started}"
+        yield started
+    finally:
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait(timeout=30)
+        if node.stdout is not None:
+            node.stdout.close()
+
+
+def _processes_with_env(prefix: str) -> list[int]:
+    """Ids of the processes with an environment variable starting ``prefix`` (``NAME=value``)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if any(entry.startswith(prefix.encode()) for entry in environ.read_bytes().split(b"\0")):
+                found.append(int(environ.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_ray_head_on_the_store_host_and_runner_actors_on_the_runner_host(
+    hosts: Hosts, tmp_path: Path
+) -> None:
+    """docs/scale-out.md "With Ray" across the veth: Ray's auth token copied to both hosts, a
+    head node without CPUs on the store host, a worker node with ``runner_slot`` on the runner
+    host, and the driver on the store host; every rollout runs in an actor on the runner host."""
+    job = tmp_path / "job.py"
+    job.write_text(RAY_JOB)
+    ray_dirs = Path(tempfile.mkdtemp(prefix="agl-ray-"))  # short: Ray's socket paths live under it
+    homes = {name: tmp_path / f"home-{name}" for name in ("store", "runner")}
+    envs = {}
+    for name, home in homes.items():
+        (ray_dirs / name).mkdir()
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        # Each host has its own home (~/.ray/auth_token) and temp dir (where `address="auto"` looks);
+        # the recipe exports RAY_AUTH_MODE=token on every host (a joining node needs it).
+        env |= {
+            "HOME": str(home),
+            "RAY_TMPDIR": str(ray_dirs / name),
+            "RAY_AUTH_MODE": "token",
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        envs[name] = env | {"PYTHONUNBUFFERED": "1"}
+    common = ["--object-store-memory=100000000"]
+    ours = f"RAY_TMPDIR={ray_dirs}/"
+    try:
+        generated = subprocess.run(
+            _in(hosts.store, RAY, "get-auth-token", "--generate"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=envs["store"],
+        )
+        assert generated.returncode == 0, generated.stderr
+        token = homes["store"] / ".ray" / "auth_token"
+        (homes["runner"] / ".ray").mkdir()
+        shutil.copy(token, homes["runner"] / ".ray" / "auth_token")  # "copy ~/.ray/auth_token to every node"
+        with (
+            _ray_node(
+                hosts.store,
+                envs["store"],
+                "--head",
+                f"--node-ip-address={STORE_IP}",
+                f"--port={RAY_PORT}",
+                "--num-cpus=0",
+                "--include-dashboard=false",
+                f"--temp-dir={ray_dirs / 'store' / 'ray'}",
+                *common,
+            ),
+            _ray_node(
+                hosts.runner,
+                envs["runner"],
+                f"--address={STORE_IP}:{RAY_PORT}",
+                f"--node-ip-address={RUNNER_IP}",
+                '--resources={"runner_slot": 16}',
+                f"--temp-dir={ray_dirs / 'runner' / 'ray'}",
+                *common,
+            ),
+        ):
+            driver = subprocess.run(
+                _in(hosts.store, sys.executable, str(job)),
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=envs["store"],
+            )
+            assert _processes_with_env(ours)  # the nodes' processes, found by their environment
+        left = _processes_with_env(ours)
+        assert not left, f"Processes of the Ray nodes left after both were stopped: {left}"
+    finally:
+        for pid in _processes_with_env(ours):  # only when the test failed above
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_dirs, ignore_errors=True)
+    assert driver.returncode == 0, driver.stderr[-5000:]
+    results = sorted(line.split()[1:] for line in driver.stdout.splitlines() if line.startswith("result "))
+    assert [(task, status) for task, status, *_ in results] == [(str(t), "succeeded") for t in range(1, 5)], (
+        driver.stdout + driver.stderr[-5000:]
+    )
+    assert [float(reward) for _, _, _, reward, _ in results] == [2.0 * t for t in range(1, 5)]
+    assert {node for *_, node in results} == {RUNNER_IP}  # every rollout ran on the runner host's node
+    assert f"store_url http://{STORE_IP}:" in driver.stdout  # the store was served on the veth address
