@@ -141,6 +141,21 @@ def test_training_run_with_runners_as_actors(ray_cluster: Any) -> None:
             ray_cluster.get(actor.where.remote(), timeout=60)
 
 
+def test_the_store_is_served_where_runner_hosts_can_reach_it(
+    ray_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-host local cluster keeps the store on loopback; joining an existing cluster serves it
+    on this node's IP even while the head is its only node (runner hosts may join later)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("AGL_SERVER_HOST", raising=False)
+    here = ray_cluster.util.get_node_ip_address()
+    assert RayExecutionStrategy()._bind_host(ray_cluster) == "127.0.0.1"
+    assert RayExecutionStrategy(address="auto")._bind_host(ray_cluster) == here
+    assert RayExecutionStrategy(address="auto", server_host="10.1.2.3")._bind_host(ray_cluster) == "10.1.2.3"
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    assert RayExecutionStrategy()._bind_host(ray_cluster) == here
+
+
 @pytest.mark.slow
 def test_actor_killed_mid_rollout_its_rollout_succeeds_exactly_once(
     ray_cluster: Any, caplog: pytest.LogCaptureFixture

@@ -105,7 +105,8 @@ class RayExecutionStrategy(ExecutionStrategy):
         local cluster); ignored when Ray is already initialized.
     :param include_dashboard: start Ray's dashboard with a local cluster.
     :param server_host: interface the store server binds; None reads ``AGL_SERVER_HOST``, else
-        127.0.0.1 when every node of the cluster is this machine, else this node's IP.
+        this node's IP when joining an existing cluster (``address`` or ``RAY_ADDRESS`` given:
+        hosts may join later) or when the cluster spans several hosts, else 127.0.0.1.
     :param server_port: port of the store server (0: any free one).
     :param server_url: the URL actors use to reach the store server, when it differs from
         ``http://<server_host>:<port>`` (a TLS-terminating proxy, a NAT); None: derived.
@@ -273,12 +274,16 @@ class RayExecutionStrategy(ExecutionStrategy):
         host = self.server_host or os.environ.get(HOST_ENV)
         if host:
             return host
-        here = ray.util.get_node_ip_address()
+        here = str(ray.util.get_node_ip_address())
+        if self.address is not None or os.environ.get("RAY_ADDRESS"):
+            # a cluster started elsewhere may gain hosts after this (late nodes, an autoscaler)
+            logger.info("Joined an existing Ray cluster: serving the store on %s (this node)", here)
+            return here
         nodes = [node for node in ray.nodes() if node.get("Alive")]
         if all(node.get("NodeManagerAddress") == here for node in nodes):
             return "127.0.0.1"
         logger.info("The Ray cluster spans several hosts: serving the store on %s (this node)", here)
-        return str(here)
+        return here
 
     async def _main(self, algorithm: AlgorithmBundle, store: LightningStore, fleet: _Fleet) -> None:
         host = self._bind_host(fleet.ray)
