@@ -129,6 +129,12 @@ def main() -> None:
         f"max_wall_seconds={args.max_wall_seconds:g}",
         flush=True,
     )
+    if args.store == "sqlite" and (out / "store.sqlite").exists():
+        print(
+            f"Resuming the run stored in {out} (rollouts it finished are not run again; "
+            f"delete {out} to start over)",
+            flush=True,
+        )
     with endpoint(args.threads) as llm:
         store: Any = (
             {"type": "sqlite", "path": str(out / "store.sqlite")} if args.store == "sqlite" else "memory"
