@@ -35,9 +35,11 @@ def _url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 
 
 def _header_value(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or any(c in value for c in "\r\n\0")):
+    if value is not None and (
+        not isinstance(value, str) or any(c in value for c in "\r\n\0") or not value.isascii()
+    ):
         raise ValueError(
-            f"Upstream {attribute.name} must be a string without line breaks (it is sent as an HTTP header); "
+            f"Upstream {attribute.name} must be an ASCII string without line breaks (it is sent as an HTTP header); "
             "check the environment variable it was read from"
         )
 
