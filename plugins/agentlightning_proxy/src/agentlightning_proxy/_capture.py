@@ -62,10 +62,19 @@ _SCALARS = {
 }
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
-_json: Callable[[Any], str] = _ENCODER.encode
-"""An attribute's JSON text (``json.dumps(value, ensure_ascii=False, default=str)``, the encoder
-built once instead of per call)."""
+_content_json: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False, default=str).encode
+"""JSON text that becomes part of a message (tool-call arguments, a non-text prompt), written
+as ``json.dumps(value, ensure_ascii=False, default=str)`` writes it, as a model would see it."""
+
+
+def _json(value: Any) -> str:
+    """An attribute's JSON text, by orjson (compact; ~30x faster than the standard library
+    here), or by the standard library for what orjson refuses (integers over 64 bits, keys
+    that are not strings)."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return _content_json(value)
 
 
 def _loads(data: bytes) -> Any:
@@ -98,7 +107,7 @@ def _text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return "".join(b.get("text", "") for b in content if isinstance(b, dict))
-    return "" if content is None else _json(content)
+    return "" if content is None else _content_json(content)
 
 
 def _anthropic_message(message: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +125,7 @@ def _anthropic_message(message: dict[str, Any]) -> dict[str, Any]:
                     "type": "tool_call",
                     "id": block.get("id"),
                     "name": block.get("name"),
-                    "arguments": _json(block.get("input", {})),
+                    "arguments": _content_json(block.get("input", {})),
                 }
             )
         elif kind == "tool_result":
@@ -185,7 +194,7 @@ def _responses_chat(instructions: Any, items: Any) -> list[dict[str, Any]]:
 def _prompt_messages(prompt: Any) -> list[dict[str, Any]]:
     prompts = prompt if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt) else [prompt]
     return [
-        {"role": "user", "parts": [{"type": "text", "content": p if isinstance(p, str) else _json(p)}]}
+        {"role": "user", "parts": [{"type": "text", "content": p if isinstance(p, str) else _content_json(p)}]}
         for p in prompts
     ]
 

@@ -199,6 +199,9 @@ class UpstreamResponse:
 
     async def read(self) -> bytes:
         """The whole body."""
+        connection = self._connection
+        if connection.complete:  # usual for a small answer: it came with its headers
+            return connection.take() or b""
         parts = [chunk async for chunk in self.iter_chunks()]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
