@@ -298,7 +298,7 @@ def main() -> None:
     import uvloop
 
     load_before = os.getloadavg()
-    spinners = [
+    spinners: list[subprocess.Popen[Any]] = [
         subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", "while True: pass"])
         for _ in range((os.cpu_count() or 1) if args.busy_cpus else 0)
     ]
@@ -307,7 +307,7 @@ def main() -> None:
     try:
         rows = uvloop.run(measure(direct, proxied, args.calls, proxy.pid))
     finally:
-        for process in (proxy, upstream, *spinners):
+        for process in [proxy, upstream, *spinners]:
             process.terminate()
             process.wait(10)
     load_after = os.getloadavg()

@@ -421,8 +421,16 @@ class ProxyApp:
             self.unattributed.append(span)
             return
         try:
-            await self.store.add_span(span)
+            await self.store.add_span(span)  # sequence id 0: the store numbers it
             self.stats.recorded += 1
+        except NotFoundError as exc:
+            logger.info("Recording a call for an unknown rollout/attempt as unattributed: %s", exc)
+            span.attributes[semconv.ROLLOUT_ID] = span.rollout_id
+            span.attributes[semconv.ATTEMPT_ID] = span.attempt_id
+            self.stats.unattributed += 1
+            self.unattributed.append(
+                attrs.evolve(span, rollout_id=pa.UNATTRIBUTED_ID, attempt_id=pa.UNATTRIBUTED_ID)
+            )
         except Exception:
             self.stats.record_failures += 1
             logger.exception(
@@ -461,16 +469,10 @@ class _Call:
         self.upstream_seconds: float | None = None
         self.body: dict[str, Any] | None = None
         """The parsed request; its span attributes are taken while the upstream works on it."""
-        self.sequence: asyncio.Task[int] | None = None
 
     async def run(self) -> None:
         app = self.app
         app.stats.calls += 1
-        if self.rollout_id is not None and app.store is not None:
-            # allocated now (call order), awaited when recording; an unknown rollout fails here
-            self.sequence = asyncio.ensure_future(
-                app.store.get_next_span_sequence_id(self.rollout_id, self.attempt_id or "")
-            )
         try:
             await self._forward()
         except _ProxyError as exc:
@@ -481,10 +483,6 @@ class _Call:
                 self.send, exc.status, _error_body(self.surface, exc.kind, exc.message), exc.headers
             )
             await self._record()
-        except BaseException:
-            if self.sequence is not None:
-                self.sequence.cancel()
-            raise
 
     async def _read_body(self) -> bytes:
         limit = self.app.max_body_bytes
@@ -732,29 +730,17 @@ class _Call:
         end = time.time()
         attributes = self.attributes
         attributes[pa.HTTP_STATUS] = self.status
-        rollout_id, attempt_id, sequence_id = pa.UNATTRIBUTED_ID, pa.UNATTRIBUTED_ID, 0
-        if self.sequence is not None:
-            try:
-                sequence_id = await self.sequence
-                assert self.rollout_id is not None and self.attempt_id is not None
-                rollout_id, attempt_id = self.rollout_id, self.attempt_id
-            except NotFoundError as exc:
-                logger.info("Recording a call for an unknown rollout/attempt as unattributed: %s", exc)
-                attributes[semconv.ROLLOUT_ID] = self.rollout_id
-                attributes[semconv.ATTEMPT_ID] = self.attempt_id
-            except Exception:
-                logger.exception(
-                    "Could not get a sequence id for rollout %s; recording the call as unattributed",
-                    self.rollout_id,
-                )
-        if rollout_id != pa.UNATTRIBUTED_ID:
+        rollout_id, attempt_id = self.rollout_id, self.attempt_id
+        if rollout_id is None or attempt_id is None or app.store is None:
+            rollout_id = attempt_id = pa.UNATTRIBUTED_ID
+        else:
             app.check_drift((rollout_id, attempt_id), attributes)
         trace_id, parent_id = _traceparent(self.headers)
         failed = self.error is not None or self.status >= 400
         span = Span(
             rollout_id=rollout_id,
             attempt_id=attempt_id,
-            sequence_id=sequence_id,
+            sequence_id=0,  # numbered by the store when it stores the span, so in order across machines
             trace_id=trace_id,
             span_id=f"{random.getrandbits(64):016x}",
             parent_id=parent_id,

@@ -194,7 +194,10 @@ def _responses_chat(instructions: Any, items: Any) -> list[dict[str, Any]]:
 def _prompt_messages(prompt: Any) -> list[dict[str, Any]]:
     prompts = prompt if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt) else [prompt]
     return [
-        {"role": "user", "parts": [{"type": "text", "content": p if isinstance(p, str) else _content_json(p)}]}
+        {
+            "role": "user",
+            "parts": [{"type": "text", "content": p if isinstance(p, str) else _content_json(p)}],
+        }
         for p in prompts
     ]
 
