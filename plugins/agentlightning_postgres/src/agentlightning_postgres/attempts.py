@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import attrs
 import psycopg
 
 from agentlightning_core import AttemptNotFoundError
@@ -32,8 +33,10 @@ from agentlightning_postgres.sql import POSTGRES, Conn, Statement, all_rows, exe
 
 __all__ = [
     "DEQUEUE_CHUNK",
+    "Change",
     "apply_status",
     "dequeue",
+    "dequeue_each",
     "latest",
     "locked",
     "new",
@@ -43,6 +46,7 @@ __all__ = [
     "send_locked",
     "start",
     "update",
+    "update_each",
 ]
 
 # The rollout (re)starts and its attempt is stored in one statement; a rollout without
@@ -75,20 +79,24 @@ _DEQUEUE_CTES = (
     " u AS (UPDATE rollouts r SET attempt_count = r.attempt_count + 1, status = 'preparing', end_time = NULL,"
     f" queue_seq = NULL, resources_id = coalesce(r.resources_id, ({resources.LATEST_ID})) FROM q"
     f" WHERE r.rid = q.rid RETURNING {ROLLOUT_COLUMNS}, r.attempt_count, q.queue_seq AS taken_seq),"
-    " n AS (SELECT u.*, (%(ids)s::text[])[row_number() OVER (ORDER BY taken_seq)] AS attempt_id FROM u),"
+    " n AS (SELECT u.*, (%(ids)s::text[])[i] AS attempt_id, (%(workers)s::text[])[i] AS worker_id"
+    " FROM (SELECT u.*, row_number() OVER (ORDER BY taken_seq) AS i FROM u) u),"
     " a AS (INSERT INTO attempts (rid, attempt_id, sequence_id, status, start_time, worker_id, metadata,"
-    " resources_id) SELECT rid, attempt_id, attempt_count, %(status)s, %(now)s, %(worker)s, '{}', resources_id"
+    " resources_id) SELECT rid, attempt_id, attempt_count, %(status)s, %(now)s, worker_id, '{}', resources_id"
     " FROM n)"
 )
+# Each named worker is busy with the last rollout it took or, if it took none, asked.
 _DEQUEUE_WORKER = (
     ", w AS (INSERT INTO workers (worker_id, status, last_dequeue_time, last_busy_time, current_rollout_id,"
-    " current_attempt_id) SELECT %(worker)s, 'busy', %(now)s, %(now)s, rollout_id, attempt_id FROM n"
-    " ORDER BY taken_seq DESC LIMIT 1 ON CONFLICT (worker_id) DO UPDATE SET status = 'busy',"
+    " current_attempt_id) SELECT DISTINCT ON (worker_id) worker_id, 'busy', %(now)s, %(now)s, rollout_id,"
+    " attempt_id FROM n WHERE worker_id IS NOT NULL ORDER BY worker_id, taken_seq DESC"
+    " ON CONFLICT (worker_id) DO UPDATE SET status = 'busy',"
     " last_dequeue_time = excluded.last_dequeue_time, last_busy_time = excluded.last_busy_time,"
     " current_rollout_id = excluded.current_rollout_id, current_attempt_id = excluded.current_attempt_id),"
-    " e AS (INSERT INTO workers (worker_id, status, last_dequeue_time) SELECT %(worker)s, 'unknown', %(now)s"
-    " WHERE NOT EXISTS (SELECT 1 FROM u) ON CONFLICT (worker_id) DO UPDATE SET"
-    " last_dequeue_time = excluded.last_dequeue_time)"
+    " e AS (INSERT INTO workers (worker_id, status, last_dequeue_time) SELECT DISTINCT k, 'unknown', %(now)s"
+    " FROM unnest(%(workers)s::text[]) k WHERE k IS NOT NULL AND k NOT IN"
+    " (SELECT worker_id FROM n WHERE worker_id IS NOT NULL)"
+    " ON CONFLICT (worker_id) DO UPDATE SET last_dequeue_time = excluded.last_dequeue_time)"
 )
 _DEQUEUE_SELECT = " SELECT * FROM n ORDER BY taken_seq"
 DEQUEUE_CHUNK = 256
@@ -130,39 +138,52 @@ async def dequeue(conn: Conn, limit: int, worker_id: str | None) -> list[Attempt
     """Up to ``limit`` queued rollouts, oldest first, each with its next attempt (created in
     the statement that locked the rollout, so no two callers get the same one). Run it in
     autocommit mode: each statement is its own transaction, taking up to :data:`DEQUEUE_CHUNK`
-    rollouts (one for the usual single dequeue)."""
+    rollouts."""
     out: list[AttemptedRollout] = []
     while len(out) < limit:
         want = min(limit - len(out), DEQUEUE_CHUNK)
-        got = await _dequeue_chunk(conn, want, worker_id)
-        if not got and not out:
-            # The statement's snapshot may hold only rollouts that faster dequeuers took
-            # meanwhile (skipped) and miss ones enqueued since: look once more.
-            got = await _dequeue_chunk(conn, want, worker_id)
+        got = await _dequeue_chunk(conn, [worker_id] * want, retry=not out)
         out += got
         if len(got) < want:
             break
     return out
 
 
-async def _dequeue_chunk(conn: Conn, limit: int, worker_id: str | None) -> list[AttemptedRollout]:
+async def dequeue_each(conn: Conn, workers: list[str | None]) -> list[AttemptedRollout | None]:
+    """One queued rollout (or None) for each of several ``dequeue_rollout`` callers, one
+    statement for them all (at most :data:`DEQUEUE_CHUNK`): the oldest goes to the first."""
+    got: list[AttemptedRollout | None] = list(await _dequeue_chunk(conn, workers, retry=True))
+    return got + [None] * (len(workers) - len(got))
+
+
+async def _dequeue_chunk(conn: Conn, workers: list[str | None], *, retry: bool) -> list[AttemptedRollout]:
+    """Queued rollouts for ``workers`` (the i-th rollout's attempt names the i-th worker).
+
+    ``retry``: when nothing is found, look once more. The statement's snapshot may hold only
+    rollouts that faster dequeuers took meanwhile (skipped) and miss ones enqueued since.
+    """
     now = time.time()
     params = {
-        "limit": limit,
-        "ids": [policy.new_attempt_id() for _ in range(limit)],
+        "limit": len(workers),
+        "ids": [policy.new_attempt_id() for _ in workers],
+        "workers": workers,
         "status": str(AttemptStatus.PREPARING),
         "now": now,
-        "worker": worker_id,
     }
+    query = _DEQUEUE[any(w is not None for w in workers)]
+    rows = await all_rows(conn, query, params)
+    if not rows and retry:
+        params["now"] = now = time.time()
+        rows = await all_rows(conn, query, params)
     out = []
-    for r in await all_rows(conn, _DEQUEUE[worker_id is not None], params):
+    for r in rows:
         rollout = rollout_from_row(r)
         attempt = Attempt(
             rollout_id=rollout.rollout_id,
-            attempt_id=r[12],
+            attempt_id=r[13],
             sequence_id=r[10],
             start_time=now,
-            worker_id=worker_id,
+            worker_id=r[14],
             resources_id=rollout.resources_id,
         )
         out.append(AttemptedRollout(rollout=rollout, attempt=attempt))
@@ -309,20 +330,45 @@ async def apply_status(
     return terminal
 
 
+@attrs.frozen
+class Change:
+    """The checked arguments of one ``update_attempt`` call."""
+
+    rollout_id: str
+    attempt_id: str
+    status: AttemptStatus | None
+    worker_id: str | Unset | None
+    last_heartbeat_time: float | Unset
+    metadata: dict[str, Any] | Unset
+    reward: float | Unset | None
+
+
+async def update_each(conn: Conn, changes: list[Change], where_: str, channel: str) -> list[Attempt]:
+    """Several ``update_attempt`` calls in one transaction (at most one per rollout): their
+    locking reads go out together, in rollout id order as span batches lock (so neither
+    deadlocks the other), then each call's writes; returns the attempts in call order."""
+    order = sorted(range(len(changes)), key=lambda i: (changes[i].rollout_id, changes[i].attempt_id))
+    sent = [await send_locked(conn, changes[i].rollout_id, changes[i].attempt_id) for i in order]
+    out: list[Attempt | None] = [None] * len(changes)
+    for i, cursor in zip(order, sent, strict=True):
+        out[i], _ = await update(conn, changes[i], where_, channel, cursor)
+    return out  # type: ignore[return-value]  # every slot is filled
+
+
 async def update(
     conn: Conn,
-    rollout_id: str,
-    attempt_id: str,
+    change: Change,
     where_: str,
     channel: str,
-    status: AttemptStatus | None,
-    worker_id: str | Unset | None,
-    last_heartbeat_time: float | Unset,
-    metadata: dict[str, Any] | Unset,
-    reward: float | Unset | None,
+    sent: psycopg.AsyncCursor[tuple[Any, ...]] | None = None,
 ) -> tuple[Attempt, bool]:
-    """``update_attempt`` on checked arguments; True if the rollout became terminal."""
-    found, rollout_row = await locked(conn, rollout_id, attempt_id, where_)
+    """``update_attempt`` on checked arguments; True if the rollout became terminal.
+
+    ``sent``: the cursor of :func:`send_locked`, when its statement was sent already.
+    """
+    status, worker_id = change.status, change.worker_id
+    last_heartbeat_time = change.last_heartbeat_time
+    found, rollout_row = await locked(conn, change.rollout_id, change.attempt_id, where_, sent)
     aid, rid, attempt = found[9], found[10], attempt_from_row(found)
     if not isinstance(worker_id, Unset) and worker_id != attempt.worker_id:
         await workers.hand_over(conn, attempt, worker_id)
@@ -334,8 +380,8 @@ async def update(
         attempt,
         worker_id=worker_id,
         last_heartbeat_time=last_heartbeat_time,
-        metadata=metadata,
-        reward=reward,
+        metadata=change.metadata,
+        reward=change.reward,
     )
     if status is None and not isinstance(last_heartbeat_time, Unset):
         # an explicit heartbeat revives the attempt exactly as a span does

@@ -36,6 +36,7 @@ __all__ = [
     "finished",
     "get",
     "insert",
+    "insert_all",
     "new_rollout",
     "query",
     "row",
@@ -89,6 +90,16 @@ async def insert(conn: Conn, rollout: Rollout, *, latest_resources: bool = False
     assert found is not None
     rollout.resources_id = found[1]
     return int(found[0])
+
+
+async def insert_all(conn: Conn, rollouts: Sequence[Rollout], *, latest_resources: bool = False) -> None:
+    """Store new rollouts (sent together: in pipeline mode, their results come back at once);
+    ``latest_resources`` as in :func:`insert`."""
+    sent = [await send_insert(conn, rollout, latest_resources=latest_resources) for rollout in rollouts]
+    for rollout, cursor in zip(rollouts, sent, strict=True):
+        found = await cursor.fetchone()
+        assert found is not None
+        rollout.resources_id = found[1]
 
 
 async def send_insert(
