@@ -4,6 +4,7 @@ stores sharing a database, and a cancelled caller loses nothing."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable
 
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 
 from agentlightning_core import AttemptNotFoundError, RolloutNotFoundError
-from agentlightning_core.testing.store import wait_until
+from agentlightning_core.testing.store import DEADLINE, wait_until
 from agentlightning_core.types import AttemptedRollout, Rollout
 from agentlightning_postgres import PostgresLightningStore
 from agentlightning_postgres.combine import Combiner
@@ -294,3 +295,30 @@ async def _waiting_for_a_lock(dsn: str) -> bool:
             await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
         ).fetchone()
         return found is not None and found[0] > 0
+
+
+async def test_attempts_finished_together_wake_a_waiter_in_another_store(make_store: Make) -> None:
+    async with (
+        make_store(schema="finished_together") as store,
+        make_store(schema="finished_together") as other,
+    ):
+        running = [await store.start_rollout(i) for i in range(5)]
+        ids = [r.rollout_id for r in running]
+        finished: list[Rollout] = []
+
+        async def wait() -> None:
+            # a long timeout: only the NOTIFY of the finishing transaction ends it in time
+            finished.extend(await other.wait_for_rollouts(ids, timeout=600))
+
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                await wait_until(lambda: _true(other._listening), "the other store to listen")
+                for r in running:
+                    tg.start_soon(
+                        functools.partial(
+                            store.update_attempt, r.rollout_id, r.attempt_id, status="succeeded"
+                        )
+                    )
+        assert sorted(r.rollout_id for r in finished) == sorted(ids)
+        assert {r.status for r in finished} == {"succeeded"}

@@ -45,6 +45,7 @@ __all__ = [
     "row_in",
     "send_locked",
     "start",
+    "status_writes",
     "update",
     "update_each",
 ]
@@ -59,15 +60,23 @@ _NEW = (
 )
 # An attempt and its rollout, both locked (so both are read as they are once the lock is
 # held: a change committed while this waited is seen), by attempt id or the latest attempt.
+_LOCKED_COLUMNS = f"SELECT {ATTEMPT_COLUMNS}, {ROLLOUT_COLUMNS}, r.attempt_count, r.next_span_seq"
 _LOCKED_SELECT = (
-    f"SELECT {ATTEMPT_COLUMNS}, {ROLLOUT_COLUMNS}, r.attempt_count, r.next_span_seq"
-    " FROM rollouts r JOIN attempts a ON a.rid = r.rid"
-    " WHERE r.rollout_id = %s AND "
+    _LOCKED_COLUMNS + " FROM rollouts r JOIN attempts a ON a.rid = r.rid WHERE r.rollout_id = %s AND "
 )
 _LOCKED = {
     False: _LOCKED_SELECT + "a.attempt_id = %s FOR UPDATE OF r, a",
     True: _LOCKED_SELECT + "a.sequence_id = r.attempt_count AND %s = 'latest' FOR UPDATE OF r, a",
 }
+# The same for several (rollout id, attempt id) pairs, locked in rollout id order as span
+# batches lock them (so neither deadlocks the other); each row ends with its pair's position.
+_LOCKED_EACH = (
+    _LOCKED_COLUMNS
+    + ", k.i FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS k(rollout_id, attempt_id, i)"
+    " JOIN rollouts r ON r.rollout_id = k.rollout_id JOIN attempts a ON a.rid = r.rid AND (a.attempt_id ="
+    " k.attempt_id OR (k.attempt_id = 'latest' AND a.sequence_id = r.attempt_count))"
+    " ORDER BY r.rollout_id FOR UPDATE OF r, a"
+)
 # Dequeue in one statement (autocommit makes it a transaction of its own): lock the oldest
 # queued rollouts, skipping rows another transaction is dequeuing rather than waiting for them,
 # restart each (a rollout without resources takes the latest ones), insert its attempt (ids
@@ -302,6 +311,23 @@ async def apply_status(
     ``rollout_row``: the rollout's :data:`ROLLOUT_COLUMNS` and ``attempt_count`` as read under
     that lock (read here when None).
     """
+    writes, terminal = await status_writes(conn, aid, rid, attempt, status, now, channel, rollout_row)
+    await execute_together(conn, writes)
+    return terminal
+
+
+async def status_writes(
+    conn: Conn,
+    aid: int,
+    rid: int,
+    attempt: Attempt,
+    status: AttemptStatus,
+    now: float,
+    channel: str,
+    rollout_row: tuple[Any, ...] | None = None,
+) -> tuple[list[Statement], bool]:
+    """:func:`apply_status`'s decision: its writes (``attempt`` is updated now) and whether
+    they make the rollout terminal."""
     unchanged = status is attempt.status
     attempt.status = status
     attempt.end_time = policy.end_time_for(status, attempt.end_time, now)
@@ -326,8 +352,7 @@ async def apply_status(
             if new_status is not None:
                 statement, terminal = rollouts.status_statement(rid, rollout, new_status, now, channel)
                 writes.append(statement)
-    await execute_together(conn, writes)
-    return terminal
+    return writes, terminal
 
 
 @attrs.frozen
@@ -344,15 +369,36 @@ class Change:
 
 
 async def update_each(conn: Conn, changes: list[Change], where_: str, channel: str) -> list[Attempt]:
-    """Several ``update_attempt`` calls in one transaction (at most one per rollout): their
-    locking reads go out together, in rollout id order as span batches lock (so neither
-    deadlocks the other), then each call's writes; returns the attempts in call order."""
-    order = sorted(range(len(changes)), key=lambda i: (changes[i].rollout_id, changes[i].attempt_id))
-    sent = [await send_locked(conn, changes[i].rollout_id, changes[i].attempt_id) for i in order]
-    out: list[Attempt | None] = [None] * len(changes)
-    for i, cursor in zip(order, sent, strict=True):
-        out[i], _ = await update(conn, changes[i], where_, channel, cursor)
-    return out  # type: ignore[return-value]  # every slot is filled
+    """Several ``update_attempt`` calls (at most one per rollout) in one transaction: one
+    statement locks and reads every attempt and rollout, one writes every status change
+    (unless two attempts release one worker: then one statement per call). Returns the
+    attempts in call order."""
+    found: dict[int, tuple[Any, ...]] = {
+        r[-1] - 1: r[:-1]
+        for r in await all_rows(
+            conn, _LOCKED_EACH, ([c.rollout_id for c in changes], [c.attempt_id for c in changes])
+        )
+    }
+    out: list[Attempt] = []
+    writes: list[list[Statement]] = []
+    for i, change in enumerate(changes):
+        row_ = found.get(i)
+        pair = (
+            await locked(conn, change.rollout_id, change.attempt_id, where_)
+            if row_ is None
+            else (row_, row_[13:])
+        )
+        attempt, _ = await update(conn, change, where_, channel, pair, writes)
+        out.append(attempt)
+    released = [w for w in (a.worker_id for a in out) if w is not None]
+    if len(set(released)) == len(released):
+        statements = [w for ws in writes for w in ws]
+        if statements:
+            await execute_together(conn, statements)
+    else:  # each worker row may change once per statement
+        for ws in writes:
+            await execute_together(conn, ws)
+    return out
 
 
 async def update(
@@ -360,15 +406,17 @@ async def update(
     change: Change,
     where_: str,
     channel: str,
-    sent: psycopg.AsyncCursor[tuple[Any, ...]] | None = None,
+    pair: tuple[tuple[Any, ...], tuple[Any, ...] | None] | None = None,
+    defer: list[list[Statement]] | None = None,
 ) -> tuple[Attempt, bool]:
     """``update_attempt`` on checked arguments; True if the rollout became terminal.
 
-    ``sent``: the cursor of :func:`send_locked`, when its statement was sent already.
+    ``pair``: what :func:`locked` returned, when the rows were read already; ``defer``: append
+    the status change's writes there (as one list) instead of running them.
     """
     status, worker_id = change.status, change.worker_id
     last_heartbeat_time = change.last_heartbeat_time
-    found, rollout_row = await locked(conn, change.rollout_id, change.attempt_id, where_, sent)
+    found, rollout_row = pair or await locked(conn, change.rollout_id, change.attempt_id, where_)
     aid, rid, attempt = found[9], found[10], attempt_from_row(found)
     if not isinstance(worker_id, Unset) and worker_id != attempt.worker_id:
         await workers.hand_over(conn, attempt, worker_id)
@@ -389,5 +437,11 @@ async def update(
         status = revived if revived is not attempt.status else None
     terminal = False
     if status is not None:
-        terminal = await apply_status(conn, aid, rid, attempt, status, time.time(), channel, rollout_row)
+        writes, terminal = await status_writes(
+            conn, aid, rid, attempt, status, time.time(), channel, rollout_row
+        )
+        if defer is None:
+            await execute_together(conn, writes)
+        else:
+            defer.append(writes)
     return attempt, terminal

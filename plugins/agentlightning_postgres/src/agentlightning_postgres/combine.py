@@ -81,7 +81,7 @@ class Combiner(Generic[Req, Res]):
         while not call.done:
             if call.taken or self._running >= self._max_running:
                 await self._wait(call)
-            elif not paused:  # one turn of the event loop, so the calls ready to run join the batch
+            elif not paused:  # one turn of the event loop (no delay), so calls ready to run join
                 paused = True
                 try:
                     await anyio.lowlevel.checkpoint()

@@ -303,10 +303,11 @@ class PostgresLightningStore(LightningStore):
         return await self._enqueue(rollout)
 
     async def _enqueue_batch(self, items: list[Rollout]) -> list[Rollout]:
-        """Concurrent ``enqueue_rollout`` calls: one statement, or one transaction for several."""
-        await self._write(
-            lambda conn: rollouts.insert_all(conn, items, latest_resources=True), own=len(items) == 1
-        )
+        """Concurrent ``enqueue_rollout`` calls: one statement."""
+        if len(items) == 1:  # a lone call: the plain statement costs the client less than arrays
+            await self._write(lambda conn: rollouts.insert(conn, items[0], latest_resources=True), own=True)
+        else:
+            await self._write(lambda conn: rollouts.enqueue_each(conn, items), own=True)
         return items
 
     async def enqueue_many_rollouts(self, requests: Sequence[EnqueueRequest]) -> list[Rollout]:
@@ -493,6 +494,11 @@ class PostgresLightningStore(LightningStore):
 
     async def _update_batch(self, changes: list[attempts.Change]) -> list[Attempt]:
         """Concurrent ``update_attempt`` calls (one per rollout): one transaction."""
+        if len(changes) == 1:  # a lone call: the plain statements cost the client less than arrays
+            attempt, _ = await self._write(
+                lambda conn: attempts.update(conn, changes[0], self.where, self.channel)
+            )
+            return [attempt]
         return await self._write(lambda conn: attempts.update_each(conn, changes, self.where, self.channel))
 
     # --- spans -------------------------------------------------------------------------
