@@ -212,9 +212,11 @@ async def test_a_bad_call_among_concurrent_calls_raises_for_its_caller_only(make
         running = [await store.start_rollout(i) for i in range(4)]
         outcomes: dict[str, object] = {}
 
-        async def update(name: str, rollout_id: str, attempt_id: str) -> None:
+        async def update(name: str, rollout_id: str, attempt_id: str, reward: float | None = None) -> None:
             try:
-                outcomes[name] = await store.update_attempt(rollout_id, attempt_id, status="succeeded")
+                outcomes[name] = await store.update_attempt(
+                    rollout_id, attempt_id, status="succeeded", reward=reward
+                )
             except (AttemptNotFoundError, RolloutNotFoundError) as exc:
                 outcomes[name] = exc
 
@@ -225,7 +227,7 @@ async def test_a_bad_call_among_concurrent_calls_raises_for_its_caller_only(make
                 outcomes[name] = exc
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(update, "good0", running[0].rollout_id, running[0].attempt_id)
+            tg.start_soon(update, "good0", running[0].rollout_id, running[0].attempt_id, 0.5)
             tg.start_soon(update, "bad attempt", running[1].rollout_id, "no-such-attempt")
             tg.start_soon(update, "good2", running[2].rollout_id, running[2].attempt_id)
             tg.start_soon(update, "bad rollout", "no-such-rollout", running[3].attempt_id)
@@ -239,6 +241,9 @@ async def test_a_bad_call_among_concurrent_calls_raises_for_its_caller_only(make
         assert isinstance(outcomes["enqueue bad"], psycopg.DataError)
         for i in (0, 2, 3):
             assert (await store.get_rollout_by_id(running[i].rollout_id)).status == "succeeded"
+            stored = await store.get_latest_attempt(running[i].rollout_id)
+            assert stored is not None and stored.status == "succeeded"
+            assert stored.reward == (0.5 if i == 0 else None)
         assert (await store.get_rollout_by_id(running[1].rollout_id)).status == "preparing"
         queued = await store.query_rollouts(status_in=["queuing"])
         assert sorted(r.input for r in queued) == ["enqueue ok", "enqueue ok too"]

@@ -75,7 +75,9 @@ class Combiner(Generic[Req, Res]):
 
     async def __call__(self, request: Req) -> Res:
         """Run ``request`` alone or with the calls waiting beside it; its result or its error."""
-        call: _Call[Req, Res] = _Call(request, self._key(request) if self._key is not None else object())
+        key = self._key(request) if self._key is not None else object()
+        hash(key)  # an unhashable key (bad input) fails its own caller, not a batch
+        call: _Call[Req, Res] = _Call(request, key)
         self._pending.append(call)
         paused = False
         while not call.done:
