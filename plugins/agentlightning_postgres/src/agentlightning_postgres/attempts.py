@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import attrs
 import psycopg
 
 from agentlightning_core import AttemptNotFoundError
@@ -32,8 +33,10 @@ from agentlightning_postgres.sql import POSTGRES, Conn, Statement, all_rows, exe
 
 __all__ = [
     "DEQUEUE_CHUNK",
+    "Change",
     "apply_status",
     "dequeue",
+    "dequeue_each",
     "latest",
     "locked",
     "new",
@@ -42,7 +45,9 @@ __all__ = [
     "row_in",
     "send_locked",
     "start",
+    "status_writes",
     "update",
+    "update_each",
 ]
 
 # The rollout (re)starts and its attempt is stored in one statement; a rollout without
@@ -55,15 +60,23 @@ _NEW = (
 )
 # An attempt and its rollout, both locked (so both are read as they are once the lock is
 # held: a change committed while this waited is seen), by attempt id or the latest attempt.
+_LOCKED_COLUMNS = f"SELECT {ATTEMPT_COLUMNS}, {ROLLOUT_COLUMNS}, r.attempt_count, r.next_span_seq"
 _LOCKED_SELECT = (
-    f"SELECT {ATTEMPT_COLUMNS}, {ROLLOUT_COLUMNS}, r.attempt_count, r.next_span_seq"
-    " FROM rollouts r JOIN attempts a ON a.rid = r.rid"
-    " WHERE r.rollout_id = %s AND "
+    _LOCKED_COLUMNS + " FROM rollouts r JOIN attempts a ON a.rid = r.rid WHERE r.rollout_id = %s AND "
 )
 _LOCKED = {
     False: _LOCKED_SELECT + "a.attempt_id = %s FOR UPDATE OF r, a",
     True: _LOCKED_SELECT + "a.sequence_id = r.attempt_count AND %s = 'latest' FOR UPDATE OF r, a",
 }
+# The same for several (rollout id, attempt id) pairs, locked in rollout id order as span
+# batches lock them (so neither deadlocks the other); each row ends with its pair's position.
+_LOCKED_EACH = (
+    _LOCKED_COLUMNS
+    + ", k.i FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS k(rollout_id, attempt_id, i)"
+    " JOIN rollouts r ON r.rollout_id = k.rollout_id JOIN attempts a ON a.rid = r.rid AND (a.attempt_id ="
+    " k.attempt_id OR (k.attempt_id = 'latest' AND a.sequence_id = r.attempt_count))"
+    " ORDER BY r.rollout_id FOR UPDATE OF r, a"
+)
 # Dequeue in one statement (autocommit makes it a transaction of its own): lock the oldest
 # queued rollouts, skipping rows another transaction is dequeuing rather than waiting for them,
 # restart each (a rollout without resources takes the latest ones), insert its attempt (ids
@@ -75,20 +88,24 @@ _DEQUEUE_CTES = (
     " u AS (UPDATE rollouts r SET attempt_count = r.attempt_count + 1, status = 'preparing', end_time = NULL,"
     f" queue_seq = NULL, resources_id = coalesce(r.resources_id, ({resources.LATEST_ID})) FROM q"
     f" WHERE r.rid = q.rid RETURNING {ROLLOUT_COLUMNS}, r.attempt_count, q.queue_seq AS taken_seq),"
-    " n AS (SELECT u.*, (%(ids)s::text[])[row_number() OVER (ORDER BY taken_seq)] AS attempt_id FROM u),"
+    " n AS (SELECT u.*, (%(ids)s::text[])[i] AS attempt_id, (%(workers)s::text[])[i] AS worker_id"
+    " FROM (SELECT u.*, row_number() OVER (ORDER BY taken_seq) AS i FROM u) u),"
     " a AS (INSERT INTO attempts (rid, attempt_id, sequence_id, status, start_time, worker_id, metadata,"
-    " resources_id) SELECT rid, attempt_id, attempt_count, %(status)s, %(now)s, %(worker)s, '{}', resources_id"
+    " resources_id) SELECT rid, attempt_id, attempt_count, %(status)s, %(now)s, worker_id, '{}', resources_id"
     " FROM n)"
 )
+# Each named worker is busy with the last rollout it took or, if it took none, asked.
 _DEQUEUE_WORKER = (
     ", w AS (INSERT INTO workers (worker_id, status, last_dequeue_time, last_busy_time, current_rollout_id,"
-    " current_attempt_id) SELECT %(worker)s, 'busy', %(now)s, %(now)s, rollout_id, attempt_id FROM n"
-    " ORDER BY taken_seq DESC LIMIT 1 ON CONFLICT (worker_id) DO UPDATE SET status = 'busy',"
+    " current_attempt_id) SELECT DISTINCT ON (worker_id) worker_id, 'busy', %(now)s, %(now)s, rollout_id,"
+    " attempt_id FROM n WHERE worker_id IS NOT NULL ORDER BY worker_id, taken_seq DESC"
+    " ON CONFLICT (worker_id) DO UPDATE SET status = 'busy',"
     " last_dequeue_time = excluded.last_dequeue_time, last_busy_time = excluded.last_busy_time,"
     " current_rollout_id = excluded.current_rollout_id, current_attempt_id = excluded.current_attempt_id),"
-    " e AS (INSERT INTO workers (worker_id, status, last_dequeue_time) SELECT %(worker)s, 'unknown', %(now)s"
-    " WHERE NOT EXISTS (SELECT 1 FROM u) ON CONFLICT (worker_id) DO UPDATE SET"
-    " last_dequeue_time = excluded.last_dequeue_time)"
+    " e AS (INSERT INTO workers (worker_id, status, last_dequeue_time) SELECT DISTINCT k, 'unknown', %(now)s"
+    " FROM unnest(%(workers)s::text[]) k WHERE k IS NOT NULL AND k NOT IN"
+    " (SELECT worker_id FROM n WHERE worker_id IS NOT NULL)"
+    " ON CONFLICT (worker_id) DO UPDATE SET last_dequeue_time = excluded.last_dequeue_time)"
 )
 _DEQUEUE_SELECT = " SELECT * FROM n ORDER BY taken_seq"
 DEQUEUE_CHUNK = 256
@@ -130,39 +147,52 @@ async def dequeue(conn: Conn, limit: int, worker_id: str | None) -> list[Attempt
     """Up to ``limit`` queued rollouts, oldest first, each with its next attempt (created in
     the statement that locked the rollout, so no two callers get the same one). Run it in
     autocommit mode: each statement is its own transaction, taking up to :data:`DEQUEUE_CHUNK`
-    rollouts (one for the usual single dequeue)."""
+    rollouts."""
     out: list[AttemptedRollout] = []
     while len(out) < limit:
         want = min(limit - len(out), DEQUEUE_CHUNK)
-        got = await _dequeue_chunk(conn, want, worker_id)
-        if not got and not out:
-            # The statement's snapshot may hold only rollouts that faster dequeuers took
-            # meanwhile (skipped) and miss ones enqueued since: look once more.
-            got = await _dequeue_chunk(conn, want, worker_id)
+        got = await _dequeue_chunk(conn, [worker_id] * want, retry=not out)
         out += got
         if len(got) < want:
             break
     return out
 
 
-async def _dequeue_chunk(conn: Conn, limit: int, worker_id: str | None) -> list[AttemptedRollout]:
+async def dequeue_each(conn: Conn, workers: list[str | None]) -> list[AttemptedRollout | None]:
+    """One queued rollout (or None) for each of several ``dequeue_rollout`` callers, one
+    statement for them all (at most :data:`DEQUEUE_CHUNK`): the oldest goes to the first."""
+    got: list[AttemptedRollout | None] = list(await _dequeue_chunk(conn, workers, retry=True))
+    return got + [None] * (len(workers) - len(got))
+
+
+async def _dequeue_chunk(conn: Conn, workers: list[str | None], *, retry: bool) -> list[AttemptedRollout]:
+    """Queued rollouts for ``workers`` (the i-th rollout's attempt names the i-th worker).
+
+    ``retry``: when nothing is found, look once more. The statement's snapshot may hold only
+    rollouts that faster dequeuers took meanwhile (skipped) and miss ones enqueued since.
+    """
     now = time.time()
     params = {
-        "limit": limit,
-        "ids": [policy.new_attempt_id() for _ in range(limit)],
+        "limit": len(workers),
+        "ids": [policy.new_attempt_id() for _ in workers],
+        "workers": workers,
         "status": str(AttemptStatus.PREPARING),
         "now": now,
-        "worker": worker_id,
     }
+    query = _DEQUEUE[any(w is not None for w in workers)]
+    rows = await all_rows(conn, query, params)
+    if not rows and retry:
+        params["now"] = now = time.time()
+        rows = await all_rows(conn, query, params)
     out = []
-    for r in await all_rows(conn, _DEQUEUE[worker_id is not None], params):
+    for r in rows:
         rollout = rollout_from_row(r)
         attempt = Attempt(
             rollout_id=rollout.rollout_id,
-            attempt_id=r[12],
+            attempt_id=r[13],
             sequence_id=r[10],
             start_time=now,
-            worker_id=worker_id,
+            worker_id=r[14],
             resources_id=rollout.resources_id,
         )
         out.append(AttemptedRollout(rollout=rollout, attempt=attempt))
@@ -281,6 +311,23 @@ async def apply_status(
     ``rollout_row``: the rollout's :data:`ROLLOUT_COLUMNS` and ``attempt_count`` as read under
     that lock (read here when None).
     """
+    writes, terminal = await status_writes(conn, aid, rid, attempt, status, now, channel, rollout_row)
+    await execute_together(conn, writes)
+    return terminal
+
+
+async def status_writes(
+    conn: Conn,
+    aid: int,
+    rid: int,
+    attempt: Attempt,
+    status: AttemptStatus,
+    now: float,
+    channel: str,
+    rollout_row: tuple[Any, ...] | None = None,
+) -> tuple[list[Statement], bool]:
+    """:func:`apply_status`'s decision: its writes (``attempt`` is updated now) and whether
+    they make the rollout terminal."""
     unchanged = status is attempt.status
     attempt.status = status
     attempt.end_time = policy.end_time_for(status, attempt.end_time, now)
@@ -305,24 +352,71 @@ async def apply_status(
             if new_status is not None:
                 statement, terminal = rollouts.status_statement(rid, rollout, new_status, now, channel)
                 writes.append(statement)
-    await execute_together(conn, writes)
-    return terminal
+    return writes, terminal
+
+
+@attrs.frozen
+class Change:
+    """The checked arguments of one ``update_attempt`` call."""
+
+    rollout_id: str
+    attempt_id: str
+    status: AttemptStatus | None
+    worker_id: str | Unset | None
+    last_heartbeat_time: float | Unset
+    metadata: dict[str, Any] | Unset
+    reward: float | Unset | None
+
+
+async def update_each(conn: Conn, changes: list[Change], where_: str, channel: str) -> list[Attempt]:
+    """Several ``update_attempt`` calls (at most one per rollout) in one transaction: one
+    statement locks and reads every attempt and rollout, one writes every status change
+    (unless two attempts release one worker: then one statement per call). Returns the
+    attempts in call order."""
+    found: dict[int, tuple[Any, ...]] = {
+        r[-1] - 1: r[:-1]
+        for r in await all_rows(
+            conn, _LOCKED_EACH, ([c.rollout_id for c in changes], [c.attempt_id for c in changes])
+        )
+    }
+    out: list[Attempt] = []
+    writes: list[list[Statement]] = []
+    for i, change in enumerate(changes):
+        row_ = found.get(i)
+        pair = (
+            await locked(conn, change.rollout_id, change.attempt_id, where_)
+            if row_ is None
+            else (row_, row_[13:])
+        )
+        attempt, _ = await update(conn, change, where_, channel, pair, writes)
+        out.append(attempt)
+    released = [w for w in (a.worker_id for a in out) if w is not None]
+    if len(set(released)) == len(released):
+        statements = [w for ws in writes for w in ws]
+        if statements:
+            await execute_together(conn, statements)
+    else:  # each worker row may change once per statement
+        for ws in writes:
+            await execute_together(conn, ws)
+    return out
 
 
 async def update(
     conn: Conn,
-    rollout_id: str,
-    attempt_id: str,
+    change: Change,
     where_: str,
     channel: str,
-    status: AttemptStatus | None,
-    worker_id: str | Unset | None,
-    last_heartbeat_time: float | Unset,
-    metadata: dict[str, Any] | Unset,
-    reward: float | Unset | None,
+    pair: tuple[tuple[Any, ...], tuple[Any, ...] | None] | None = None,
+    defer: list[list[Statement]] | None = None,
 ) -> tuple[Attempt, bool]:
-    """``update_attempt`` on checked arguments; True if the rollout became terminal."""
-    found, rollout_row = await locked(conn, rollout_id, attempt_id, where_)
+    """``update_attempt`` on checked arguments; True if the rollout became terminal.
+
+    ``pair``: what :func:`locked` returned, when the rows were read already; ``defer``: append
+    the status change's writes there (as one list) instead of running them.
+    """
+    status, worker_id = change.status, change.worker_id
+    last_heartbeat_time = change.last_heartbeat_time
+    found, rollout_row = pair or await locked(conn, change.rollout_id, change.attempt_id, where_)
     aid, rid, attempt = found[9], found[10], attempt_from_row(found)
     if not isinstance(worker_id, Unset) and worker_id != attempt.worker_id:
         await workers.hand_over(conn, attempt, worker_id)
@@ -334,8 +428,8 @@ async def update(
         attempt,
         worker_id=worker_id,
         last_heartbeat_time=last_heartbeat_time,
-        metadata=metadata,
-        reward=reward,
+        metadata=change.metadata,
+        reward=change.reward,
     )
     if status is None and not isinstance(last_heartbeat_time, Unset):
         # an explicit heartbeat revives the attempt exactly as a span does
@@ -343,5 +437,11 @@ async def update(
         status = revived if revived is not attempt.status else None
     terminal = False
     if status is not None:
-        terminal = await apply_status(conn, aid, rid, attempt, status, time.time(), channel, rollout_row)
+        writes, terminal = await status_writes(
+            conn, aid, rid, attempt, status, time.time(), channel, rollout_row
+        )
+        if defer is None:
+            await execute_together(conn, writes)
+        else:
+            defer.append(writes)
     return attempt, terminal

@@ -33,6 +33,7 @@ from agentlightning_postgres.sql import POSTGRES, Conn, Statement, all_rows, one
 
 __all__ = [
     "FINISHED_BEFORE",
+    "enqueue_each",
     "finished",
     "get",
     "insert",
@@ -46,10 +47,22 @@ __all__ = [
 ]
 
 
-_INSERT = (
+_INSERT_INTO = (
     "INSERT INTO rollouts (rollout_id, status, input, start_time, mode, resources_id, config, metadata,"
-    " next_span_seq, queue_seq) VALUES (%s, %s, %s, %s, %s, {resources_id}, %s, %s, %s, {queue_seq})"
-    " RETURNING rid, resources_id"
+    " next_span_seq, queue_seq)"
+)
+_INSERT = (
+    _INSERT_INTO
+    + " VALUES (%s, %s, %s, %s, %s, {resources_id}, %s, %s, %s, {queue_seq}) RETURNING rid, resources_id"
+)
+# Queued rollouts of several callers in one statement, queued in the order given; a rollout
+# without resources takes the latest ones.
+_ENQUEUE_EACH = (
+    _INSERT_INTO + " SELECT k.rollout_id, k.status, k.input, k.start_time, k.mode,"
+    f" coalesce(k.resources_id, ({resources.LATEST_ID})), k.config, k.metadata, %s, nextval('queue_seq')"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[],"
+    " %s::text[]) AS k(rollout_id, status, input, start_time, mode, resources_id, config, metadata)"
+    " RETURNING rollout_id, resources_id"
 )
 _INSERTS = {
     (queued, latest): _INSERT.format(
@@ -89,6 +102,25 @@ async def insert(conn: Conn, rollout: Rollout, *, latest_resources: bool = False
     assert found is not None
     rollout.resources_id = found[1]
     return int(found[0])
+
+
+async def enqueue_each(conn: Conn, rollouts: Sequence[Rollout]) -> None:
+    """Store new queued rollouts in one statement, queued in this order; each without
+    ``resources_id`` records the latest resources."""
+    params = (
+        policy.FIRST_SEQUENCE_ID,
+        [r.rollout_id for r in rollouts],
+        [str(r.status) for r in rollouts],
+        [dumps(r.input) for r in rollouts],
+        [r.start_time for r in rollouts],
+        [r.mode for r in rollouts],
+        [r.resources_id for r in rollouts],
+        [dumps(r.config) for r in rollouts],
+        ["{}" if not r.metadata else dumps(r.metadata) for r in rollouts],
+    )
+    found = dict(await all_rows(conn, _ENQUEUE_EACH, params))
+    for rollout in rollouts:
+        rollout.resources_id = found[rollout.rollout_id]
 
 
 async def send_insert(

@@ -66,6 +66,7 @@ from agentlightning_postgres import attempts, maintenance, rollouts, workers
 from agentlightning_postgres import resources as resources_sql
 from agentlightning_postgres import schema as pg_schema
 from agentlightning_postgres import spans as spans_sql
+from agentlightning_postgres.combine import Combiner
 from agentlightning_postgres.errors import PostgresStoreError
 from agentlightning_postgres.sql import POSTGRES, Conn, page, transaction
 
@@ -136,6 +137,10 @@ class PostgresLightningStore(LightningStore):
         self._changed = anyio.Event()
         self._span_resources = spans_sql.ResourceRefs()
         self._created = time.monotonic()
+        # concurrent calls of these kinds run together (group commit): see combine.py
+        self._enqueue = Combiner(self._enqueue_batch)
+        self._dequeue = Combiner(self._dequeue_batch, max_batch=attempts.DEQUEUE_CHUNK)
+        self._update = Combiner(self._update_batch, key=lambda change: change.rollout_id)
 
     def __repr__(self) -> str:
         return f"PostgresLightningStore({pg_schema.redact(self.dsn)!r}, schema={self.schema!r})"
@@ -295,11 +300,15 @@ class PostgresLightningStore(LightningStore):
             time.time(), input, mode, resources_id, config, metadata, RolloutStatus.QUEUING
         )
 
-        async def op(conn: Conn) -> Rollout:
-            await rollouts.insert(conn, rollout, latest_resources=True)
-            return rollout
+        return await self._enqueue(rollout)
 
-        return await self._write(op, own=True)
+    async def _enqueue_batch(self, items: list[Rollout]) -> list[Rollout]:
+        """Concurrent ``enqueue_rollout`` calls: one statement."""
+        if len(items) == 1:  # a lone call: the plain statement costs the client less than arrays
+            await self._write(lambda conn: rollouts.insert(conn, items[0], latest_resources=True), own=True)
+        else:
+            await self._write(lambda conn: rollouts.enqueue_each(conn, items), own=True)
+        return items
 
     async def enqueue_many_rollouts(self, requests: Sequence[EnqueueRequest]) -> list[Rollout]:
         items = list(requests)
@@ -330,8 +339,11 @@ class PostgresLightningStore(LightningStore):
         return await self._write(op) if items else []
 
     async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
-        got = await self._write(lambda conn: attempts.dequeue(conn, 1, worker_id), own=True)
-        return got[0] if got else None
+        return await self._dequeue(worker_id)
+
+    async def _dequeue_batch(self, workers: list[str | None]) -> list[AttemptedRollout | None]:
+        """Concurrent ``dequeue_rollout`` calls: one statement hands out a rollout to each."""
+        return await self._write(lambda conn: attempts.dequeue_each(conn, workers), own=True)
 
     async def dequeue_many_rollouts(self, limit: int, worker_id: str | None = None) -> list[AttemptedRollout]:
         check_positive_int("limit", limit, minimum=0)
@@ -474,21 +486,20 @@ class PostgresLightningStore(LightningStore):
         if not isinstance(metadata, (Unset, dict)):
             raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
         checked_reward = reward if isinstance(reward, Unset) else policy.check_reward(reward)
-        attempt, _ = await self._write(
-            lambda conn: attempts.update(
-                conn,
-                rollout_id,
-                attempt_id,
-                self.where,
-                self.channel,
-                new_status,
-                worker_id,
-                last_heartbeat_time,
-                metadata,
-                checked_reward,
+        return await self._update(
+            attempts.Change(
+                rollout_id, attempt_id, new_status, worker_id, last_heartbeat_time, metadata, checked_reward
             )
         )
-        return attempt
+
+    async def _update_batch(self, changes: list[attempts.Change]) -> list[Attempt]:
+        """Concurrent ``update_attempt`` calls (one per rollout): one transaction."""
+        if len(changes) == 1:  # a lone call: the plain statements cost the client less than arrays
+            attempt, _ = await self._write(
+                lambda conn: attempts.update(conn, changes[0], self.where, self.channel)
+            )
+            return [attempt]
+        return await self._write(lambda conn: attempts.update_each(conn, changes, self.where, self.channel))
 
     # --- spans -------------------------------------------------------------------------
 
