@@ -1,26 +1,40 @@
-"""The compact stored form of span bodies: LZ4 with a preset dictionary.
+"""The compact stored form of spans: pages of spans, LZ4 with a preset dictionary.
 
-A span row keeps what queries filter and sort on in columns and the rest in ``body``
-(:func:`agentlightning_core.store.sql.span_body_json`: compact JSON of the non-default
-parts), LZ4-compressed with a preset dictionary of the keys and message structure our tracer
-writes when that saves space (PostgreSQL itself compresses only rows of about 2 KiB and more):
-the ~760-byte body of a chat call becomes ~200 bytes in a few microseconds (deflate, used
-before, took ~10x as long for a larger result). The OTel resource, identical for every span
-of a process, is stored once in ``span_resources``. Rows <-> objects and the JSON of other
-fields are shared with the other SQL stores in :mod:`agentlightning_core.store.sql`.
+Since schema version 2 the spans of one attempt that arrive in one call are stored together as
+a page (a row of ``span_pages``, up to :data:`PAGE_SPANS` spans): their span ids in a column
+(for duplicate checks) and everything else in one ``body``, the JSON of :func:`encode_page`
+LZ4-compressed with a preset dictionary of the keys and message structure our tracer writes.
+Spans of one batch share most of their text, so a page compresses far better than each span
+alone and costs the server one row instead of one per span. The OTel resource, identical for
+every span of a process, is stored once in ``span_resources``. Span bodies (the non-default
+parts, :func:`agentlightning_core.store.sql.span_body`) and the JSON of other fields are
+shared with the other SQL stores in :mod:`agentlightning_core.store.sql`.
+
+Version 1 stored a row per span with its body alone (:func:`decode_body`); the migration to
+version 2 reads those into pages.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import lz4.block
+import orjson
 
 from agentlightning_core import Span
-from agentlightning_core.store.sql import SPAN_BODY_DICTIONARY, loads, span_body_json
+from agentlightning_core.store.sql import SPAN_BODY_DICTIONARY, dumps, loads, span_body_json
 
-__all__ = ["decode_body", "encode_span_body"]
+__all__ = ["PAGE_SPANS", "PageColumns", "decode_body", "decode_page", "encode_page", "encode_span_body"]
+
+PAGE_SPANS = 256
+"""Most spans in one page; a larger batch of one attempt takes several."""
+
+PageColumns = list[Any]
+"""A span's columns in a page: ``[sequence_id, trace_id, parent_id, name, start_time,
+end_time, resource_ref]`` (its span id is in the page's ``span_ids``)."""
 
 _COMPRESS_ABOVE = 48  # bytes of JSON; below this compression rarely saves anything
 
@@ -30,11 +44,14 @@ _COMPRESS_ABOVE = 48  # bytes of JSON; below this compression rarely saves anyth
 _DEFLATED = 0x01
 _LZ4 = 0x02
 _LZ4_PREFIX = bytes((_LZ4,))
+# Page format byte: "[" (0x5b) plain JSON; 0x03 an LZ4 block and the dictionary below.
+_LZ4_PAGE = 0x03
+_LZ4_PAGE_PREFIX = bytes((_LZ4_PAGE,))
 _DICT = SPAN_BODY_DICTIONARY  # the SQLite store's dictionary 2
 
 
 def encode_span_body(span: Span) -> bytes:
-    """The compact ``body`` of a span row (everything but columns and resource)."""
+    """The compact ``body`` of a version-1 span row (everything but columns and resource)."""
     data = span_body_json(span)
     if len(data) > _COMPRESS_ABOVE:
         packed: bytes = lz4.block.compress(data, dict=_DICT)
@@ -43,8 +60,51 @@ def encode_span_body(span: Span) -> bytes:
     return data
 
 
+def encode_page(columns: Sequence[PageColumns], bodies: Sequence[dict[str, Any]]) -> bytes:
+    """The ``body`` of a page row: ``[columns, bodies]`` of its spans in order, as JSON
+    (orjson; ``json`` for what only it writes, such as NaN), LZ4-compressed when that saves."""
+    cols = _json(columns, all(_finite(c[4]) and _finite(c[5]) for c in columns))
+    try:
+        data: bytes | None = orjson.dumps(bodies)
+    except TypeError:  # beyond orjson (integers over 64 bits, lone surrogates)
+        data = None
+    if data is None or b"null" in data:  # orjson writes NaN and infinities as null
+        data = b"[" + b",".join(_json(b, False) for b in bodies) + b"]"
+    page = b"[" + cols + b"," + data + b"]"
+    if len(page) > _COMPRESS_ABOVE:
+        packed: bytes = lz4.block.compress(page, dict=_DICT)
+        if len(packed) + 1 < len(page):
+            return _LZ4_PAGE_PREFIX + packed
+    return page
+
+
+def decode_page(data: bytes) -> tuple[list[PageColumns], list[dict[str, Any]]]:
+    """The columns and bodies of a page's spans (see :func:`encode_page`)."""
+    fmt = data[0]
+    if fmt == _LZ4_PAGE:
+        data = lz4.block.decompress(memoryview(data)[1:], dict=_DICT)
+    elif fmt != 0x5B:
+        raise ValueError(f"Unknown span page format byte {fmt:#x}; it was written by a newer version")
+    columns, bodies = loads(data)
+    return columns, bodies
+
+
+def _finite(t: float | None) -> bool:
+    return t is None or math.isfinite(t)
+
+
+def _json(value: Any, plain: bool) -> bytes:
+    """Compact JSON: orjson when ``plain`` (no non-finite floats), else ``json``."""
+    if plain:
+        try:
+            return orjson.dumps(value)
+        except TypeError:
+            pass
+    return dumps(value).encode()
+
+
 def decode_body(data: bytes) -> dict[str, Any]:
-    """The body dict of a span row (see :func:`encode_span_body`)."""
+    """The body dict of a version-1 span row (see :func:`encode_span_body`)."""
     fmt = data[0]
     if fmt == _LZ4:
         data = lz4.block.decompress(memoryview(data)[1:], dict=_DICT)

@@ -1,11 +1,13 @@
-"""SQL of spans (the ``spans`` and ``span_resources`` tables): batched inserts (``COPY``) with
-sequence ids and heartbeats, sequence id allocation, queries."""
+"""SQL of spans (the ``span_pages`` and ``span_resources`` tables): batches stored as pages
+(codec.py) with sequence ids and heartbeats, sequence id allocation, queries."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import attrs
 
 from agentlightning_core import AttemptNotFoundError, Span
 from agentlightning_core.store import policy
@@ -15,30 +17,38 @@ from agentlightning_core.store.sql import (
     attempt_from_row,
     dumps,
     loads,
+    span_body,
     span_from_row,
-    span_statements,
 )
 from agentlightning_core.types import Attempt
 from agentlightning_postgres import attempts, codec, rollouts
-from agentlightning_postgres.sql import POSTGRES, Conn, all_rows, one, rollback_on_error
+from agentlightning_postgres.sql import Conn, Statement, all_rows, execute_together, one, rollback_on_error
 
 __all__ = ["ResourceRefs", "add", "allocate_sequence_ids", "query"]
 
-_COPY = (
-    "COPY spans (rid, aid, sequence_id, span_id, trace_id, parent_id, name, start_time, end_time,"
-    " resource_ref, body) FROM STDIN (FORMAT BINARY)"
-)
-_COPY_TYPES = ["int8", "int8", "int8", "text", "text", "text", "text", "float8", "float8", "int4", "bytea"]
-# The span ids of a group already stored for its attempt (by attempt id or the latest attempt);
-# the attempt's key comes first (an InitPlan), so the index scan is on (aid, span_id) both.
-_SEEN_SELECT = (
-    "SELECT span_id FROM spans WHERE aid = (SELECT a.aid FROM attempts a JOIN rollouts r ON r.rid = a.rid"
-    " WHERE r.rollout_id = %s AND "
+# The span ids among %s already stored for the group's attempt (by attempt id or the latest
+# attempt), found in its pages through one hashed set (so a check costs one pass over the ids
+# of the attempt's pages, however many are asked about).
+_SEEN_SELECT = "WITH t AS (SELECT a.rid, a.aid FROM attempts a JOIN rollouts r ON r.rid = a.rid WHERE r.rollout_id = %s AND "
+_SEEN_REST = (
+    ") SELECT q FROM unnest(%s::text[]) q WHERE q IN"
+    " (SELECT unnest(p.span_ids) FROM span_pages p JOIN t ON p.rid = t.rid AND p.aid = t.aid)"
 )
 _SEEN = {
-    False: _SEEN_SELECT + "a.attempt_id = %s) AND span_id = ANY(%s)",
-    True: _SEEN_SELECT + "a.sequence_id = r.attempt_count AND %s = 'latest') AND span_id = ANY(%s)",
+    False: _SEEN_SELECT + "a.attempt_id = %s" + _SEEN_REST,
+    True: _SEEN_SELECT + "a.sequence_id = r.attempt_count AND %s = 'latest'" + _SEEN_REST,
 }
+_INSERT_PAGES = "INSERT INTO span_pages (rid, aid, first_seq, span_ids, body) VALUES "
+_PAGE_VALUES = "(%s, %s, %s, %s, %s)"
+_PAGES = (
+    "SELECT a.attempt_id, p.span_ids, p.body FROM span_pages p JOIN attempts a ON a.aid = p.aid"
+    " WHERE p.rid = %s{attempt} ORDER BY p.first_seq"
+)
+_HEARTBEAT = "UPDATE attempts SET last_heartbeat_time = %s WHERE aid = %s"
+_TOTALS = (
+    "UPDATE rollouts SET next_span_seq = %s, span_count = span_count + %s, span_bytes = span_bytes + %s"
+    " WHERE rid = %s"
+)
 
 
 class ResourceRefs:
@@ -80,9 +90,9 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
     attempt. One transaction of its own (run it on a connection in autocommit mode).
 
     Rollout rows are locked in id order (no deadlock between batches), so the duplicate check
-    and the sequence ids hold across processes. ``COPY`` (the server's fastest way in) cannot
-    run in pipeline mode, so the statements before it go out together in one pipeline, and
-    those after it with ``COMMIT`` in another: four round trips per batch.
+    and the sequence ids hold across processes. The spans of each attempt become pages
+    (codec.py). Two round trips: the locks and duplicate checks in one pipeline, then the
+    pages, heartbeats and rollout totals in one statement with ``COMMIT``.
     """
     now = time.time()
     groups: dict[tuple[str, str], list[Span]] = {}
@@ -97,27 +107,32 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
                     await attempts.send_locked(conn, rollout_id, attempt_id),
                     # after the lock is held, so it sees every committed batch
                     await conn.execute(
-                        _SEEN[attempt_id == "latest"], _seen_params(groups[rollout_id, attempt_id])
+                        _SEEN[attempt_id == "latest"],
+                        (rollout_id, attempt_id, [s.span_id for s in groups[rollout_id, attempt_id]]),
                     ),
                 )
                 for rollout_id, attempt_id in keys
             ]
         stored: list[Span] = []
-        rows: list[tuple[Any, ...]] = []
+        pages: dict[int, _Page] = {}  # by attempt: "latest" and its id may both name one
         rollout_totals: dict[int, list[int]] = {}
         heartbeats: list[tuple[int, int, Attempt, tuple[Any, ...] | None]] = []
-        encode_body, next_sequence_id = codec.encode_span_body, policy.next_sequence_id
+        body_of, next_sequence_id = span_body, policy.next_sequence_id
         last_resource: dict[str, Any] | None = None
         last_ref: int | None = None
         for (rollout_id, attempt_id), (locked_cur, seen_cur) in zip(keys, sent, strict=True):
             arow, rrow = await attempts.locked(conn, rollout_id, attempt_id, where_, locked_cur)
-            seen = {r[0] for r in await seen_cur.fetchall()}
             aid, rid, attempt = arow[9], arow[10], attempt_from_row(arow)
-            # only the latest attempt changes its rollout, so the row read under the lock is current
-            heartbeats.append((aid, rid, attempt, rrow))
+            page = pages.get(aid)
+            if page is None:
+                page = pages[aid] = _Page(rid, aid)
+                # only the latest attempt changes its rollout, so the row read under the lock is current
+                heartbeats.append((aid, rid, attempt, rrow))
+            seen = page.seen
+            seen.update(r[0] for r in await seen_cur.fetchall())
             totals = rollout_totals.get(rid)
             if totals is None:
-                totals = rollout_totals[rid] = [await _next_span_seq(conn, rid, rrow), 0, 0]
+                totals = rollout_totals[rid] = [await _next_span_seq(conn, rid, rrow), 0]
             for span in groups[rollout_id, attempt_id]:
                 if span.span_id in seen:
                     continue  # a duplicate: stored once only
@@ -125,7 +140,6 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
                 seq, totals[0] = next_sequence_id(totals[0], span.sequence_id)
                 if seq != span.sequence_id:  # allocated: on a copy; the caller's span stays as given
                     span = span.with_sequence_id(seq)
-                body = encode_body(span)
                 resource = span.resource
                 if not resource:
                     ref = None
@@ -134,40 +148,49 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
                     last_resource = resource
                 else:
                     ref = last_ref
-                rows.append(
-                    (
-                        rid,
-                        aid,
-                        seq,
-                        span.span_id,
-                        span.trace_id,
-                        span.parent_id,
-                        span.name,
-                        span.start_time,
-                        span.end_time,
-                        ref,
-                        body,
-                    )
+                page.ids.append(span.span_id)
+                page.columns.append(
+                    [seq, span.trace_id, span.parent_id, span.name, span.start_time, span.end_time, ref]
                 )
+                page.bodies.append(body_of(span))
                 totals[1] += 1
-                totals[2] += len(body)
                 stored.append(span)
-        if rows:
-            async with conn.cursor().copy(_COPY) as copy:
-                copy.set_types(_COPY_TYPES)
-                for r in rows:
-                    await copy.write_row(r)
+        rows: list[Any] = []
+        bytes_of: dict[int, int] = {}
+        for page in pages.values():
+            for first in range(0, len(page.ids), codec.PAGE_SPANS):
+                ids = page.ids[first : first + codec.PAGE_SPANS]
+                columns = page.columns[first : first + codec.PAGE_SPANS]
+                body = codec.encode_page(columns, page.bodies[first : first + codec.PAGE_SPANS])
+                rows += (page.rid, page.aid, min(c[0] for c in columns), ids, body)
+                bytes_of[page.rid] = bytes_of.get(page.rid, 0) + len(body) + sum(map(len, ids))
         async with conn.pipeline():
+            writes: list[Statement] = []
             for aid, rid, attempt, rrow in heartbeats:
-                await _heartbeat(conn, aid, rid, attempt, now, channel, rrow)
-            for rid, t in rollout_totals.items():
-                await conn.execute(
-                    "UPDATE rollouts SET next_span_seq = %s, span_count = span_count + %s,"
-                    " span_bytes = span_bytes + %s WHERE rid = %s",
-                    (t[0], t[1], t[2], rid),
-                )
+                writes.append((_HEARTBEAT, (now, aid)))
+                attempt.last_heartbeat_time = now
+                new_status = policy.attempt_status_after_heartbeat(attempt.status)
+                if new_status is not attempt.status:
+                    await attempts.apply_status(conn, aid, rid, attempt, new_status, now, channel, rrow)
+            for rid, (next_seq, count) in rollout_totals.items():
+                writes.append((_TOTALS, (next_seq, count, bytes_of.get(rid, 0), rid)))
+            if rows:
+                writes.append((_INSERT_PAGES + ", ".join([_PAGE_VALUES] * (len(rows) // 5)), tuple(rows)))
+            await execute_together(conn, writes)
             await conn.execute(b"COMMIT")
     return stored
+
+
+@attrs.define
+class _Page:
+    """The new spans of one attempt in a batch, and the span ids it holds already."""
+
+    rid: int
+    aid: int
+    seen: set[str] = attrs.Factory(set)
+    ids: list[str] = attrs.Factory(list)
+    columns: list[codec.PageColumns] = attrs.Factory(list)
+    bodies: list[dict[str, Any]] = attrs.Factory(list)
 
 
 async def _next_span_seq(conn: Conn, rid: int, rollout_row: tuple[Any, ...] | None) -> int:
@@ -176,26 +199,6 @@ async def _next_span_seq(conn: Conn, rid: int, rollout_row: tuple[Any, ...] | No
     found = await one(conn, "SELECT next_span_seq FROM rollouts WHERE rid = %s", (rid,))
     assert found is not None
     return int(found[0])
-
-
-def _seen_params(group: list[Span]) -> tuple[Any, ...]:
-    return (group[0].rollout_id, group[0].attempt_id, [s.span_id for s in group])
-
-
-async def _heartbeat(
-    conn: Conn,
-    aid: int,
-    rid: int,
-    attempt: Attempt,
-    now: float,
-    channel: str,
-    rollout_row: tuple[Any, ...] | None,
-) -> None:
-    new_status = policy.attempt_status_after_heartbeat(attempt.status)
-    await conn.execute("UPDATE attempts SET last_heartbeat_time = %s WHERE aid = %s", (now, aid))
-    attempt.last_heartbeat_time = now
-    if new_status is not attempt.status:
-        await attempts.apply_status(conn, aid, rid, attempt, new_status, now, channel, rollout_row)
 
 
 async def allocate_sequence_ids(conn: Conn, pairs: Sequence[tuple[str, str]], where_: str) -> list[int]:
@@ -221,8 +224,9 @@ async def query(
     attempt_id: str | None,
     spec: SpanQuery,
 ) -> PaginatedResult[Span]:
-    """Spans for the checked arguments of ``query_spans``, filtered among this rollout's rows
-    only (``spans_rollout``)."""
+    """Spans for the checked arguments of ``query_spans``: the rollout's pages (or its
+    attempt's) are read and filtered, sorted and paged here, as the SQL of the other stores
+    does (``ORDER BY`` the key with NULLs last, then ``sequence_id``, then stored order)."""
     if attempt_id is None:
         rid, aid = (await rollouts.row(conn, rollout_id, where_))[0], None
     else:
@@ -233,15 +237,89 @@ async def query(
                 raise
             return PaginatedResult([], 0, spec.limit, spec.offset)
         rid, aid = arow[10], arow[9]
-    q = span_statements(POSTGRES, rid, aid, spec)
-    rows = await all_rows(conn, q.select, q.params)
-    if q.limit == -1 and q.offset == 0:
-        total = len(rows)
-    else:
-        counted = await one(conn, q.count, q.params)
-        total = int(counted[0]) if counted is not None else 0
-    wanted = {r[9] for r in rows if r[9] is not None}
-    bodies = await refs.resolve(conn, wanted) if wanted else refs.bodies
-    return PaginatedResult(
-        [span_from_row(r, bodies, codec.decode_body) for r in rows], total, q.limit, q.offset
+    rows = await all_rows(
+        conn,
+        _PAGES.format(attempt="" if aid is None else " AND p.aid = %s"),
+        (rid,) if aid is None else (rid, aid),
     )
+    match = _matcher(spec)
+    found: list[_Found] = []
+    for found_attempt_id, ids, data in rows:
+        columns, bodies = codec.decode_page(data)
+        for span_id, cols, body in zip(ids, columns, bodies, strict=True):
+            if match is None or match(span_id, cols):
+                found.append((found_attempt_id, span_id, cols, body))
+    found = _sorted(found, spec.sort_by, spec.sort_order == "desc")
+    chosen = found[spec.offset :] if spec.limit == -1 else found[spec.offset : spec.offset + spec.limit]
+    wanted = {f[2][6] for f in chosen if f[2][6] is not None}
+    resources = await refs.resolve(conn, wanted) if wanted else refs.bodies
+    return PaginatedResult(
+        [
+            span_from_row(
+                (rollout_id, a, c[0], c[1], s, c[2], c[3], c[4], c[5], c[6], b), resources, _as_body
+            )
+            for a, s, c, b in chosen
+        ],
+        len(found),
+        spec.limit,
+        spec.offset,
+    )
+
+
+_Found = tuple[str, str, codec.PageColumns, dict[str, Any]]
+"""A span read from a page: its attempt id, span id, page columns and body."""
+_FIELD_COLUMN = {"span_id": None, "trace_id": 1, "parent_id": 2, "name": 3}
+"""Where a filtered field is: a page column, or None (the span id)."""
+_SORT_COLUMN = {"start_time": 4, "end_time": 5, "trace_id": 1, "name": 3}
+
+
+def _matcher(spec: SpanQuery) -> Callable[[str, codec.PageColumns], bool] | None:
+    """The filters of ``spec`` as a test of a span's id and page columns (None: no filter).
+
+    As in SQL, a missing value (a root span's parent id) matches no filter.
+    """
+    tests: list[tuple[int | None, str, bool]] = []  # (page column or None: the span id, text, exact)
+    for field, (exact, part) in spec.fields.items():
+        if exact is not None:
+            tests.append((_FIELD_COLUMN[field], exact, True))
+        if part is not None:
+            tests.append((_FIELD_COLUMN[field], part, False))
+    if not tests:
+        return None
+    combine = all if spec.filter_logic == "and" else any
+
+    def match(span_id: str, cols: codec.PageColumns) -> bool:
+        values = ((span_id if i is None else cols[i], text, exact) for i, text, exact in tests)
+        return combine(v is not None and (v == text if exact else text in v) for v, text, exact in values)
+
+    return match
+
+
+def _sorted(found: list[_Found], sort_by: str, desc: bool) -> list[_Found]:
+    """``found`` (in stored order) in the order of ``sort_by`` as the SQL stores sort it."""
+    if sort_by == "sequence_id":  # ORDER BY sequence_id, then stored order, both ways
+        if desc:
+            found.reverse()
+        found.sort(key=lambda f: f[2][0], reverse=desc)
+        return found
+    found.sort(key=lambda f: f[2][0])  # ties: ascending sequence id, then stored order
+    if sort_by == "span_id":
+        found.sort(key=lambda f: f[1], reverse=desc)
+        return found
+    column = _SORT_COLUMN[sort_by]
+    present = [f for f in found if f[2][column] is not None]
+    present.sort(key=lambda f: _sort_value(f[2][column]), reverse=desc)
+    return present + [f for f in found if f[2][column] is None]  # NULLs last both ways
+
+
+def _sort_value(value: Any) -> Any:
+    """PostgreSQL's order of a value: NaN after every other number."""
+    if isinstance(value, float):
+        return (1, 0.0) if value != value else (0, value)
+    return value
+
+
+def _as_body(body: Any) -> dict[str, Any]:
+    """The body of a span read from a page (decoded already)."""
+    result: dict[str, Any] = body
+    return result
