@@ -31,7 +31,7 @@ __all__ = ["ResourceRefs", "add", "allocate_sequence_ids", "query"]
 # of the attempt's pages, however many are asked about).
 _SEEN_SELECT = "WITH t AS (SELECT a.rid, a.aid FROM attempts a JOIN rollouts r ON r.rid = a.rid WHERE r.rollout_id = %s AND "
 _SEEN_REST = (
-    ") SELECT q FROM unnest(%s::text[]) q WHERE q IN"
+    ") SELECT q FROM unnest({ids}) q WHERE q IN"
     " (SELECT unnest(p.span_ids) FROM span_pages p JOIN t ON p.rid = t.rid AND p.aid = t.aid)"
 )
 _SEEN = {
@@ -39,7 +39,8 @@ _SEEN = {
     True: _SEEN_SELECT + "a.sequence_id = r.attempt_count AND %s = 'latest'" + _SEEN_REST,
 }
 _INSERT_PAGES = "INSERT INTO span_pages (rid, aid, first_seq, span_ids, body) VALUES "
-_PAGE_VALUES = "(%s, %s, %s, %s, %s)"
+_PAGE_VALUES = "(%s, %s, %s, {ids}, %s)"
+_SEPARATOR = "\x1f"  # ASCII's unit separator, chr(31)
 _PAGES = (
     "SELECT a.attempt_id, p.span_ids, p.body FROM span_pages p JOIN attempts a ON a.aid = p.aid"
     " WHERE p.rid = %s{attempt} ORDER BY p.first_seq"
@@ -102,17 +103,13 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
     async with rollback_on_error(conn):
         async with conn.pipeline():
             await conn.execute(b"BEGIN")
-            sent = [
-                (
-                    await attempts.send_locked(conn, rollout_id, attempt_id),
-                    # after the lock is held, so it sees every committed batch
-                    await conn.execute(
-                        _SEEN[attempt_id == "latest"],
-                        (rollout_id, attempt_id, [s.span_id for s in groups[rollout_id, attempt_id]]),
-                    ),
-                )
-                for rollout_id, attempt_id in keys
-            ]
+            sent = []
+            for rollout_id, attempt_id in keys:
+                locked = await attempts.send_locked(conn, rollout_id, attempt_id)
+                ids_sql, ids = _id_array([s.span_id for s in groups[rollout_id, attempt_id]])
+                # after the lock is held, so it sees every committed batch
+                seen_query = _SEEN[attempt_id == "latest"].format(ids=ids_sql)
+                sent.append((locked, await conn.execute(seen_query, (rollout_id, attempt_id, ids))))
         stored: list[Span] = []
         pages: dict[int, _Page] = {}  # by attempt: "latest" and its id may both name one
         rollout_totals: dict[int, list[int]] = {}
@@ -155,6 +152,7 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
                 page.bodies.append(body_of(span))
                 totals[1] += 1
                 stored.append(span)
+        values: list[str] = []
         rows: list[Any] = []
         bytes_of: dict[int, int] = {}
         for page in pages.values():
@@ -162,7 +160,9 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
                 ids = page.ids[first : first + codec.PAGE_SPANS]
                 columns = page.columns[first : first + codec.PAGE_SPANS]
                 body = codec.encode_page(columns, page.bodies[first : first + codec.PAGE_SPANS])
-                rows += (page.rid, page.aid, min(c[0] for c in columns), ids, body)
+                ids_sql, ids_value = _id_array(ids)
+                values.append(_PAGE_VALUES.format(ids=ids_sql))
+                rows += (page.rid, page.aid, min(c[0] for c in columns), ids_value, body)
                 bytes_of[page.rid] = bytes_of.get(page.rid, 0) + len(body) + sum(map(len, ids))
         async with conn.pipeline():
             writes: list[Statement] = []
@@ -175,10 +175,19 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
             for rid, (next_seq, count) in rollout_totals.items():
                 writes.append((_TOTALS, (next_seq, count, bytes_of.get(rid, 0), rid)))
             if rows:
-                writes.append((_INSERT_PAGES + ", ".join([_PAGE_VALUES] * (len(rows) // 5)), tuple(rows)))
+                writes.append((_INSERT_PAGES + ", ".join(values), tuple(rows)))
             await execute_together(conn, writes)
             await conn.execute(b"COMMIT")
     return stored
+
+
+def _id_array(ids: list[str]) -> tuple[str, str | list[str]]:
+    """SQL of a ``text[]`` of span ids and its parameter: the ids joined by a separator, which
+    takes the driver ~100x less time than a list (a list if an id holds the separator)."""
+    joined = _SEPARATOR.join(ids)
+    if joined.count(_SEPARATOR) == len(ids) - 1:
+        return "string_to_array(%s, chr(31))", joined
+    return "%s::text[]", ids
 
 
 @attrs.define
