@@ -63,15 +63,16 @@ def encode_span_body(span: Span) -> bytes:
 def encode_page(columns: Sequence[PageColumns], bodies: Sequence[dict[str, Any]]) -> bytes:
     """The ``body`` of a page row: ``[columns, bodies]`` of its spans in order, as JSON
     (orjson; ``json`` for what only it writes, such as NaN), LZ4-compressed when that saves."""
-    # a sum of floats is finite only if each is: one cheap test of every time
+    # nulls in columns are None (a root span's parent) unless a time is not finite, and a sum
+    # of floats is finite only if each is: one cheap test of every time
     times = [t for c in columns for t in (c[4], c[5]) if t is not None]
-    cols = _json(columns) if math.isfinite(sum(times)) else dumps(columns).encode()
+    cols = _json(columns, nulls=math.isfinite(sum(times)))
     try:
         data: bytes | None = orjson.dumps(bodies)
     except TypeError:  # beyond orjson (integers over 64 bits, lone surrogates)
         data = None
     if data is None or b"null" in data:  # orjson writes NaN and infinities as null: look at each
-        data = b"[" + b",".join(_json(b) for b in bodies) + b"]"
+        data = b"[" + b",".join(_json(b, nulls=False) for b in bodies) + b"]"
     page = b"[" + cols + b"," + data + b"]"
     if len(page) > _COMPRESS_ABOVE:
         packed: bytes = lz4.block.compress(page, dict=_DICT)
@@ -91,13 +92,14 @@ def decode_page(data: bytes) -> tuple[list[PageColumns], list[dict[str, Any]]]:
     return columns, bodies
 
 
-def _json(value: Any) -> bytes:
-    """Compact JSON: orjson's unless it wrote a null (maybe a NaN) or failed, then ``json``'s."""
+def _json(value: Any, *, nulls: bool) -> bytes:
+    """Compact JSON: orjson's, unless it failed or wrote a null where ``value`` holds none
+    (``nulls`` False: so a NaN or infinity, which only ``json`` writes)."""
     try:
         data: bytes = orjson.dumps(value)
-    except TypeError:
+    except TypeError:  # beyond orjson (integers over 64 bits, lone surrogates)
         return dumps(value).encode()
-    return data if b"null" not in data else dumps(value).encode()
+    return data if nulls or b"null" not in data else dumps(value).encode()
 
 
 def decode_body(data: bytes) -> dict[str, Any]:
