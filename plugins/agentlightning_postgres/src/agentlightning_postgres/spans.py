@@ -22,33 +22,33 @@ from agentlightning_core.store.sql import (
 )
 from agentlightning_core.types import Attempt
 from agentlightning_postgres import attempts, codec, rollouts
-from agentlightning_postgres.sql import Conn, Statement, all_rows, execute_together, one, rollback_on_error
+from agentlightning_postgres.sql import Conn, Statement, all_rows, one, rollback_on_error
 
 __all__ = ["ResourceRefs", "add", "allocate_sequence_ids", "query"]
 
-# The span ids among %s already stored for the group's attempt (by attempt id or the latest
-# attempt), found in its pages through one hashed set (so a check costs one pass over the ids
-# of the attempt's pages, however many are asked about).
-_SEEN_SELECT = "WITH t AS (SELECT a.rid, a.aid FROM attempts a JOIN rollouts r ON r.rid = a.rid WHERE r.rollout_id = %s AND "
-_SEEN_REST = (
-    ") SELECT q FROM unnest({ids}) q WHERE q IN"
-    " (SELECT unnest(p.span_ids) FROM span_pages p JOIN t ON p.rid = t.rid AND p.aid = t.aid)"
+# The write of a batch is one statement: the duplicate check of each new page (its span ids
+# already in a page of its attempt, found through one hashed set, so a check costs one pass
+# over the attempt's stored ids however many are asked about), then the pages, heartbeats and
+# rollout totals, each written only when no duplicate was found; it returns the duplicates.
+_DUPLICATES = (
+    "SELECT %s::bigint AS aid, q FROM unnest({ids}) q WHERE q IN"
+    " (SELECT unnest(span_ids) FROM span_pages WHERE rid = %s AND aid = %s)"
 )
-_SEEN = {
-    False: _SEEN_SELECT + "a.attempt_id = %s" + _SEEN_REST,
-    True: _SEEN_SELECT + "a.sequence_id = r.attempt_count AND %s = 'latest'" + _SEEN_REST,
-}
-_INSERT_PAGES = "INSERT INTO span_pages (rid, aid, first_seq, span_ids, body) VALUES "
-_PAGE_VALUES = "(%s, %s, %s, {ids}, %s)"
+_NONE_FOUND = " AND NOT EXISTS (SELECT FROM d)"
+_HEARTBEAT = "UPDATE attempts SET last_heartbeat_time = %s WHERE aid = %s" + _NONE_FOUND
+_TOTALS = (
+    "UPDATE rollouts SET next_span_seq = %s, span_count = span_count + %s, span_bytes = span_bytes + %s"
+    " WHERE rid = %s" + _NONE_FOUND
+)
+_INSERT_PAGES = (
+    "INSERT INTO span_pages (rid, aid, first_seq, span_ids, body) SELECT * FROM (VALUES {values}) v"
+    " WHERE NOT EXISTS (SELECT FROM d)"
+)
+_PAGE_VALUES = "(%s::bigint, %s::bigint, %s::bigint, {ids}, %s::bytea)"
 _SEPARATOR = "\x1f"  # ASCII's unit separator, chr(31)
 _PAGES = (
     "SELECT a.attempt_id, p.span_ids, p.body FROM span_pages p JOIN attempts a ON a.aid = p.aid"
     " WHERE p.rid = %s{attempt} ORDER BY p.first_seq"
-)
-_HEARTBEAT = "UPDATE attempts SET last_heartbeat_time = %s WHERE aid = %s"
-_TOTALS = (
-    "UPDATE rollouts SET next_span_seq = %s, span_count = span_count + %s, span_bytes = span_bytes + %s"
-    " WHERE rid = %s"
 )
 
 
@@ -92,24 +92,41 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
 
     Rollout rows are locked in id order (no deadlock between batches), so the duplicate check
     and the sequence ids hold across processes. The spans of each attempt become pages
-    (codec.py). Two round trips: the locks and duplicate checks in one pipeline, then the
-    pages, heartbeats and rollout totals in one statement with ``COMMIT``.
+    (codec.py). Two round trips: the locks, then the pages, heartbeats and rollout totals in
+    one statement with ``COMMIT``. That statement checks for spans stored already and writes
+    nothing when it finds some; the batch is then built again without them (a retried batch).
     """
-    now = time.time()
     groups: dict[tuple[str, str], list[Span]] = {}
     for span in spans:
         groups.setdefault((span.rollout_id, span.attempt_id), []).append(span)
     keys = sorted(groups)
+    stored_already: dict[int, set[str]] = {}
+    while True:
+        stored, found = await _add_once(conn, groups, keys, stored_already, refs, where_, channel)
+        if not found:
+            return stored
+        for aid, span_id in found:
+            stored_already.setdefault(aid, set()).add(span_id)
+
+
+async def _add_once(
+    conn: Conn,
+    groups: dict[tuple[str, str], list[Span]],
+    keys: list[tuple[str, str]],
+    stored_already: dict[int, set[str]],
+    refs: ResourceRefs,
+    where_: str,
+    channel: str,
+) -> tuple[list[Span], list[tuple[int, str]]]:
+    """One try of :func:`add`: the spans stored, or the duplicates found (then nothing but
+    status changes was written)."""
+    now = time.time()
     async with rollback_on_error(conn):
         async with conn.pipeline():
             await conn.execute(b"BEGIN")
-            sent = []
-            for rollout_id, attempt_id in keys:
-                locked = await attempts.send_locked(conn, rollout_id, attempt_id)
-                ids_sql, ids = _id_array([s.span_id for s in groups[rollout_id, attempt_id]])
-                # after the lock is held, so it sees every committed batch
-                seen_query = _SEEN[attempt_id == "latest"].format(ids=ids_sql)
-                sent.append((locked, await conn.execute(seen_query, (rollout_id, attempt_id, ids))))
+            sent = [
+                await attempts.send_locked(conn, rollout_id, attempt_id) for rollout_id, attempt_id in keys
+            ]
         stored: list[Span] = []
         pages: dict[int, _Page] = {}  # by attempt: "latest" and its id may both name one
         rollout_totals: dict[int, list[int]] = {}
@@ -117,16 +134,15 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
         body_of, next_sequence_id = span_body, policy.next_sequence_id
         last_resource: dict[str, Any] | None = None
         last_ref: int | None = None
-        for (rollout_id, attempt_id), (locked_cur, seen_cur) in zip(keys, sent, strict=True):
+        for (rollout_id, attempt_id), locked_cur in zip(keys, sent, strict=True):
             arow, rrow = await attempts.locked(conn, rollout_id, attempt_id, where_, locked_cur)
             aid, rid, attempt = arow[9], arow[10], attempt_from_row(arow)
             page = pages.get(aid)
             if page is None:
-                page = pages[aid] = _Page(rid, aid)
+                page = pages[aid] = _Page(rid, aid, set(stored_already.get(aid, ())))
                 # only the latest attempt changes its rollout, so the row read under the lock is current
                 heartbeats.append((aid, rid, attempt, rrow))
             seen = page.seen
-            seen.update(r[0] for r in await seen_cur.fetchall())
             totals = rollout_totals.get(rid)
             if totals is None:
                 totals = rollout_totals[rid] = [await _next_span_seq(conn, rid, rrow), 0]
@@ -152,8 +168,10 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
                 page.bodies.append(body_of(span))
                 totals[1] += 1
                 stored.append(span)
+        checks: list[str] = []
         values: list[str] = []
-        rows: list[Any] = []
+        check_params: list[Any] = []
+        page_params: list[Any] = []
         bytes_of: dict[int, int] = {}
         for page in pages.values():
             for first in range(0, len(page.ids), codec.PAGE_SPANS):
@@ -161,8 +179,10 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
                 columns = page.columns[first : first + codec.PAGE_SPANS]
                 body = codec.encode_page(columns, page.bodies[first : first + codec.PAGE_SPANS])
                 ids_sql, ids_value = _id_array(ids)
+                checks.append(_DUPLICATES.format(ids=ids_sql))
+                check_params += (page.aid, ids_value, page.rid, page.aid)
                 values.append(_PAGE_VALUES.format(ids=ids_sql))
-                rows += (page.rid, page.aid, min(c[0] for c in columns), ids_value, body)
+                page_params += (page.rid, page.aid, min(c[0] for c in columns), ids_value, body)
                 bytes_of[page.rid] = bytes_of.get(page.rid, 0) + len(body) + sum(map(len, ids))
         async with conn.pipeline():
             writes: list[Statement] = []
@@ -174,11 +194,21 @@ async def add(conn: Conn, spans: Sequence[Span], refs: ResourceRefs, where_: str
                     await attempts.apply_status(conn, aid, rid, attempt, new_status, now, channel, rrow)
             for rid, (next_seq, count) in rollout_totals.items():
                 writes.append((_TOTALS, (next_seq, count, bytes_of.get(rid, 0), rid)))
-            if rows:
-                writes.append((_INSERT_PAGES + ", ".join(values), tuple(rows)))
-            await execute_together(conn, writes)
+            if values:
+                writes.append((_INSERT_PAGES.format(values=", ".join(values)), tuple(page_params)))
+            duplicates = (
+                "SELECT NULL::bigint AS aid, NULL::text AS q WHERE false"
+                if not checks
+                else " UNION ALL ".join(checks)
+            )
+            ctes = ", ".join(f"w{i} AS ({query})" for i, (query, _) in enumerate(writes))
+            cur = await conn.execute(
+                f"WITH d AS ({duplicates}), {ctes} SELECT aid, q FROM d",
+                (*check_params, *(p for _, ps in writes for p in ps)),
+            )
             await conn.execute(b"COMMIT")
-    return stored
+        found = [(int(aid), str(q)) for aid, q in await cur.fetchall()]
+    return stored, found
 
 
 def _id_array(ids: list[str]) -> tuple[str, str | list[str]]:
