@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import psycopg
@@ -116,8 +117,11 @@ async def test_query_orders_as_sql_would_nulls_last_and_nan_above_numbers(make_s
 
 
 def test_pages_round_trip_what_orjson_cannot_write() -> None:
-    columns = [[1, "t", None, "n", math.inf, None, None], [2, "t", "p", "n\x00ul", 1.5, 2.0, 3]]
-    bodies = [{"a": {"x": math.nan, "big": 2**70}}, {"a": {"s": "null"}}]
+    columns: list[list[Any]] = [
+        [1, "t", None, "n", math.inf, None, None],
+        [2, "t", "p", "n\x00ul", 1.5, 2.0, 3],
+    ]
+    bodies: list[dict[str, Any]] = [{"a": {"x": math.nan, "big": 2**70}}, {"a": {"s": "null"}}]
     got_columns, got_bodies = decode_page(encode_page(columns, bodies))
     assert got_columns[0][4] == math.inf and got_columns[1] == columns[1]
     assert math.isnan(got_bodies[0]["a"]["x"]) and got_bodies[0]["a"]["big"] == 2**70
