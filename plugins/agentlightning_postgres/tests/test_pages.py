@@ -15,7 +15,7 @@ import pytest
 from agentlightning_core.spans import SpanEvent, SpanStatus
 from agentlightning_core.testing.store import make_span
 from agentlightning_postgres import PostgresLightningStore, schema
-from agentlightning_postgres.codec import PAGE_SPANS, decode_page, encode_page, encode_span_body
+from agentlightning_postgres.codec import PAGE_SPANS, encode_page, encode_span_body, page_bodies, page_columns
 
 pytestmark = pytest.mark.anyio
 
@@ -122,12 +122,13 @@ def test_pages_round_trip_what_orjson_cannot_write() -> None:
         [2, "t", "p", "n\x00ul", 1.5, 2.0, 3],
     ]
     bodies: list[dict[str, Any]] = [{"a": {"x": math.nan, "big": 2**70}}, {"a": {"s": "null"}}]
-    got_columns, got_bodies = decode_page(encode_page(columns, bodies))
+    page = encode_page(columns, bodies)
+    got_columns, got_bodies = page_columns(page), page_bodies(page)
     assert got_columns[0][4] == math.inf and got_columns[1] == columns[1]
     assert math.isnan(got_bodies[0]["a"]["x"]) and got_bodies[0]["a"]["big"] == 2**70
     assert got_bodies[1] == bodies[1]
     with pytest.raises(ValueError, match="format byte 0x9"):
-        decode_page(b"\x09abc")
+        page_columns(b"\x09abc")
 
 
 async def test_a_version_1_store_migrates_to_pages_and_reads_the_same(

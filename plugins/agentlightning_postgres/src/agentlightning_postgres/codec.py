@@ -2,8 +2,9 @@
 
 Since schema version 2 the spans of one attempt that arrive in one call are stored together as
 a page (a row of ``span_pages``, up to :data:`PAGE_SPANS` spans): their span ids in a column
-(for duplicate checks) and everything else in one ``body``, the JSON of :func:`encode_page`
-LZ4-compressed with a preset dictionary of the keys and message structure our tracer writes.
+(for duplicate checks) and everything else in one ``body`` (:func:`encode_page`): the JSON of
+their columns and of their bodies, LZ4-compressed with a preset dictionary of the keys and
+message structure our tracer writes.
 Spans of one batch share most of their text, so a page compresses far better than each span
 alone and costs the server one row instead of one per span. The OTel resource, identical for
 every span of a process, is stored once in ``span_resources``. Span bodies (the non-default
@@ -27,7 +28,15 @@ import orjson
 from agentlightning_core import Span
 from agentlightning_core.store.sql import SPAN_BODY_DICTIONARY, dumps, loads, span_body_json
 
-__all__ = ["PAGE_SPANS", "PageColumns", "decode_body", "decode_page", "encode_page", "encode_span_body"]
+__all__ = [
+    "PAGE_SPANS",
+    "PageColumns",
+    "decode_body",
+    "encode_page",
+    "encode_span_body",
+    "page_bodies",
+    "page_columns",
+]
 
 PAGE_SPANS = 256
 """Most spans in one page; a larger batch of one attempt takes several."""
@@ -44,9 +53,10 @@ _COMPRESS_ABOVE = 48  # bytes of JSON; below this compression rarely saves anyth
 _DEFLATED = 0x01
 _LZ4 = 0x02
 _LZ4_PREFIX = bytes((_LZ4,))
-# Page format byte: "[" (0x5b) plain JSON; 0x03 an LZ4 block and the dictionary below.
-_LZ4_PAGE = 0x03
-_LZ4_PAGE_PREFIX = bytes((_LZ4_PAGE,))
+# Page format byte 0x03: the size of the columns' LZ4 block in 4 bytes (little-endian), that
+# block, then the bodies' LZ4 block, both with the dictionary below.
+_PAGE = 0x03
+_PAGE_PREFIX = bytes((_PAGE,))
 _DICT = SPAN_BODY_DICTIONARY  # the SQLite store's dictionary 2
 
 
@@ -61,8 +71,9 @@ def encode_span_body(span: Span) -> bytes:
 
 
 def encode_page(columns: Sequence[PageColumns], bodies: Sequence[dict[str, Any]]) -> bytes:
-    """The ``body`` of a page row: ``[columns, bodies]`` of its spans in order, as JSON
-    (orjson; ``json`` for what only it writes, such as NaN), LZ4-compressed when that saves."""
+    """The ``body`` of a page row: the JSON of its spans' columns and the JSON of their bodies
+    (orjson; ``json`` for what only it writes, such as NaN), each LZ4-compressed, so a query
+    reads the columns of every page but the bodies of the pages it returns spans of only."""
     # nulls in columns are None (a root span's parent) unless a time is not finite, and a sum
     # of floats is finite only if each is: one cheap test of every time
     times = [t for c in columns for t in (c[4], c[5]) if t is not None]
@@ -73,23 +84,33 @@ def encode_page(columns: Sequence[PageColumns], bodies: Sequence[dict[str, Any]]
         data = None
     if data is None or b"null" in data:  # orjson writes NaN and infinities as null: look at each
         data = b"[" + b",".join(_json(b, nulls=False) for b in bodies) + b"]"
-    page = b"[" + cols + b"," + data + b"]"
-    if len(page) > _COMPRESS_ABOVE:
-        packed: bytes = lz4.block.compress(page, dict=_DICT)
-        if len(packed) + 1 < len(page):
-            return _LZ4_PAGE_PREFIX + packed
-    return page
+    packed_columns: bytes = lz4.block.compress(cols, dict=_DICT)
+    packed_bodies: bytes = lz4.block.compress(data, dict=_DICT)
+    return _PAGE_PREFIX + len(packed_columns).to_bytes(4, "little") + packed_columns + packed_bodies
 
 
-def decode_page(data: bytes) -> tuple[list[PageColumns], list[dict[str, Any]]]:
-    """The columns and bodies of a page's spans (see :func:`encode_page`)."""
-    fmt = data[0]
-    if fmt == _LZ4_PAGE:
-        data = lz4.block.decompress(memoryview(data)[1:], dict=_DICT)
-    elif fmt != 0x5B:
-        raise ValueError(f"Unknown span page format byte {fmt:#x}; it was written by a newer version")
-    columns, bodies = loads(data)
-    return columns, bodies
+def page_columns(data: bytes) -> list[PageColumns]:
+    """The columns of a page's spans, in order (see :func:`encode_page`)."""
+    view = _page(data)
+    columns: list[PageColumns] = loads(lz4.block.decompress(view[4 : 4 + _columns_size(view)], dict=_DICT))
+    return columns
+
+
+def page_bodies(data: bytes) -> list[dict[str, Any]]:
+    """The bodies of a page's spans, in order (see :func:`encode_page`)."""
+    view = _page(data)
+    bodies: list[dict[str, Any]] = loads(lz4.block.decompress(view[4 + _columns_size(view) :], dict=_DICT))
+    return bodies
+
+
+def _page(data: bytes) -> memoryview:
+    if data[0] != _PAGE:
+        raise ValueError(f"Unknown span page format byte {data[0]:#x}; it was written by a newer version")
+    return memoryview(data)[1:]
+
+
+def _columns_size(view: memoryview) -> int:
+    return int.from_bytes(view[:4], "little")
 
 
 def _json(value: Any, *, nulls: bool) -> bytes:

@@ -283,21 +283,23 @@ async def query(
     )
     match = _matcher(spec)
     found: list[_Found] = []
-    for found_attempt_id, ids, data in rows:
-        columns, bodies = codec.decode_page(data)
-        for span_id, cols, body in zip(ids, columns, bodies, strict=True):
+    for page, (found_attempt_id, ids, _) in enumerate(rows):
+        for index, (span_id, cols) in enumerate(zip(ids, codec.page_columns(rows[page][2]), strict=True)):
             if match is None or match(span_id, cols):
-                found.append((found_attempt_id, span_id, cols, body))
+                found.append((found_attempt_id, span_id, cols, page, index))
     found = _sorted(found, spec.sort_by, spec.sort_order == "desc")
     chosen = found[spec.offset :] if spec.limit == -1 else found[spec.offset : spec.offset + spec.limit]
+    bodies = {page: codec.page_bodies(rows[page][2]) for page in {f[3] for f in chosen}}
     wanted = {f[2][6] for f in chosen if f[2][6] is not None}
     resources = await refs.resolve(conn, wanted) if wanted else refs.bodies
     return PaginatedResult(
         [
             span_from_row(
-                (rollout_id, a, c[0], c[1], s, c[2], c[3], c[4], c[5], c[6], b), resources, _as_body
+                (rollout_id, a, c[0], c[1], s, c[2], c[3], c[4], c[5], c[6], bodies[page][index]),
+                resources,
+                _as_body,
             )
-            for a, s, c, b in chosen
+            for a, s, c, page, index in chosen
         ],
         len(found),
         spec.limit,
@@ -305,8 +307,8 @@ async def query(
     )
 
 
-_Found = tuple[str, str, codec.PageColumns, dict[str, Any]]
-"""A span read from a page: its attempt id, span id, page columns and body."""
+_Found = tuple[str, str, codec.PageColumns, int, int]
+"""A span read from a page: its attempt id, span id, page columns, page and place in it."""
 _FIELD_COLUMN = {"span_id": None, "trace_id": 1, "parent_id": 2, "name": 3}
 """Where a filtered field is: a page column, or None (the span id)."""
 _SORT_COLUMN = {"start_time": 4, "end_time": 5, "trace_id": 1, "name": 3}
