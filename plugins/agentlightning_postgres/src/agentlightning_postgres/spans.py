@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from itertools import count, repeat
+from operator import itemgetter
 from typing import Any
 
 import attrs
@@ -192,8 +194,8 @@ async def _add_once(
                 new_status = policy.attempt_status_after_heartbeat(attempt.status)
                 if new_status is not attempt.status:
                     await attempts.apply_status(conn, aid, rid, attempt, new_status, now, channel, rrow)
-            for rid, (next_seq, count) in rollout_totals.items():
-                writes.append((_TOTALS, (next_seq, count, bytes_of.get(rid, 0), rid)))
+            for rid, (next_seq, added) in rollout_totals.items():
+                writes.append((_TOTALS, (next_seq, added, bytes_of.get(rid, 0), rid)))
             if values:
                 writes.append((_INSERT_PAGES.format(values=", ".join(values)), tuple(page_params)))
             duplicates = (
@@ -283,14 +285,14 @@ async def query(
     )
     match = _matcher(spec)
     found: list[_Found] = []
-    for page, (found_attempt_id, ids, _) in enumerate(rows):
-        for index, (span_id, cols) in enumerate(zip(ids, codec.page_columns(rows[page][2]), strict=True)):
-            if match is None or match(span_id, cols):
-                found.append((found_attempt_id, span_id, cols, page, index))
+    for page, (found_attempt_id, ids, data) in enumerate(rows):
+        columns = codec.page_columns(data)
+        spans = zip([c[0] for c in columns], repeat(found_attempt_id), ids, columns, repeat(page), count())
+        found.extend(spans if match is None else (f for f in spans if match(f[2], f[3])))
     found = _sorted(found, spec.sort_by, spec.sort_order == "desc")
     chosen = found[spec.offset :] if spec.limit == -1 else found[spec.offset : spec.offset + spec.limit]
-    bodies = {page: codec.page_bodies(rows[page][2]) for page in {f[3] for f in chosen}}
-    wanted = {f[2][6] for f in chosen if f[2][6] is not None}
+    bodies = {page: codec.page_bodies(rows[page][2]) for page in {f[4] for f in chosen}}
+    wanted = {f[3][6] for f in chosen if f[3][6] is not None}
     resources = await refs.resolve(conn, wanted) if wanted else refs.bodies
     return PaginatedResult(
         [
@@ -299,7 +301,7 @@ async def query(
                 resources,
                 _as_body,
             )
-            for a, s, c, page, index in chosen
+            for _, a, s, c, page, index in chosen
         ],
         len(found),
         spec.limit,
@@ -307,8 +309,9 @@ async def query(
     )
 
 
-_Found = tuple[str, str, codec.PageColumns, int, int]
-"""A span read from a page: its attempt id, span id, page columns, page and place in it."""
+_Found = tuple[int, str, str, codec.PageColumns, int, int]
+"""A span read from a page: its sequence id, attempt id, span id, page columns, page and place
+in it."""
 _FIELD_COLUMN = {"span_id": None, "trace_id": 1, "parent_id": 2, "name": 3}
 """Where a filtered field is: a page column, or None (the span id)."""
 _SORT_COLUMN = {"start_time": 4, "end_time": 5, "trace_id": 1, "name": 3}
@@ -338,19 +341,20 @@ def _matcher(spec: SpanQuery) -> Callable[[str, codec.PageColumns], bool] | None
 
 def _sorted(found: list[_Found], sort_by: str, desc: bool) -> list[_Found]:
     """``found`` (in stored order) in the order of ``sort_by`` as the SQL stores sort it."""
+    by_sequence_id = itemgetter(0)
     if sort_by == "sequence_id":  # ORDER BY sequence_id, then stored order, both ways
         if desc:
             found.reverse()
-        found.sort(key=lambda f: f[2][0], reverse=desc)
+        found.sort(key=by_sequence_id, reverse=desc)
         return found
-    found.sort(key=lambda f: f[2][0])  # ties: ascending sequence id, then stored order
+    found.sort(key=by_sequence_id)  # ties: ascending sequence id, then stored order
     if sort_by == "span_id":
-        found.sort(key=lambda f: f[1], reverse=desc)
+        found.sort(key=itemgetter(2), reverse=desc)
         return found
     column = _SORT_COLUMN[sort_by]
-    present = [f for f in found if f[2][column] is not None]
-    present.sort(key=lambda f: _sort_value(f[2][column]), reverse=desc)
-    return present + [f for f in found if f[2][column] is None]  # NULLs last both ways
+    present = [f for f in found if f[3][column] is not None]
+    present.sort(key=lambda f: _sort_value(f[3][column]), reverse=desc)
+    return present + [f for f in found if f[3][column] is None]  # NULLs last both ways
 
 
 def _sort_value(value: Any) -> Any:
