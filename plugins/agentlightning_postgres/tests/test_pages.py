@@ -139,6 +139,8 @@ async def test_a_version_1_store_migrates_to_pages_and_reads_the_same(
     async with make_store(schema="v1") as store:
         one = await store.start_rollout("one")
         two = await store.start_rollout("two")
+        # enough attempts that the migration writes its pages in several rounds
+        more = [await store.start_rollout(f"more-{i}") for i in range(110)]
         second = await store.start_attempt(one.rollout_id)
     spans = [
         attrs.evolve(
@@ -152,7 +154,7 @@ async def test_a_version_1_store_migrates_to_pages_and_reads_the_same(
             start_time=math.nan if i == 5 else 1.7e9 + i,
         )
         for i in range(PAGE_SPANS + 40)
-    ] + [attrs.evolve(make_span(two.rollout_id, two.attempt_id, 0), sequence_id=1)]
+    ] + [attrs.evolve(make_span(r.rollout_id, r.attempt_id, 0), sequence_id=1) for r in [two, *more]]
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute("SET search_path TO v1")
         (ref,) = await (
@@ -186,7 +188,9 @@ async def test_a_version_1_store_migrates_to_pages_and_reads_the_same(
         )
     monkeypatch.undo()
     async with make_store(schema="v1") as store:
-        back = list(await store.query_spans(one.rollout_id)) + list(await store.query_spans(two.rollout_id))
+        back = list(await store.query_spans(one.rollout_id))
+        for r in [two, *more]:
+            back += await store.query_spans(r.rollout_id)
         assert len(back) == len(spans)
         for got, want in zip(back, spans, strict=True):
             if want.start_time is not None and math.isnan(want.start_time):
@@ -200,4 +204,4 @@ async def test_a_version_1_store_migrates_to_pages_and_reads_the_same(
     assert await _rows(dsn, "SELECT version FROM v1.agl_schema_version") == [(schema.SCHEMA_VERSION,)]
     assert await _rows(dsn, "SELECT to_regclass('v1.spans') IS NULL") == [(True,)]
     # the first attempt's spans fill a page and part of another; the others one each
-    assert await _rows(dsn, "SELECT count(*) FROM v1.span_pages") == [(4 + 1,)]
+    assert await _rows(dsn, "SELECT count(*) FROM v1.span_pages") == [(3 + 111 + 1,)]
