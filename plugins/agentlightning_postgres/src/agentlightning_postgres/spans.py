@@ -28,13 +28,13 @@ from agentlightning_postgres.sql import Conn, Statement, all_rows, one, rollback
 
 __all__ = ["ResourceRefs", "add", "allocate_sequence_ids", "query"]
 
-# The write of a batch is one statement: the duplicate check of each new page (its span ids
-# already in a page of its attempt, found through one hashed set, so a check costs one pass
-# over the attempt's stored ids however many are asked about), then the pages, heartbeats and
-# rollout totals, each written only when no duplicate was found; it returns the duplicates.
+# The write of a batch is one statement: the duplicate check of each new page (the attempt's
+# stored span ids among the page's, which PostgreSQL hashes: one pass over the stored ids), then
+# the pages, heartbeats and rollout totals, each written only when no duplicate was found; it
+# returns the duplicates.
 _DUPLICATES = (
-    "SELECT %s::bigint AS aid, q FROM unnest({ids}) q WHERE q IN"
-    " (SELECT unnest(span_ids) FROM span_pages WHERE rid = %s AND aid = %s)"
+    "SELECT %s::bigint AS aid, q FROM (SELECT unnest(span_ids) AS q FROM span_pages WHERE rid = %s AND aid = %s) s"
+    " WHERE q IN (SELECT unnest({ids}))"
 )
 _NONE_FOUND = " AND NOT EXISTS (SELECT FROM d)"
 _HEARTBEAT = "UPDATE attempts SET last_heartbeat_time = %s WHERE aid = %s" + _NONE_FOUND
@@ -182,7 +182,7 @@ async def _add_once(
                 body = codec.encode_page(columns, page.bodies[first : first + codec.PAGE_SPANS])
                 ids_sql, ids_value = _id_array(ids)
                 checks.append(_DUPLICATES.format(ids=ids_sql))
-                check_params += (page.aid, ids_value, page.rid, page.aid)
+                check_params += (page.aid, page.rid, page.aid, ids_value)
                 values.append(_PAGE_VALUES.format(ids=ids_sql))
                 page_params += (page.rid, page.aid, min(c[0] for c in columns), ids_value, body)
                 bytes_of[page.rid] = bytes_of.get(page.rid, 0) + len(body) + sum(map(len, ids))
