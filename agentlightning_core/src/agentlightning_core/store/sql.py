@@ -84,6 +84,7 @@ __all__ = [
     "resources_from_row",
     "resources_query",
     "rollout_from_row",
+    "span_body",
     "span_body_json",
     "span_from_row",
     "span_statements",
@@ -246,8 +247,8 @@ messages inside attribute strings) with the values left empty, the common chat c
 persist bodies compressed with it: never change it; add another."""
 
 
-def span_body_json(span: Span) -> bytes:
-    """The JSON of a span row's ``body`` (everything but its columns and OTel resource)."""
+def span_body(span: Span) -> dict[str, Any]:
+    """The dict of a span row's ``body`` (everything but its columns and OTel resource)."""
     body: dict[str, Any] = {}
     if span.attributes:
         body["a"] = span.attributes
@@ -266,6 +267,12 @@ def span_body_json(span: Span) -> bytes:
         body["s"] = [status.status_code, status.description]
     if span.kind != "INTERNAL":
         body["k"] = span.kind
+    return body
+
+
+def span_body_json(span: Span) -> bytes:
+    """The JSON of a span row's ``body``: :func:`span_body`, compact."""
+    body = span_body(span)
     if orjson is not None:
         try:
             data: bytes = orjson.dumps(body)

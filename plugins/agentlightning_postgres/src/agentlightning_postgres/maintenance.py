@@ -82,7 +82,7 @@ async def delete_finished_batch(conn: Conn, cutoff: float) -> int:
         for r in await all_rows(conn, FINISHED_BEFORE + " FOR UPDATE SKIP LOCKED", (cutoff, RETENTION_BATCH))
     ]
     if rids:
-        await conn.execute("DELETE FROM spans WHERE rid = ANY(%s)", (rids,))
+        await conn.execute("DELETE FROM span_pages WHERE rid = ANY(%s)", (rids,))
         await conn.execute("DELETE FROM attempts WHERE rid = ANY(%s)", (rids,))
         await conn.execute("DELETE FROM rollouts WHERE rid = ANY(%s)", (rids,))
     return len(rids)

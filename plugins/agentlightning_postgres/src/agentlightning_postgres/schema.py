@@ -2,8 +2,8 @@
 
 A store lives in one PostgreSQL schema (``agentlightning`` unless told otherwise), so several
 stores can share a database. Its table ``agl_schema_version`` holds the schema version;
-``MIGRATIONS[i]`` upgrades it from version ``i`` to ``i + 1``, so an empty schema runs them
-all. Opening takes an advisory lock, so processes starting together migrate once. Never edit
+``MIGRATIONS[i]`` (an SQL script, or a coroutine function for what SQL cannot do) upgrades it
+from version ``i`` to ``i + 1``, so an empty schema runs them all. Opening takes an advisory lock, so processes starting together migrate once. Never edit
 a released migration: append one.
 """
 
@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from agentlightning_postgres import codec
 from agentlightning_postgres.errors import PostgresStoreError
 from agentlightning_postgres.sql import Conn
 
@@ -22,6 +25,7 @@ __all__ = [
     "DSN_ENV",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "Migration",
     "channel",
     "check_schema_name",
     "connect",
@@ -131,8 +135,67 @@ CREATE TABLE workers (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
-"""``MIGRATIONS[i]`` takes the schema from version ``i`` to ``i + 1`` (SQL script)."""
+# Spans of one attempt that arrive together are stored as one row, a page (codec.py): one heap
+# tuple and one index entry per batch instead of one, and two, per span. The page's span ids
+# are a column of their own, for duplicate checks. Bodies are compressed already, so PostgreSQL
+# keeps them in the row (MAIN) when the row fits in a block.
+_V2_PAGES = """
+CREATE TABLE span_pages (
+    rid bigint NOT NULL,
+    aid bigint NOT NULL,
+    first_seq bigint NOT NULL,
+    span_ids text[] COLLATE "C" NOT NULL,
+    body bytea NOT NULL
+);
+ALTER TABLE span_pages ALTER COLUMN span_ids SET COMPRESSION lz4;
+ALTER TABLE span_pages ALTER COLUMN body SET STORAGE MAIN;
+CREATE INDEX span_pages_attempt ON span_pages (rid, aid);
+"""
+_V1_SPANS = (
+    "SELECT rid, aid, sequence_id, span_id, trace_id, parent_id, name, start_time, end_time, resource_ref,"
+    " body FROM spans ORDER BY rid, aid, sequence_id, ctid"
+)
+_INSERT_PAGE = "INSERT INTO span_pages (rid, aid, first_seq, span_ids, body) VALUES (%s, %s, %s, %s, %s)"
+
+
+async def _v2_span_pages(conn: Conn) -> None:
+    """Version 2: the spans of each attempt in pages (read from version 1's row per span)."""
+    await conn.execute(_V2_PAGES)
+    pages: list[tuple[Any, ...]] = []
+    key: tuple[int, int] | None = None
+    ids: list[str] = []
+    columns: list[codec.PageColumns] = []
+    bodies: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if key is not None and ids:
+            pages.append((*key, columns[0][0], list(ids), codec.encode_page(columns, bodies)))
+        ids.clear()
+        columns.clear()
+        bodies.clear()
+
+    async with conn.cursor(name="agl_v1_spans") as cur:
+        await cur.execute(_V1_SPANS)
+        async for row in cur:
+            if (row[0], row[1]) != key or len(ids) == codec.PAGE_SPANS:
+                flush()
+                key = (row[0], row[1])
+            ids.append(row[3])
+            columns.append([row[2], row[4], row[5], row[6], row[7], row[8], row[9]])
+            bodies.append(codec.decode_body(row[10]))
+            if len(pages) >= 100:
+                await conn.cursor().executemany(_INSERT_PAGE, pages)
+                pages.clear()
+    flush()
+    if pages:
+        await conn.cursor().executemany(_INSERT_PAGE, pages)
+    await conn.execute("DROP TABLE spans")
+
+
+Migration = str | Callable[[Conn], Awaitable[None]]
+MIGRATIONS: tuple[Migration, ...] = (_V1, _v2_span_pages)
+"""``MIGRATIONS[i]`` takes the schema from version ``i`` to ``i + 1`` (an SQL script, or a
+coroutine function run on the migrating connection)."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -223,6 +286,10 @@ async def migrate(conn: Conn, schema: str, where: str) -> None:
                 "Migrating the PostgreSQL store in schema %s of %s to version %d", schema, where, target
             )
             await conn.execute(f"SET LOCAL search_path TO {schema}")
-            await conn.execute(MIGRATIONS[target - 1])
+            step = MIGRATIONS[target - 1]
+            if isinstance(step, str):
+                await conn.execute(step)
+            else:
+                await step(conn)
         if version < SCHEMA_VERSION:
             await conn.execute(f"UPDATE {schema}.agl_schema_version SET version = %s", (SCHEMA_VERSION,))
