@@ -14,36 +14,17 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import anyio
 
 from agentlightning_postgres import PostgresLightningStore
 from agentlightning_postgres.testing import TemporaryCluster
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def server_cpu_seconds(data_dir: Path) -> float:
-    """CPU seconds used so far by the postmaster's children (backends, WAL writer, ...)."""
-    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        if int(fields[1]) == postmaster or int(entry) == postmaster:  # fields[1]: the parent pid
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _TICK
-
 
 async def run_cycles(
-    dsn: str, data_dir: Path, schema: str, cycles: int, workers: int
+    cluster: TemporaryCluster, schema: str, cycles: int, workers: int
 ) -> tuple[float, float, float]:
-    async with PostgresLightningStore(dsn, schema=schema, pool_size=workers) as store:
+    async with PostgresLightningStore(cluster.dsn, schema=schema, pool_size=workers) as store:
 
         async def worker(k: int) -> None:
             for i in range(cycles // workers):
@@ -52,13 +33,13 @@ async def run_cycles(
                 assert got is not None
                 await store.update_attempt(got.rollout_id, got.attempt.attempt_id, status="succeeded")
 
-        server0, client0, t0 = server_cpu_seconds(data_dir), time.process_time(), time.perf_counter()
+        server0, client0, t0 = cluster.cpu_seconds(), time.process_time(), time.perf_counter()
         async with anyio.create_task_group() as tg:
             for k in range(workers):
                 tg.start_soon(worker, k)
         wall = time.perf_counter() - t0
         client = time.process_time() - client0
-        server = server_cpu_seconds(data_dir) - server0
+        server = cluster.cpu_seconds() - server0
         return wall, client, server
 
 
@@ -73,9 +54,7 @@ def main() -> None:
     n = args.cycles // args.workers * args.workers
     with TemporaryCluster() as cluster:
         for run in range(args.runs):
-            wall, client, server = anyio.run(
-                run_cycles, cluster.dsn, cluster.data_dir, f"cpu{run}", n, args.workers
-            )
+            wall, client, server = anyio.run(run_cycles, cluster, f"cpu{run}", n, args.workers)
             print(
                 f"run {run}: {n / wall:6.0f} cycles/s  client {client / n * 1e3:.2f} ms  server"
                 f" {server / n * 1e3:.2f} ms  total {(client + server) / n * 1e3:.2f} ms CPU per cycle"

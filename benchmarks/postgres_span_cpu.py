@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import anyio
 from store_bench import make_span
@@ -23,26 +22,9 @@ from store_bench import make_span
 from agentlightning_postgres import PostgresLightningStore
 from agentlightning_postgres.testing import TemporaryCluster
 
-_TICK = os.sysconf("SC_CLK_TCK")
 
-
-def cluster_cpu_seconds(postmaster: int) -> float:
-    """CPU seconds used so far by the postmaster and its children (backends, WAL writer, ...)."""
-    ticks = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        if int(entry) == postmaster or int(fields[1]) == postmaster:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / _TICK
-
-
-async def run(dsn: str, postmaster: int, args: argparse.Namespace) -> None:
-    async with PostgresLightningStore(dsn, pool_size=8, watchdog_interval=None) as store:
+async def run(cluster: TemporaryCluster, args: argparse.Namespace) -> None:
+    async with PostgresLightningStore(cluster.dsn, pool_size=8, watchdog_interval=None) as store:
         ids = []
         for _ in range(100):
             got = await store.start_rollout({"q": 1})
@@ -53,12 +35,12 @@ async def run(dsn: str, postmaster: int, args: argparse.Namespace) -> None:
         ]
         for batch in batches[:100]:  # every attempt running, every statement prepared
             await store.add_many_spans(batch)
-        server, client, wall = cluster_cpu_seconds(postmaster), time.process_time(), time.perf_counter()
+        server, client, wall = cluster.cpu_seconds(), time.process_time(), time.perf_counter()
         for batch in batches[100:]:
             await store.add_many_spans(batch)
         wall = time.perf_counter() - wall
         client = time.process_time() - client
-        server = cluster_cpu_seconds(postmaster) - server
+        server = cluster.cpu_seconds() - server
         n = args.batches
         one = await store.start_rollout({"q": 2})
         await store.add_many_spans(
@@ -89,9 +71,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="runs on the same server (default 2)")
     args = parser.parse_args()
     with TemporaryCluster() as cluster:
-        postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
         for _ in range(args.runs):
-            anyio.run(run, cluster.dsn, postmaster, args)
+            anyio.run(run, cluster, args)
 
 
 if __name__ == "__main__":

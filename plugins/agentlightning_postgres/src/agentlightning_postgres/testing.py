@@ -102,6 +102,22 @@ class TemporaryCluster:
         assert self._tmp is not None, "the cluster is not started"
         return self._tmp / "data"
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds the server's processes (postmaster, backends, WAL writer...) used so far,
+        from ``/proc``: what benchmarks compare on a shared machine instead of wall time."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        ticks = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            if int(entry) == postmaster or int(fields[1]) == postmaster:  # fields[1]: parent pid
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(self.bindir / args[0]), *args[1:]]
         # As root: switch to the cluster's owner in the child (no PAM session, unlike runuser).
