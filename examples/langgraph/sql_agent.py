@@ -24,7 +24,16 @@ from typing import Any, TypedDict
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, StateGraph
 
-from agentlightning_core import LLM, Hook, Span, TracerTraceToTriplet, Trainer, emit_reward, rollout
+from agentlightning_core import (
+    LLM,
+    AttemptedRollout,
+    Hook,
+    Span,
+    TracerTraceToTriplet,
+    Trainer,
+    emit_reward,
+    rollout,
+)
 from agentlightning_core.testing.openai_server import OpenAIServer
 from agentlightning_langchain import LightningCallbackHandler
 
@@ -84,15 +93,20 @@ def endpoint(base_url: str | None, model: str) -> Iterator[LLM]:
 
 
 class NodeTriplets(Hook):
-    """Collects each finished rollout's triplets, per LangGraph node."""
+    """Collects each finished rollout's triplets, per LangGraph node and task id."""
 
     def __init__(self) -> None:
-        self.by_node: dict[str, list[Any]] = {node: [] for node in NODES}
+        self.by_task: dict[str, dict[str, list[Any]]] = {node: {} for node in NODES}
 
-    def on_rollout_end(self, *, spans: Sequence[Span], **kwargs: Any) -> None:
+    def on_rollout_end(self, *, rollout: AttemptedRollout, spans: Sequence[Span], **kwargs: Any) -> None:
         for node in NODES:
             adapter = TracerTraceToTriplet(agent_match=f"^{node}$", on_bad_data="drop")
-            self.by_node[node].extend(adapter.adapt(spans))
+            self.by_task[node][rollout.input["id"]] = adapter.adapt(spans)
+
+    def in_task_order(self, node: str, tasks: list[dict[str, str]]) -> list[Any]:
+        """The node's triplets in the order of ``tasks`` (runners finish them in any order)."""
+        found = self.by_task[node]
+        return [t for task in tasks for t in found.get(task["id"], [])]
 
 
 def main() -> None:
@@ -122,7 +136,8 @@ def main() -> None:
         print(
             f"epoch {stats.epoch} {stats.mode}: {stats.succeeded}/{stats.rollouts} succeeded, mean reward {mean}"
         )
-    for node, triplets in collected.by_node.items():
+    for node in NODES:
+        triplets = collected.in_task_order(node, tasks)
         print(f"node {node}: {len(triplets)} triplets")
         for t in triplets[:2]:
             prompt = t.prompt["messages"][-1]["content"].split("\n")[0]
