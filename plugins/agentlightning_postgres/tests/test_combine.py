@@ -17,6 +17,7 @@ from agentlightning_core.testing.store import DEADLINE, wait_until
 from agentlightning_core.types import AttemptedRollout, Rollout
 from agentlightning_postgres import PostgresLightningStore
 from agentlightning_postgres.combine import Combiner
+from agentlightning_postgres.testing import waiting_for_a_lock
 
 pytestmark = pytest.mark.anyio
 
@@ -270,13 +271,13 @@ async def test_a_cancelled_dequeue_loses_no_rollout(make_store: Make, dsn: str) 
             await holds_workers.execute("LOCK TABLE cancelled_dequeue.workers IN ACCESS EXCLUSIVE MODE")
             async with anyio.create_task_group() as tg:
                 tg.start_soon(dequeue, None)
-                await wait_until(lambda: _waiting_for_a_lock(dsn), "the first dequeue to wait")
+                await wait_until(lambda: waiting_for_a_lock(dsn), "the first dequeue to wait")
                 for worker in ("w1", "w2", "w3"):  # wait for the first; then run together
                     tg.start_soon(dequeue, worker)
                 await anyio.wait_all_tasks_blocked()
                 await holds_rollouts.commit()
                 await wait_until(lambda: _true(None in results), "the first dequeue to return")
-                await wait_until(lambda: _waiting_for_a_lock(dsn), "the second dequeue to wait")
+                await wait_until(lambda: waiting_for_a_lock(dsn), "the second dequeue to wait")
                 for worker in ("w4", "w5"):  # wait for the second
                     tg.start_soon(dequeue, worker)
                 await anyio.wait_all_tasks_blocked()
@@ -292,14 +293,6 @@ async def test_a_cancelled_dequeue_loses_no_rollout(make_store: Make, dsn: str) 
         assert [statuses[r] for r in queued] == ["preparing"] * 4 + ["queuing"] * 2
         rest = await store.dequeue_many_rollouts(10)
         assert [r.rollout_id for r in rest] == queued[4:]
-
-
-async def _waiting_for_a_lock(dsn: str) -> bool:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        found = await (
-            await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-        ).fetchone()
-        return found is not None and found[0] > 0
 
 
 async def test_attempts_finished_together_wake_a_waiter_in_another_store(make_store: Make) -> None:

@@ -14,6 +14,7 @@ from agentlightning_core.store.base import EnqueueRequest
 from agentlightning_core.testing.store import DEADLINE
 from agentlightning_core.types import RolloutConfig
 from agentlightning_postgres import PostgresLightningStore
+from agentlightning_postgres.testing import waiting_for_a_lock
 
 pytestmark = pytest.mark.anyio
 
@@ -57,21 +58,13 @@ async def test_an_update_that_waited_for_the_lock_reads_the_attempt_as_committed
 
                 tg.start_soon(update)
                 with anyio.fail_after(DEADLINE):
-                    while not await _waiting_for_a_lock(dsn):
+                    while not await waiting_for_a_lock(dsn):
                         await anyio.sleep(0.01)
                 await other.commit()
         attempt = result["attempt"]
         assert attempt.metadata == {"by": "other"} and attempt.reward == 0.5
         stored = await store.get_latest_attempt(got.rollout_id)
         assert stored is not None and stored.metadata == {"by": "other"} and stored.reward == 0.5
-
-
-async def _waiting_for_a_lock(dsn: str) -> bool:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        found = await (
-            await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-        ).fetchone()
-        return found is not None and found[0] > 0
 
 
 async def test_a_watchdog_that_waited_for_the_lock_sees_the_heartbeat_sent_meanwhile(
@@ -96,7 +89,7 @@ async def test_a_watchdog_that_waited_for_the_lock_sees_the_heartbeat_sent_meanw
 
                 tg.start_soon(watchdog)
                 with anyio.fail_after(DEADLINE):
-                    while not await _waiting_for_a_lock(dsn):
+                    while not await waiting_for_a_lock(dsn):
                         await anyio.sleep(0.01)
                 await other.commit()
         assert changed == [0]

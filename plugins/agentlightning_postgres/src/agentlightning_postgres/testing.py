@@ -25,7 +25,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["PASSWORD", "USER", "PostgresNotInstalledError", "TemporaryCluster", "find_bindir"]
+__all__ = [
+    "PASSWORD",
+    "USER",
+    "PostgresNotInstalledError",
+    "TemporaryCluster",
+    "find_bindir",
+    "waiting_for_a_lock",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -225,3 +232,14 @@ def _has_user(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+async def waiting_for_a_lock(dsn: str) -> bool:
+    """Whether some session of the database at ``dsn`` waits for a lock (for tests that hold one)."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        found = await (
+            await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        ).fetchone()
+        return found is not None and found[0] > 0
