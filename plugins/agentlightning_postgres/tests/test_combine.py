@@ -13,10 +13,13 @@ import psycopg
 import pytest
 
 from agentlightning_core import AttemptNotFoundError, RolloutNotFoundError
+from agentlightning_core.store.base import UNSET
 from agentlightning_core.testing.store import DEADLINE, wait_until
-from agentlightning_core.types import AttemptedRollout, Rollout
-from agentlightning_postgres import PostgresLightningStore
+from agentlightning_core.types import AttemptedRollout, AttemptStatus, Rollout, RolloutConfig
+from agentlightning_postgres import PostgresLightningStore, attempts
 from agentlightning_postgres.combine import Combiner
+from agentlightning_postgres.schema import channel, connect
+from agentlightning_postgres.sql import transaction
 from agentlightning_postgres.testing import waiting_for_a_lock
 
 pytestmark = pytest.mark.anyio
@@ -320,3 +323,76 @@ async def test_attempts_finished_together_wake_a_waiter_in_another_store(make_st
                     )
         assert sorted(r.rollout_id for r in finished) == sorted(ids)
         assert {r.status for r in finished} == {"succeeded"}
+
+
+async def test_a_batch_of_attempt_changes_of_every_kind_leaves_what_each_call_would(
+    make_store: Make, dsn: str
+) -> None:
+    """``attempts.update_each`` (a batch of ``update_attempt`` calls) with a change of each kind
+    (success, a retried failure, running, a heartbeat, two attempts of one worker, a failure):
+    each rollout, attempt and worker ends as the lone call leaves it, the retry goes to the back
+    of the queue and each rollout that ends is announced."""
+    retry = RolloutConfig(max_attempts=2, retry_condition=["failed"])
+    async with make_store(schema="write_each") as store:
+        for i, config in enumerate([None, retry, None, None, None, None, None]):
+            await store.enqueue_rollout(i, config=config)
+        names = ["w1", "w2", None, None, "w3", "w3", None]  # w3 takes two: busy with the second
+        got = [await store.dequeue_rollout(worker_id=name) for name in names]
+        assert all(g is not None for g in got)
+        done, retried, running, beating, older, newer, failed = [g for g in got if g is not None]
+        await store.enqueue_rollout("queued before the retry")
+
+        def change(
+            g: AttemptedRollout, status: AttemptStatus | None, beat: float | None = None
+        ) -> attempts.Change:
+            return attempts.Change(
+                g.rollout_id,
+                g.attempt.attempt_id,
+                status,
+                UNSET,
+                UNSET if beat is None else beat,
+                UNSET,
+                UNSET,
+            )
+
+        changes = [
+            change(done, AttemptStatus.SUCCEEDED),
+            change(retried, AttemptStatus.FAILED),
+            change(running, AttemptStatus.RUNNING),
+            change(beating, None, beat=1.0),
+            change(older, AttemptStatus.SUCCEEDED),
+            change(newer, AttemptStatus.RUNNING),
+            change(failed, AttemptStatus.FAILED),
+        ]
+        conn = await connect(dsn, "write_each", timeout=30)
+        async with conn, await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listener:
+            await listener.execute(f"LISTEN {channel('write_each')}")
+            out = await transaction(
+                conn, lambda c: attempts.update_each(c, changes, store.where, channel("write_each"))
+            )
+            notified: set[str] = set()
+            with anyio.fail_after(DEADLINE):
+                async for note in listener.notifies():
+                    notified.add(note.payload)
+                    if len(notified) == 3:
+                        break
+        assert notified == {done.rollout_id, older.rollout_id, failed.rollout_id}
+        statuses = ["succeeded", "requeuing", "running", "running", "succeeded", "running", "failed"]
+        assert [a.status for a in out] == [s.replace("requeuing", "failed") for s in statuses]
+        for g, attempt, status in zip(got, out, statuses, strict=True):
+            assert g is not None
+            assert await store.get_latest_attempt(g.rollout_id) == attempt
+            rollout = await store.get_rollout_by_id(g.rollout_id)
+            assert rollout.status == status
+            assert (rollout.end_time is not None) == (status in ("succeeded", "failed"))
+            assert (attempt.end_time is not None) == (attempt.status in ("succeeded", "failed"))
+        workers = {w.worker_id: w for w in await store.query_workers()}
+        assert {k: (w.status, w.current_attempt_id) for k, w in workers.items()} == {
+            "w1": ("idle", None),
+            "w2": ("idle", None),
+            "w3": ("busy", newer.attempt.attempt_id),  # not released by its older attempt
+        }
+        assert out[3].last_heartbeat_time == 1.0
+        requeued = await store.dequeue_many_rollouts(5)  # the retry went to the back of the queue
+        assert [r.input for r in requeued] == ["queued before the retry", 1]
+        assert requeued[1].attempt.sequence_id == 2

@@ -13,7 +13,7 @@ import pytest
 
 from agentlightning_core.plugins import resolve_component
 from agentlightning_postgres import PostgresLightningStore, PostgresStoreError
-from agentlightning_postgres.schema import DSN_ENV, MIGRATIONS, SCHEMA_VERSION, redact
+from agentlightning_postgres.schema import DSN_ENV, MIGRATIONS, RESERVED_WORDS, SCHEMA_VERSION, redact
 from agentlightning_postgres.testing import PASSWORD, USER, TemporaryCluster
 
 pytestmark = pytest.mark.anyio
@@ -131,6 +131,26 @@ async def test_a_schema_of_another_application_is_refused(dsn: str, make_store: 
 def test_bad_schema_names_are_refused(dsn: str, schema: str) -> None:
     with pytest.raises(ValueError, match="schema must be a lowercase PostgreSQL name"):
         PostgresLightningStore(dsn, schema=schema)
+
+
+@pytest.mark.parametrize("schema", ["order", "select", "user", "authorization"])
+def test_reserved_words_are_refused_naming_the_word_and_another_name(dsn: str, schema: str) -> None:
+    with pytest.raises(ValueError, match=rf"schema '{schema}' is a reserved word.*such as 'agl_{schema}'"):
+        PostgresLightningStore(dsn, schema=schema)
+
+
+async def test_the_servers_reserved_words_are_all_refused(dsn: str) -> None:
+    reserved = await _sql(dsn, "SELECT word FROM pg_get_keywords() WHERE catcode IN ('R', 'T')")
+    assert len(reserved) > 50
+    assert {word for (word,) in reserved} <= RESERVED_WORDS
+
+
+@pytest.mark.parametrize("schema", ["agl_order", "values", "int"])  # key words, but not reserved
+async def test_names_near_reserved_words_work(dsn: str, make_store: Make, schema: str) -> None:
+    async with make_store(schema=schema) as store:
+        rollout = await store.enqueue_rollout("x")
+        assert (await store.get_rollout_by_id(rollout.rollout_id)).input == "x"
+    assert await _sql(dsn, f"SELECT version FROM {schema}.agl_schema_version") == [(SCHEMA_VERSION,)]
 
 
 def test_redact_hides_the_password_in_urls_and_key_value_dsns() -> None:

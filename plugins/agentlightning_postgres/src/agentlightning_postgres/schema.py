@@ -24,6 +24,7 @@ from agentlightning_postgres.sql import Conn
 __all__ = [
     "DSN_ENV",
     "MIGRATIONS",
+    "RESERVED_WORDS",
     "SCHEMA_VERSION",
     "Migration",
     "channel",
@@ -201,12 +202,35 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,57}")
 
+# The key words PostgreSQL reserves ("reserved" and "reserved (can be function or type)" in the
+# appendix "SQL Key Words" of its manual; pg_get_keywords() categories R and T): none can name
+# a schema unquoted, so CREATE SCHEMA would fail with a bare syntax error. Those of PostgreSQL
+# 15 and system_user (reserved since 16); tests/test_schema.py checks them against the server.
+_RESERVED = """
+    all analyse analyze and any array as asc asymmetric authorization binary both case cast check
+    collate collation column concurrently constraint create cross current_catalog current_date
+    current_role current_schema current_time current_timestamp current_user default deferrable desc
+    distinct do else end except false fetch for foreign freeze from full grant group having ilike in
+    initially inner intersect into is isnull join lateral leading left like limit localtime
+    localtimestamp natural not notnull null offset on only or order outer overlaps placing primary
+    references returning right select session_user similar some symmetric system_user table
+    tablesample then to trailing true union unique user using variadic verbose when where window with
+"""
+RESERVED_WORDS = frozenset(_RESERVED.split())
+"""Names :func:`check_schema_name` refuses although they are lowercase identifiers."""
+
 
 def check_schema_name(schema: str) -> str:
-    """A schema name the store can use unquoted: lowercase letters, digits, ``_``; <= 58 chars."""
+    """A schema name the store can use unquoted: lowercase letters, digits, ``_``; <= 58 chars;
+    not one of PostgreSQL's :data:`RESERVED_WORDS`."""
     if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
         raise ValueError(
             f"schema must be a lowercase PostgreSQL name (letters, digits, _; at most 58 characters), got {schema!r}"
+        )
+    if schema in RESERVED_WORDS:
+        raise ValueError(
+            f"schema {schema!r} is a reserved word of PostgreSQL, which cannot name a schema unquoted;"
+            f" pick another name such as 'agl_{schema}'"
         )
     return schema
 
