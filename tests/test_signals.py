@@ -27,14 +27,22 @@ from agentlightning_sqlite import SqliteLightningStore
 
 SCRIPT = textwrap.dedent(
     """
-    import sys
+    import os, sys
     import anyio
     from agentlightning_core import Trainer, rollout
 
+    started = 0
+
     @rollout
     async def slow(task):
+        global started
+        started += 1
         sys.stdout.write("running\\n")  # one write: two runner processes share the pipe
         sys.stdout.flush()
+        # shm: the second rollout of this process runs Python code until the test has sent its
+        # signal (so the signal lands inside a runner, not while the event loop waits).
+        while started == 2 and not os.path.exists(sys.argv[3]):
+            pass
         await anyio.sleep(60)
         return 1.0
 
@@ -82,10 +90,10 @@ def store_state(path: Path) -> tuple[list[str], list[str], dict[str, int]]:
 def test_a_signal_stops_the_run_cleanly(
     tmp_path: Path, strategy: str, signum: signal.Signals, sigint: Literal["default", "ignored"]
 ) -> None:
-    script, db = tmp_path / "train.py", tmp_path / "runs.db"
+    script, db, sent_flag = tmp_path / "train.py", tmp_path / "runs.db", tmp_path / "signal-sent"
     script.write_text(SCRIPT)
     proc = subprocess.Popen(
-        python_command(str(script), str(db), strategy, sigint=sigint),
+        python_command(str(script), str(db), strategy, str(sent_flag), sigint=sigint),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -107,6 +115,7 @@ def test_a_signal_stops_the_run_cleanly(
         assert len(runner_pids) == (2 if strategy == "cs" else 0)
         sent = time.monotonic()
         proc.send_signal(signum)
+        sent_flag.touch()
         out, err = proc.communicate(timeout=60)
         took = time.monotonic() - sent
     finally:
