@@ -1,5 +1,10 @@
 """SIGTERM (``docker stop``, ``timeout``, systemd) ends a run like Ctrl+C: real signals sent to a
-real training process with real runner processes, checked on the SQLite file it leaves."""
+real training process with real runner processes, checked on the SQLite file it leaves.
+
+The training process starts with SIGINT at its default (a foreground job of a terminal, which
+Ctrl+C reaches) or ignored (a background job of a shell script), whatever the test process
+inherited: a test suite run in the background (``pytest ... &``) passes an ignored SIGINT on to
+its children, which then never see Ctrl+C."""
 
 from __future__ import annotations
 
@@ -12,22 +17,32 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any, Literal
 
 import anyio
 import pytest
 
+from agentlightning_core.testing.processes import python_command
 from agentlightning_sqlite import SqliteLightningStore
 
 SCRIPT = textwrap.dedent(
     """
-    import sys
+    import os, sys
     import anyio
     from agentlightning_core import Trainer, rollout
 
+    started = 0
+
     @rollout
     async def slow(task):
+        global started
+        started += 1
         sys.stdout.write("running\\n")  # one write: two runner processes share the pipe
         sys.stdout.flush()
+        # shm: the second rollout of this process runs Python code until the test has sent its
+        # signal (so the signal lands inside a runner, not while the event loop waits).
+        while started == 2 and not os.path.exists(sys.argv[3]):
+            pass
         await anyio.sleep(60)
         return 1.0
 
@@ -62,13 +77,23 @@ def store_state(path: Path) -> tuple[list[str], list[str], dict[str, int]]:
 
 
 @pytest.mark.parametrize(
-    ("strategy", "signum"), [("cs", signal.SIGTERM), ("shm", signal.SIGTERM), ("cs", signal.SIGINT)]
+    ("strategy", "signum", "sigint"),
+    [
+        pytest.param("cs", signal.SIGTERM, "default", id="cs-SIGTERM"),
+        pytest.param("shm", signal.SIGTERM, "default", id="shm-SIGTERM"),
+        pytest.param("cs", signal.SIGINT, "default", id="cs-SIGINT"),
+        # A background job ignores Ctrl+C; SIGTERM still ends its run cleanly.
+        pytest.param("cs", signal.SIGTERM, "ignored", id="cs-SIGTERM-background"),
+        pytest.param("shm", signal.SIGTERM, "ignored", id="shm-SIGTERM-background"),
+    ],
 )
-def test_a_signal_stops_the_run_cleanly(tmp_path: Path, strategy: str, signum: signal.Signals) -> None:
-    script, db = tmp_path / "train.py", tmp_path / "runs.db"
+def test_a_signal_stops_the_run_cleanly(
+    tmp_path: Path, strategy: str, signum: signal.Signals, sigint: Literal["default", "ignored"]
+) -> None:
+    script, db, sent_flag = tmp_path / "train.py", tmp_path / "runs.db", tmp_path / "signal-sent"
     script.write_text(SCRIPT)
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(db), strategy],
+        python_command(str(script), str(db), strategy, str(sent_flag), sigint=sigint),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -90,6 +115,7 @@ def test_a_signal_stops_the_run_cleanly(tmp_path: Path, strategy: str, signum: s
         assert len(runner_pids) == (2 if strategy == "cs" else 0)
         sent = time.monotonic()
         proc.send_signal(signum)
+        sent_flag.touch()
         out, err = proc.communicate(timeout=60)
         took = time.monotonic() - sent
     finally:
@@ -114,3 +140,23 @@ def test_a_signal_stops_the_run_cleanly(tmp_path: Path, strategy: str, signum: s
     assert sorted(attempts) == ["failed", "failed"]
     assert workers == ["idle", "idle"]
     assert by_status["running"] == 0 and by_status["preparing"] == 0 and by_status["queuing"] == 2
+
+
+@pytest.mark.parametrize(
+    "inherited", [signal.SIG_IGN, signal.default_int_handler], ids=["background", "foreground"]
+)
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_python_command_sets_sigint_whatever_the_test_process_inherited(
+    inherited: Any, sigint: Literal["default", "ignored"]
+) -> None:
+    show = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    previous = signal.signal(signal.SIGINT, inherited)  # as this process's parent gave it
+    try:
+        started = subprocess.run(python_command("-c", show, sigint=sigint), capture_output=True, text=True)
+        plain = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == str(sigint == "default")
+    # Started plainly, the child inherits the state: Ctrl+C reaches it only from the foreground.
+    assert plain.stdout.strip() == str(inherited is signal.default_int_handler)

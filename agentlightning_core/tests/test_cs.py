@@ -9,7 +9,6 @@ import pickle
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import threading
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from agentlightning_core import ClientServerExecutionStrategy, Trainer, algo, rollout
 from agentlightning_core.execution.cs import RunnerProcessError
 from agentlightning_core.testing.agents import crash_once_agent, double_agent, pid_agent
+from agentlightning_core.testing.processes import python_command
 from agentlightning_core.types import RolloutConfig
 
 
@@ -233,7 +233,7 @@ _SIGINT_CHILD = textwrap.dedent(
 
 def test_ctrl_c_stops_runner_processes_and_closes_their_attempts() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SIGINT_CHILD],
+        python_command("-c", _SIGINT_CHILD),  # Ctrl+C reaches it even if the suite runs in the background
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

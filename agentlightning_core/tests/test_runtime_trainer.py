@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -30,6 +29,7 @@ from agentlightning_core import (
     rollout,
 )
 from agentlightning_core.errors import UnknownComponentError
+from agentlightning_core.testing.processes import python_command
 from agentlightning_core.trainer._progress import ProgressDisplay
 
 
@@ -327,7 +327,7 @@ _SIGINT_CHILD = textwrap.dedent(
 def test_ctrl_c_stops_runners_and_leaves_the_store_consistent() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SIGINT_CHILD],
+        python_command("-c", _SIGINT_CHILD),  # Ctrl+C reaches it even if the suite runs in the background
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -11,6 +11,7 @@ as interrupted, status 130).
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
 import threading
@@ -44,14 +45,25 @@ def sigterm_as_interrupt() -> Iterator[list[str]]:
         handler = signal.getsignal(signal.SIGINT)
         if callable(handler):
             handler(signal.SIGINT, frame)
-        else:
-            raise KeyboardInterrupt
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop runs: interrupt the code running now
+            raise KeyboardInterrupt from None
+        # Raised here, it would unwind whatever task is running (a runner's, skipping the
+        # cancellation handler that marks its attempt failed). Raised by a callback, between
+        # two task steps, it ends the loop, whose runner then cancels every task properly.
+        loop.call_soon_threadsafe(_interrupt)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
 
 
 def interrupt_message(exc: KeyboardInterrupt, what: str) -> KeyboardInterrupt:
